@@ -1,0 +1,65 @@
+"""The `answerdesk` command."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from adapters.runtime import open_redis
+from adapters.settings import Settings
+from knowledge import KnowledgeError, KnowledgeKeys, KnowledgeStore, read_jsonl
+
+
+@click.group()
+def main() -> None:
+    """answerdesk: a self-hosted customer-support assistant that answers from your FAQ."""
+
+
+@main.command()
+@click.option("--host", help="Interface to listen on (default 127.0.0.1, ANSWERDESK_HOST).")
+@click.option("--port", type=int, help="Port to listen on (default 8000, ANSWERDESK_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the chat API, the chat page and health checks over HTTP."""
+    import uvicorn
+
+    from adapters.web import create_app
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        log_level=settings.log_level,
+    )
+
+
+@main.group()
+def kb() -> None:
+    """Manage the FAQ knowledge base."""
+
+
+@kb.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def kb_import(file: Path) -> None:
+    """Replace the knowledge base with the entries of a JSONL FILE, in one step.
+
+    Running servers answer from the new entries at their next question. An invalid line changes
+    nothing; the error names the line and the field.
+    """
+    settings = Settings()
+    try:
+        entries = read_jsonl(file)
+    except KnowledgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def run() -> int:
+        async with open_redis(settings) as redis:
+            store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
+            return await store.replace(entries)
+
+    version = asyncio.run(run())
+    click.echo(f"imported {len(entries)} entries from {file} (knowledge base version {version})")

