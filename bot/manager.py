@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from bot.errors import ConversationError
-from bot.fact_check import unsupported_facts
+from bot.grounding import supported_prefix
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, Source, Turn
 from bot.prompt import REFUSAL, build_messages
 from bot.session_store import SessionStore
@@ -116,15 +116,13 @@ class ConversationManager:
         self, generated: str, question: str, hits: list[Hit], sources: tuple[Source, ...]
     ) -> tuple[Mode, str, tuple[Source, ...]]:
         """Keep a generated reply only if it is an answer that invents no facts."""
-        reply = generated.strip()
-        if REFUSAL.lower().rstrip(".") in reply.lower():
+        if REFUSAL.lower().rstrip(".") in generated.lower():
             return "fallback", self.policy.fallback_message, ()
-        context = question + "\n" + "\n".join(f"{h.entry.question}\n{h.entry.answer}" for h in hits)
-        invented = unsupported_facts(reply, context)
-        if reply and not invented:
+        faq = "\n".join(f"{h.entry.question}\n{h.entry.answer}" for h in hits)
+        reply = supported_prefix(generated, faq, question)
+        if reply:
             return "grounded", reply, sources
-        if invented:
-            log.info("generated reply invented %s; answering with the closest FAQ entry", invented)
+        log.info("generated reply not supported by the FAQ; answering with the closest entry")
         best = hits[0].entry
         closest = f"I'm not completely sure, but this from our FAQ may help. {best.question} "
         closest += best.answer

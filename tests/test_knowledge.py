@@ -1,0 +1,136 @@
+"""FAQ files, the Redis-backed store and retrieval with the real bundled embedder."""
+
+import json
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from knowledge import (
+    Embedder,
+    FaqEntry,
+    KnowledgeError,
+    KnowledgeKeys,
+    KnowledgeStore,
+    Retriever,
+    read_jsonl,
+)
+
+POLICY_GROUNDED_THRESHOLD = 0.45  # AnswerPolicy's default: below it the bot says it does not know
+
+
+def write(path: Path, rows: list[object]) -> Path:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_sample_faq_is_a_real_shop_faq(sample_entries: list[FaqEntry]) -> None:
+    assert 28 <= len(sample_entries) <= 40
+    tags = {t for e in sample_entries for t in e.tags}
+    assert {"account", "orders", "shipping", "returns", "payments", "contact"} <= tags
+    assert all(e.answer and e.alt_questions for e in sample_entries)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (['{"id": "a", "question": "Q?", "answer": "A."}', "{not json"], ":2: invalid JSON"),
+        ([{"id": "a", "answer": "A."}], ":1: field 'question' is required"),
+        ([{"id": "a", "question": "Q?", "answer": "A.", "tags": "x"}], "field 'tags' must be"),
+        ([{"id": "a b", "question": "Q?", "answer": "A."}], "field 'id' must be"),
+        (
+            [
+                {"id": "a", "question": "Q?", "answer": "A."},
+                {"id": "a", "question": "R?", "answer": "B."},
+            ],
+            ":2: field 'id' repeats 'a'",
+        ),
+    ],
+)
+def test_bad_faq_files_name_the_line_and_field(
+    tmp_path: Path, rows: list[object], message: str
+) -> None:
+    with pytest.raises(KnowledgeError, match=message.replace("(", r"\(")):
+        read_jsonl(write(tmp_path / "faq.jsonl", rows))
+
+
+async def test_replace_is_one_versioned_transaction(
+    redis_client: Redis, prefix: str, sample_entries: list[FaqEntry]
+) -> None:
+    store = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
+    assert await store.version() == 0 and await store.entries() == []
+    v1 = await store.replace(sample_entries)
+    assert sorted(await store.entries(), key=lambda e: e.id) == sorted(
+        sample_entries, key=lambda e: e.id
+    )
+    v2 = await store.replace(sample_entries[:2])
+    assert v2 == v1 + 1
+    assert {e.id for e in await store.entries()} == {e.id for e in sample_entries[:2]}
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("how do I reset my password?", "account-reset-password"),
+        ("I forgot my login password, help", "account-reset-password"),
+        ("are you open on sunday", "contact-hours"),
+        ("can I get my money back", "refunds-time"),
+        ("do you ship to canada", "shipping-countries"),
+        ("I got charged two times", "payments-charged-twice"),
+        ("what's your phone number", "contact-reach"),
+    ],
+)
+async def test_paraphrases_find_their_entry(
+    sample_retriever: Retriever, question: str, expected: str
+) -> None:
+    hits = await sample_retriever.search(question, k=3)
+    assert hits[0].entry.id == expected
+    assert hits[0].score > hits[1].score
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "what is the capital of France?",
+        "who won the football match yesterday",
+        "how do I cook pasta",
+    ],
+)
+async def test_questions_outside_the_faq_score_low(
+    sample_retriever: Retriever, question: str
+) -> None:
+    hits = await sample_retriever.search(question, k=1)
+    assert hits[0].score < POLICY_GROUNDED_THRESHOLD
+
+
+async def test_an_import_by_another_process_is_seen_at_the_next_question(
+    redis_client: Redis, prefix: str, embedder: Embedder, sample_entries: list[FaqEntry]
+) -> None:
+    store = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
+    await store.replace(sample_entries)
+    retriever = Retriever(store, embedder)
+    hits = await retriever.search("can I bring my dog into the shop?", k=1)
+    assert hits[0].entry.id != "dogs"
+    other_writer = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
+    dogs = FaqEntry("dogs", "Are dogs allowed in the shop?", "Yes, well-behaved dogs are welcome.")
+    await other_writer.replace([*sample_entries, dogs])
+    hits = await retriever.search("can I bring my dog into the shop?", k=1)
+    assert hits[0].entry == dogs
+
+
+async def test_embeddings_are_cached_in_redis(redis_url: str, prefix: str) -> None:
+    client = Redis.from_url(redis_url)
+    keys = KnowledgeKeys(prefix)
+    first = Embedder(None, client, keys)
+    texts = ["How long does shipping take?", "Which payment methods do you accept?"]
+    vectors = await first.embed(texts)
+    assert vectors.shape == (2, 384)
+    assert len([k async for k in client.scan_iter(match=f"{prefix}:emb:*")]) == 2
+
+    class NoEncoding(Embedder):
+        def _encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
+            raise AssertionError(f"re-embedded {texts}")
+
+    again = await NoEncoding(None, client, keys).embed(texts)
+    assert (again == vectors).all()
+    await client.aclose()

@@ -1,0 +1,203 @@
+"""End to end, as a new user runs it: `answerdesk serve` in a subprocess with no configuration
+(its own bundled redis-server, the bundled model and FAQ), over real HTTP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.grounding import unsupported_facts
+from knowledge import FaqEntry, read_jsonl, sample_faq_path
+from tests.conftest import MODEL_CACHE
+
+BIN = Path(sys.executable).parent / "answerdesk"
+ANSWERS = {e.id: e for e in read_jsonl(sample_faq_path())}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANSWERDESK_")}
+        env.update(
+            ANSWERDESK_DATA_DIR=str(self.data_dir),
+            ANSWERDESK_MODEL_CACHE_DIR=str(MODEL_CACHE),
+            ANSWERDESK_MAX_NEW_TOKENS="64",
+        )
+        return env
+
+    def start(self) -> "Server":
+        self.port = free_port()
+        log = (self.data_dir / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN), "serve", "--port", str(self.port)], env=self.env(), stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 300  # the first start converts the GGUF once
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log()
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError("answerdesk serve did not become healthy:\n" + self.log())
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal after a clean shutdown, so the exit status is -SIGTERM.
+        assert self.process.wait(timeout=30) in (0, -signal.SIGTERM), self.log()
+        assert "Application shutdown complete" in self.log()
+
+    def log(self) -> str:
+        return (self.data_dir / "server.log").read_text(errors="replace")[-4000:]
+
+    def chat(self, session_id: str, message: str) -> dict:
+        r = httpx.post(
+            f"{self.url}/api/chat",
+            json={"session_id": session_id, "message": message},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def kb(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN), "kb", *args], env=self.env(), capture_output=True, text=True, timeout=120
+        )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("answerdesk-data")).start()
+    yield running
+    if running.process and running.process.poll() is None:
+        running.stop()
+
+
+def test_an_faq_question_gets_the_operators_answer(server: Server) -> None:
+    body = server.chat("s1", "how do I reset my password?")
+    assert body["mode"] == "faq"
+    assert body["reply"] == ANSWERS["account-reset-password"].answer
+    assert body["session_id"] == "s1"
+    [source] = body["sources"]
+    assert source["id"] == "account-reset-password"
+    assert source["question"] == "How do I reset my password?"
+    assert source["score"] > 0.9
+
+
+def test_a_question_the_faq_does_not_cover_gets_i_dont_know(server: Server) -> None:
+    body = server.chat("s2", "what is the capital of France?")
+    assert body["mode"] == "fallback"
+    assert "don't know" in body["reply"]
+    assert body["sources"] == []
+
+
+def test_an_in_between_question_is_answered_by_the_model_from_the_faq(server: Server) -> None:
+    body = server.chat("s3", "what cards can I pay with")
+    assert body["mode"] == "grounded"
+    ids = [s["id"] for s in body["sources"]]
+    assert "payments-methods" in ids
+    faq = "\n".join(f"{ANSWERS[i].question}\n{ANSWERS[i].answer}" for i in ids)
+    assert body["reply"].strip()
+    assert unsupported_facts(body["reply"], faq + "\nwhat cards can I pay with") == set()
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (
+            {"session_id": "bad1", "message": "   "},
+            "message: String should have at least 1 character",
+        ),
+        ({"session_id": "bad2", "message": "x" * 4001}, "message: String should have at most 4000"),
+        ({"session_id": "bad3"}, "message: Field required"),
+        ({"message": "hello"}, "session_id: Field required"),
+        ({"session_id": "no spaces allowed", "message": "hi"}, "session_id: String should match"),
+        ({"session_id": "bad4", "message": 42}, "message: Input should be a valid string"),
+        ("{not json", "JSON decode error"),
+    ],
+)
+def test_bad_input_gets_a_4xx_that_says_what_is_wrong(
+    server: Server, payload: object, problem: str
+) -> None:
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    r = httpx.post(
+        f"{server.url}/api/chat",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 422
+    assert problem in r.json()["error"]
+    session = payload.get("session_id") if isinstance(payload, dict) else None
+    if session and " " not in session:
+        history = httpx.get(f"{server.url}/api/chat/{session}/history", timeout=30).json()
+        assert history["turns"] == []  # nothing half-written
+
+
+def test_the_chat_page_talks_to_the_api(server: Server) -> None:
+    r = httpx.get(server.url + "/", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert '<form id="ask">' in r.text
+    assert 'fetch("/api/chat"' in r.text and "/history" in r.text
+
+
+def test_an_operator_import_is_answered_without_a_restart(server: Server, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "question": "Q?", "answer": "A."}\n{"id": "y", "answer": "B."}\n')
+    result = server.kb("import", str(bad))
+    assert result.returncode != 0
+    assert "bad.jsonl:2: field 'question' is required" in result.stderr
+    assert server.chat("k1", "how do I reset my password?")["mode"] == "faq"  # unchanged
+
+    own = tmp_path / "own.jsonl"
+    entries = [
+        *ANSWERS.values(),
+        FaqEntry("dogs", "Are dogs allowed in the shop?", "Yes, well-behaved dogs are welcome."),
+    ]
+    own.write_text("\n".join(json.dumps(e.to_dict()) for e in entries) + "\n")
+    result = server.kb("import", str(own))
+    assert result.returncode == 0, result.stderr
+    assert f"imported {len(entries)} entries" in result.stdout
+    body = server.chat("k1", "Are dogs allowed in the shop?")
+    assert body["mode"] == "faq" and body["reply"] == "Yes, well-behaved dogs are welcome."
+
+
+def test_history_survives_a_restart(server: Server) -> None:
+    first = server.chat("restart", "how do I reset my password?")
+    second = server.chat("restart", "What are your opening hours?")
+    server.stop()
+    server.start()
+    r = httpx.get(f"{server.url}/api/chat/restart/history", timeout=30)
+    assert r.status_code == 200
+    turns = r.json()["turns"]
+    assert [(t["role"], t["text"]) for t in turns] == [
+        ("user", "how do I reset my password?"),
+        ("assistant", first["reply"]),
+        ("user", "What are your opening hours?"),
+        ("assistant", second["reply"]),
+    ]
+    assert turns[1]["mode"] == "faq" and turns[1]["sources"][0]["id"] == "account-reset-password"
