@@ -26,6 +26,11 @@ def serve(host: str | None, port: int | None) -> None:
     from adapters.web import create_app
 
     settings = Settings()
+    if settings.faq_file:
+        try:
+            read_jsonl(settings.faq_file)  # fail here, clearly, rather than inside the server
+        except KnowledgeError as exc:
+            raise click.ClickException(f"ANSWERDESK_FAQ_FILE: {exc}") from exc
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

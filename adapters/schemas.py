@@ -19,8 +19,8 @@ class ChatRequest(BaseModel):
     session_id: SessionId
     message: Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
-        Field(description="The customer's message, 1-4000 characters."),
+        StringConstraints(strip_whitespace=True, min_length=1),
+        Field(description="The customer's message (at most ANSWERDESK_MAX_MESSAGE_CHARS, 4000)."),
     ]
 
 

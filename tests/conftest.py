@@ -4,10 +4,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 from redis.asyncio import Redis
+
+if TYPE_CHECKING:
+    from tests.server import Server
 
 from adapters.redis_server import RedisServer
 from engine import LocalModel
@@ -102,3 +106,14 @@ async def sample_retriever(
 def local_model() -> LocalModel:
     """The bundled SmolLM2-135M-Instruct, as answerdesk serves it by default."""
     return LocalModel.load(None, MODEL_CACHE)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Server"]:
+    """answerdesk as a new user starts it (see tests/server.py), one per test module."""
+    from tests.server import Server
+
+    running = Server(tmp_path_factory.mktemp("answerdesk-data")).start()
+    yield running
+    if running.process and running.process.poll() is None:
+        running.stop()
