@@ -34,6 +34,17 @@ def redis_server_binary() -> str:
     return found
 
 
+def redis_answers(url: str) -> bool:
+    """Whether a Redis server at `url` answers PING within half a second."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 class RedisServer:
     """Starts redis-server on `<folder>/redis.sock` with its data in `<folder>`.
 
@@ -95,15 +106,7 @@ class RedisServer:
         self._process = None
 
     def _answers(self) -> bool:
-        if not self.socket.exists():
-            return False
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=0.5)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return self.socket.exists() and redis_answers(self.url)
 
     def __enter__(self) -> "RedisServer":
         return self.start()

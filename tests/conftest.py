@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import redis
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:
     from tests.server import Server
 
-from adapters.redis_server import RedisServer
+from adapters.redis_server import RedisServer, redis_answers
 from engine import LocalModel
 from knowledge import (
     Embedder,
@@ -32,25 +31,15 @@ MODEL_CACHE = Path(os.environ.get("ANSWERDESK_TEST_MODEL_CACHE", ROOT / ".cache"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """ANSWERDESK_TEST_REDIS_URL, else the machine's Redis on 127.0.0.1:6379, else a bundled one."""
     configured = os.environ.get("ANSWERDESK_TEST_REDIS_URL")
     if configured:
-        assert _answers(configured), f"ANSWERDESK_TEST_REDIS_URL={configured} does not answer"
+        assert redis_answers(configured), f"ANSWERDESK_TEST_REDIS_URL={configured} does not answer"
         yield configured
         return
-    if _answers("redis://127.0.0.1:6379/0"):
+    if redis_answers("redis://127.0.0.1:6379/0"):
         yield "redis://127.0.0.1:6379/0"
         return
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
