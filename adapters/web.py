@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +21,7 @@ from adapters.schemas import (
 from adapters.settings import Settings
 from bot import ConversationError, Inbound, InvalidMessage, StorageUnavailable
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }

@@ -65,7 +65,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     except Exception as exc:  # transformers raises many kinds for an unreadable file
         raise EngineError(f"Could not load GGUF file {gguf}: {exc}") from exc
     # The weights are already dequantized; drop the GGUF quantizer so they save as plain tensors.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)

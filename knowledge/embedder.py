@@ -55,7 +55,7 @@ class Embedder:
         missing = [i for i, blob in enumerate(cached) if blob is None]
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for i, blob in enumerate(cached):
-            if blob is not None:
+            if isinstance(blob, bytes):
                 out[i] = np.frombuffer(blob, dtype=np.float32)
         if missing:
             fresh = await asyncio.to_thread(self._encode, [texts[i] for i in missing])

@@ -4,6 +4,7 @@ import json
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from knowledge.entry import FaqEntry
 from knowledge.errors import KnowledgeError
@@ -34,7 +35,9 @@ class KnowledgeStore:
 
     async def replace(self, entries: list[FaqEntry]) -> int:
         """Make `entries` the whole knowledge base in one transaction; returns the new version."""
-        mapping = {e.id: json.dumps(e.to_dict(), ensure_ascii=False) for e in entries}
+        mapping: dict[FieldT, EncodableT] = {
+            e.id: json.dumps(e.to_dict(), ensure_ascii=False) for e in entries
+        }
         if len(mapping) != len(entries):
             raise KnowledgeError("Entry ids must be unique")
         async with self._redis.pipeline(transaction=True) as pipe:

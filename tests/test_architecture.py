@@ -27,3 +27,12 @@ def test_importing_the_core_loads_no_ml_stack() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_code_is_ruff_clean_and_type_checks() -> None:
+    bin_dir = Path(sys.executable).parent
+    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
+        result = subprocess.run(
+            [str(bin_dir / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
