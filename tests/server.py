@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ def free_port() -> int:
 @dataclass
 class Server:
     data_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -40,6 +41,7 @@ class Server:
             ANSWERDESK_MODEL_CACHE_DIR=str(MODEL_CACHE),
             ANSWERDESK_MAX_NEW_TOKENS="64",
         )
+        env.update(self.extra_env)
         return env
 
     def start(self) -> "Server":
