@@ -8,6 +8,7 @@ import click
 
 from adapters.runtime import open_redis
 from adapters.settings import Settings
+from bot import FeedbackLog, SessionKeys, SessionStore
 from knowledge import KnowledgeError, KnowledgeKeys, KnowledgeStore, read_jsonl
 
 
@@ -68,3 +69,21 @@ def kb_import(file: Path) -> None:
 
     version = asyncio.run(run())
     click.echo(f"imported {len(entries)} entries from {file} (knowledge base version {version})")
+
+
+@kb.command("unanswered")
+@click.option("--count", default=100, show_default=True, help="How many to list, oldest first.")
+def kb_unanswered(count: int) -> None:
+    """List questions the assistant could not answer and replies customers rated 👎."""
+    settings = Settings()
+
+    async def run() -> None:
+        async with open_redis(settings) as redis:
+            log = FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
+            items = await log.unanswered(count)
+        for item in items:
+            click.echo(f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}")
+        if not items:
+            click.echo("nothing unanswered")
+
+    asyncio.run(run())

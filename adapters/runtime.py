@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from adapters.redis_server import RedisServer
 from adapters.settings import Settings
-from bot import AnswerPolicy, ConversationManager, SessionKeys, SessionStore
+from bot import AnswerPolicy, ConversationManager, RateLimiter, SessionKeys, SessionStore
 from engine import GenerationParams, LocalModel
 from knowledge import (
     Embedder,
@@ -86,9 +86,11 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             grounded_threshold=settings.grounded_threshold,
             max_message_chars=settings.max_message_chars,
             business=settings.business_name,
+            handoff_after_fallbacks=settings.handoff_after_fallbacks,
             generation=GenerationParams(max_new_tokens=settings.max_new_tokens),
         )
-        manager = ConversationManager(sessions, retriever, model, policy)
+        limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
+        manager = ConversationManager(sessions, retriever, model, policy, limiter)
         try:
             yield Runtime(settings, redis, knowledge, retriever, manager)
         finally:

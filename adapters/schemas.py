@@ -1,16 +1,17 @@
-"""Wire models of the web API. They stay here; the core speaks its own dataclasses."""
+"""Wire models of the web and operator APIs. They stay here; the core speaks its own dataclasses."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bot import Reply, Turn
+from bot import Reply, SessionInfo, Source, Turn
 
 SessionId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
     Field(description="Your id for the conversation: 1-128 letters, digits or _.:-"),
 ]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class ChatRequest(BaseModel):
@@ -18,10 +19,12 @@ class ChatRequest(BaseModel):
 
     session_id: SessionId
     message: Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=1),
-        Field(description="The customer's message (at most ANSWERDESK_MAX_MESSAGE_CHARS, 4000)."),
+        Text, Field(description="The customer's message (at most ANSWERDESK_MAX_MESSAGE_CHARS).")
     ]
+    message_id: Annotated[
+        str | None,
+        Field(max_length=128, description="Your id for this message: a resend is answered once."),
+    ] = None
 
 
 class SourceOut(BaseModel):
@@ -30,28 +33,47 @@ class SourceOut(BaseModel):
     score: float
 
 
+def sources_out(sources: tuple[Source, ...]) -> list[SourceOut]:
+    return [SourceOut(id=s.id, question=s.question, score=s.score) for s in sources]
+
+
 class ChatResponse(BaseModel):
-    reply: str
-    mode: str = Field(description="faq | grounded | fallback")
+    reply: str = Field(description="Empty while a human operator has the conversation.")
+    mode: str = Field(description="faq | grounded | fallback | smalltalk | handoff")
     sources: list[SourceOut]
     session_id: str
+    reply_id: str = Field(description="Refer to this reply in feedback; empty when none.")
+    confidence: float = Field(description="The best FAQ match score, 0 when none.")
+    state: str = Field(description="bot | pending_human | human")
 
     @classmethod
     def of(cls, reply: Reply) -> "ChatResponse":
         return cls(
             reply=reply.text,
             mode=reply.mode,
-            sources=[SourceOut(id=s.id, question=s.question, score=s.score) for s in reply.sources],
+            sources=sources_out(reply.sources),
             session_id=reply.session_id,
+            reply_id=reply.reply_id,
+            confidence=reply.confidence,
+            state=reply.state,
         )
 
 
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reply_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    rating: Literal["up", "down"]
+
+
 class TurnOut(BaseModel):
-    role: str
+    role: str = Field(description="user | assistant | operator | system")
     text: str
     ts: float
     mode: str | None = None
     sources: list[SourceOut] = []
+    reply_id: str | None = None
+    operator: str | None = None
 
     @classmethod
     def of(cls, turn: Turn) -> "TurnOut":
@@ -60,13 +82,39 @@ class TurnOut(BaseModel):
             text=turn.text,
             ts=turn.ts,
             mode=turn.mode,
-            sources=[SourceOut(id=s.id, question=s.question, score=s.score) for s in turn.sources],
+            sources=sources_out(turn.sources),
+            reply_id=turn.reply_id,
+            operator=turn.operator,
         )
 
 
 class HistoryResponse(BaseModel):
     session_id: str
     turns: list[TurnOut]
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    channel: str
+    created: float
+    last_seen: float
+    state: str
+    state_since: float
+    operator: str | None
+    turns: list[TurnOut]
+
+    @classmethod
+    def of(cls, info: SessionInfo) -> "SessionOut":
+        return cls(
+            session_id=info.session_id,
+            channel=info.channel,
+            created=info.created,
+            last_seen=info.last_seen,
+            state=info.state,
+            state_since=info.state_since,
+            operator=info.operator,
+            turns=[TurnOut.of(t) for t in info.turns],
+        )
 
 
 class ErrorResponse(BaseModel):

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     grounded_threshold: float = Field(default=0.45, ge=-1, le=1)
     max_message_chars: int = Field(default=4000, ge=1)
     session_ttl_days: float = Field(default=30, gt=0)
+    # Messages one customer may send, in the `limits` notation ("20/minute", "5 per 10 seconds").
+    rate_limit: str = "20/minute"
+    # Consecutive unanswerable questions before a human is called in; 0 never.
+    handoff_after_fallbacks: int = Field(default=3, ge=0)
+    # Bearer token of the operator API (/admin/…); empty: the operator API is disabled.
+    admin_token: str | None = Field(default=None, repr=False)
     history_max_turns: int = Field(default=200, ge=2)
 
     host: str = "127.0.0.1"

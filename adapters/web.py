@@ -6,24 +6,25 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 
+from adapters.admin import admin_router
+from adapters.errors import install_error_handlers
 from adapters.runtime import Runtime, build_runtime
 from adapters.schemas import (
     ChatRequest,
     ChatResponse,
     ErrorResponse,
+    FeedbackRequest,
     HistoryResponse,
     SessionId,
     TurnOut,
 )
 from adapters.settings import Settings
-from bot import ConversationError, Inbound, InvalidMessage, StorageUnavailable
+from bot import Inbound
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
+    code: {"model": ErrorResponse} for code in (404, 409, 422, 429, 503)
 }
 
 
@@ -35,30 +36,8 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     app = FastAPI(title="answerdesk", version="0.1.0", lifespan=lifespan)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
-            problems.append(f"{where}: {err['msg']}")
-        return JSONResponse(status_code=422, content={"error": "; ".join(problems)})
-
-    @app.exception_handler(StorageUnavailable)
-    async def storage_down(request: Request, exc: StorageUnavailable) -> JSONResponse:
-        return JSONResponse(
-            status_code=503,
-            content={"error": "The assistant's storage is unavailable; try again shortly."},
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(InvalidMessage)
-    async def invalid_message(request: Request, exc: InvalidMessage) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"error": str(exc)})
-
-    @app.exception_handler(ConversationError)
-    async def conversation_error(request: Request, exc: ConversationError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"error": str(exc)})
+    install_error_handlers(app)
+    app.include_router(admin_router(settings.admin_token))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -67,17 +46,27 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/api/chat", response_model=ChatResponse, responses=ERRORS)
     async def chat(body: ChatRequest, request: Request) -> ChatResponse:
+        """Ask a question; the reply comes back when it is complete."""
         runtime: Runtime = request.app.state.runtime
-        reply = await runtime.manager.ask(Inbound(session_id=body.session_id, text=body.message))
-        return ChatResponse.of(reply)
+        inbound = Inbound(session_id=body.session_id, text=body.message, message_id=body.message_id)
+        return ChatResponse.of(await runtime.manager.ask(inbound))
 
     @app.get("/api/chat/{session_id}/history", response_model=HistoryResponse, responses=ERRORS)
     async def history(
         request: Request, session_id: Annotated[SessionId, Path()]
     ) -> HistoryResponse:
+        """The conversation so far, oldest first (customer, assistant and operator messages)."""
         runtime: Runtime = request.app.state.runtime
         turns = await runtime.manager.history(session_id)
         return HistoryResponse(session_id=session_id, turns=[TurnOut.of(t) for t in turns])
+
+    @app.post("/api/chat/{session_id}/feedback", status_code=204, responses=ERRORS)
+    async def feedback(
+        body: FeedbackRequest, request: Request, session_id: Annotated[SessionId, Path()]
+    ) -> None:
+        """👍 or 👎 on one reply; a 👎 puts the question in the operators' unanswered queue."""
+        runtime: Runtime = request.app.state.runtime
+        await runtime.manager.feedback.rate(session_id, body.reply_id, body.rating)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -1,10 +1,24 @@
-"""The channel-free conversation core: sessions in Redis, answer modes, prompt assembly."""
+"""The channel-free conversation core: sessions in Redis, answer modes, prompt assembly, human
+handoff, feedback and the unanswered queue."""
 
 from bot.errors import ConversationError, StorageUnavailable
+from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
+from bot.handoff import HandoffDesk, HandoffError, OutboxMessage, UnknownSession
 from bot.keys import SessionKeys
-from bot.manager import AnswerPolicy, ConversationManager, InvalidMessage
-from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, Source, Turn
+from bot.manager import AnswerPolicy, ConversationManager, DuplicateMessage, InvalidMessage
+from bot.messages import (
+    Inbound,
+    Mode,
+    Reply,
+    ReplyChunk,
+    ReplyEvent,
+    SessionInfo,
+    Source,
+    State,
+    Turn,
+)
 from bot.prompt import REFUSAL, build_messages
+from bot.rate_limit import RateLimited, RateLimiter
 from bot.session_store import SessionStore
 
 __all__ = [
@@ -12,16 +26,30 @@ __all__ = [
     "AnswerPolicy",
     "ConversationError",
     "ConversationManager",
+    "DuplicateMessage",
+    "FeedbackLog",
+    "HandoffDesk",
+    "HandoffError",
     "Inbound",
     "InvalidMessage",
     "Mode",
+    "OutboxMessage",
+    "RateLimited",
+    "RateLimiter",
+    "Rating",
     "Reply",
     "ReplyChunk",
     "ReplyEvent",
+    "SessionInfo",
     "SessionKeys",
     "SessionStore",
     "Source",
+    "State",
     "StorageUnavailable",
     "Turn",
+    "UnansweredItem",
+    "UnknownItem",
+    "UnknownReply",
+    "UnknownSession",
     "build_messages",
 ]

@@ -1,5 +1,8 @@
-"""Every Redis key of a conversation, in one place. `{session}` hash tags keep one session's keys
-on one Redis Cluster slot."""
+"""Every Redis key of the conversation core, in one place.
+
+A session's keys carry the `{session}` hash tag, so one session lives on one Redis Cluster slot
+and its MULTI/EXEC transactions work there too.
+"""
 
 from dataclasses import dataclass
 
@@ -8,8 +11,47 @@ from dataclasses import dataclass
 class SessionKeys:
     prefix: str = "answerdesk"
 
+    def _session(self, session_id: str, what: str) -> str:
+        return f"{self.prefix}:session:{{{session_id}}}:{what}"
+
     def history(self, session_id: str) -> str:
-        return f"{self.prefix}:session:{{{session_id}}}:history"
+        """List of turn JSON, oldest first, capped."""
+        return self._session(session_id, "history")
+
+    def meta(self, session_id: str) -> str:
+        """Hash: channel, created, last_seen, state, state_since, operator, fallbacks."""
+        return self._session(session_id, "meta")
 
     def lock(self, session_id: str) -> str:
-        return f"{self.prefix}:session:{{{session_id}}}:lock"
+        return self._session(session_id, "lock")
+
+    def reply(self, session_id: str, reply_id: str) -> str:
+        """Hash: what was asked and answered, kept for feedback."""
+        return self._session(session_id, f"reply:{reply_id}")
+
+    def delivery(self, channel: str, message_id: str) -> str:
+        """Claimed once per channel message id: redeliveries are dropped."""
+        return f"{self.prefix}:delivery:{channel}:{message_id}"
+
+    def rate_limit(self) -> str:
+        """Prefix of the rate limiter's own keys."""
+        return f"{self.prefix}:ratelimit"
+
+    @property
+    def waiting(self) -> str:
+        """Sorted set: sessions waiting for a human, by the time they asked."""
+        return f"{self.prefix}:handoff:waiting"
+
+    @property
+    def active(self) -> str:
+        """Set: sessions a human operator has taken."""
+        return f"{self.prefix}:handoff:active"
+
+    def outbox(self, channel: str) -> str:
+        """Stream per channel: operator messages for the channel's adapter to deliver."""
+        return f"{self.prefix}:outbox:{channel}"
+
+    @property
+    def unanswered(self) -> str:
+        """Stream: questions the bot could not answer and replies customers disliked."""
+        return f"{self.prefix}:unanswered"

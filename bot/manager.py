@@ -2,13 +2,19 @@
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from bot.errors import ConversationError
+from bot.feedback import FeedbackLog, reply_record
 from bot.grounding import supported_prefix
-from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, Source, Turn
+from bot.handoff import HandoffDesk, state_turn
+from bot.intents import intent
+from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
 from bot.prompt import REFUSAL, build_messages
+from bot.rate_limit import RateLimiter
+from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
 from engine import ChatModel, EngineError, GenerationParams
 from knowledge import Hit, KnowledgeError, Retriever
@@ -18,23 +24,43 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AnswerPolicy:
-    """How retrieval scores turn into answer modes, and what the bot says when it cannot help."""
+    """How retrieval scores turn into answer modes, and what the bot says in each case."""
 
     faq_threshold: float = 0.70  # at or above: the operator's answer, verbatim
     grounded_threshold: float = 0.45  # at or above: the model answers from the top hits
     top_k: int = 3
     history_turns: int = 4
     max_message_chars: int = 4000
+    handoff_after_fallbacks: int = 3  # consecutive fallbacks before a human is called; 0: never
+    dedupe_ttl_s: int = 24 * 3600
     business: str = "our shop"
     fallback_message: str = (
         "I'm sorry, I don't know the answer to that, and I don't want to guess. "
-        "Please try asking in other words, or contact our support team."
+        'Please try asking in other words, or write "human" to talk to a person.'
     )
     generation: GenerationParams = field(default_factory=GenerationParams)
+
+    def smalltalk(self, kind: str) -> str:
+        return {
+            "greeting": f"Hello! I'm the {self.business} assistant. Ask me about orders, "
+            'shipping, returns, payments or your account, or write "human" to reach a person.',
+            "thanks": "You're welcome! Is there anything else I can help with?",
+            "goodbye": "Goodbye, and thank you for getting in touch!",
+            "reset": "Done: I've forgotten our conversation. How can I help?",
+        }[kind]
+
+    @staticmethod
+    def waiting(place: int) -> str:
+        ahead = "you are next" if place == 1 else f"you are number {place} in line"
+        return f"I've asked a colleague to take over; {ahead}. They will answer here."
 
 
 class InvalidMessage(ConversationError):
     """The customer's message cannot be answered as sent (empty or too long)."""
+
+
+class DuplicateMessage(ConversationError):
+    """This channel message id was already processed; the redelivery is dropped."""
 
 
 class ConversationManager:
@@ -44,56 +70,43 @@ class ConversationManager:
         retriever: Retriever,
         model: ChatModel,
         policy: AnswerPolicy | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._sessions = sessions
         self._retriever = retriever
         self._model = model
+        self._limiter = limiter
+        self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
+        self.handoff = HandoffDesk(sessions)
+        self.feedback = FeedbackLog(sessions)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:
-        """Answer one message: retrieve, decide the mode, generate if needed, store the turn.
+        """Answer one message. Yields `ReplyChunk`s while a grounded reply is generated, then
+        exactly one `Reply`, whose text is authoritative.
 
-        Yields `ReplyChunk`s while a grounded reply is generated, then exactly one `Reply`, whose
-        text is authoritative. Turns of one session never interleave (a Redis lock).
+        Messages of one session are answered one at a time, in arrival order; a redelivered
+        message id raises DuplicateMessage; too many messages raise RateLimited.
         """
-        text = inbound.text.strip()
-        if not text:
-            raise InvalidMessage("The message is empty; type a question.")
-        if len(text) > self.policy.max_message_chars:
-            raise InvalidMessage(
-                f"The message is {len(text)} characters long; the limit is "
-                f"{self.policy.max_message_chars}."
-            )
-        async with self._sessions.locked(inbound.session_id):
-            asked = Turn(role="user", text=text, ts=time.time())
-            hits = await self._retrieve(text)
-            top = hits[0] if hits else None
-            sources = tuple(Source(h.entry.id, h.entry.question, h.score) for h in hits)
-            mode: Mode
-            if top is not None and top.score >= self.policy.faq_threshold:
-                mode, reply_text, sources = "faq", top.entry.answer, sources[:1]
-            elif top is not None and top.score >= self.policy.grounded_threshold:
-                relevant = [h for h in hits if h.score >= self.policy.grounded_threshold]
-                sources = sources[: len(relevant)]
-                history = await self._sessions.history(
-                    inbound.session_id, last=self.policy.history_turns
+        text = self._validate(inbound.text)
+        async with self._queue.turn(inbound.session_id):
+            if inbound.message_id and not await self._sessions.claim_delivery(
+                inbound.channel, inbound.message_id, self.policy.dedupe_ttl_s
+            ):
+                raise DuplicateMessage(f"Message {inbound.message_id} was already received.")
+            if self._limiter is not None:
+                await self._limiter.take(
+                    f"{inbound.channel}:{inbound.user_id or inbound.session_id}"
                 )
-                generated = ""
-                try:
-                    messages = build_messages(text, relevant, history, self.policy.business)
-                    async for chunk in self._model.stream(messages, self.policy.generation):
-                        generated += chunk
-                        yield ReplyChunk(chunk)
-                except EngineError:
-                    log.exception("generation failed; answering with the closest FAQ entry")
-                    generated = ""
-                mode, reply_text, sources = self._check_grounded(generated, text, relevant, sources)
-            else:
-                mode, reply_text, sources = "fallback", self.policy.fallback_message, ()
-            reply = Reply(inbound.session_id, reply_text, mode, sources)
-            answered = Turn("assistant", reply_text, time.time(), mode, sources)
-            await self._sessions.append(inbound.session_id, [asked, answered])
-        yield reply
+            async with self._sessions.locked(inbound.session_id):
+                reply: Reply | None = None
+                async for event in self._turn(inbound, text):
+                    if isinstance(event, Reply):
+                        reply = event
+                    else:
+                        yield event
+        if reply is not None:
+            yield reply
 
     async def ask(self, inbound: Inbound) -> Reply:
         """The final reply of `handle`, for channels that do not stream."""
@@ -104,6 +117,124 @@ class ConversationManager:
 
     async def history(self, session_id: str) -> list[Turn]:
         return await self._sessions.history(session_id)
+
+    async def session(self, session_id: str) -> SessionInfo:
+        return await self._sessions.info(session_id, with_turns=True)
+
+    async def reset(self, session_id: str) -> None:
+        await self._sessions.reset(session_id)
+
+    def _validate(self, raw: str) -> str:
+        text = raw.strip()
+        if not text:
+            raise InvalidMessage("The message is empty; type a question.")
+        if len(text) > self.policy.max_message_chars:
+            raise InvalidMessage(
+                f"The message is {len(text)} characters long; the limit is "
+                f"{self.policy.max_message_chars}."
+            )
+        return text
+
+    async def _turn(self, inbound: Inbound, text: str) -> AsyncIterator[ReplyEvent]:
+        """One turn, inside the session's lock: decide, answer, store."""
+        sid, now, policy = inbound.session_id, time.time(), self.policy
+        info = await self._sessions.info(sid)
+        asked = Turn(role="user", text=text, ts=now)
+        kind = intent(text)
+        if kind == "reset":
+            await self._sessions.reset(sid)
+            yield Reply(sid, policy.smalltalk("reset"), "smalltalk")
+            return
+
+        if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
+            place = await self.handoff.place(sid) if info.state == "pending_human" else None
+            quiet = "" if place is None else policy.waiting(place)
+            await self._store(inbound, [asked], Reply(sid, quiet, "handoff", state=info.state))
+            yield Reply(sid, quiet, "handoff", state=info.state)
+            return
+
+        if kind == "human":
+            yield await self._hand_over(inbound, asked, "customer asked for a human")
+            return
+        if kind is not None:
+            reply = Reply(sid, policy.smalltalk(kind), "smalltalk", reply_id=_new_id())
+            await self._store(inbound, [asked], reply, fallbacks=0)
+            yield reply
+            return
+
+        hits = await self._retrieve(text)
+        confidence = hits[0].score if hits else 0.0
+        sources = tuple(Source(h.entry.id, h.entry.question, h.score) for h in hits)
+        mode: Mode
+        if hits and confidence >= policy.faq_threshold:
+            mode, reply_text, sources = "faq", hits[0].entry.answer, sources[:1]
+        elif hits and confidence >= policy.grounded_threshold:
+            relevant = [h for h in hits if h.score >= policy.grounded_threshold]
+            history = await self._sessions.history(sid, last=policy.history_turns)
+            generated = ""
+            try:
+                messages = build_messages(text, relevant, history, policy.business)
+                async for chunk in self._model.stream(messages, policy.generation):
+                    generated += chunk
+                    yield ReplyChunk(chunk)
+            except EngineError:
+                log.exception("generation failed; answering with the closest FAQ entry")
+                generated = ""
+            mode, reply_text, sources = self._check_grounded(
+                generated, text, relevant, sources[: len(relevant)]
+            )
+        else:
+            mode, reply_text, sources = "fallback", policy.fallback_message, ()
+
+        fallbacks = info.fallbacks + 1 if mode == "fallback" else 0
+        if mode == "fallback":
+            await self.feedback.add("fallback", sid, text, reply_text)
+            if policy.handoff_after_fallbacks and fallbacks >= policy.handoff_after_fallbacks:
+                yield await self._hand_over(
+                    inbound, asked, f"{fallbacks} questions in a row the FAQ does not answer"
+                )
+                return
+        reply = Reply(sid, reply_text, mode, sources, _new_id(), confidence)
+        await self._store(inbound, [asked], reply, fallbacks=fallbacks)
+        yield reply
+
+    async def _hand_over(self, inbound: Inbound, asked: Turn, reason: str) -> Reply:
+        now = time.time()
+        place = await self.handoff.enqueue(inbound.session_id, now)
+        reply = Reply(
+            inbound.session_id,
+            self.policy.waiting(place),
+            "handoff",
+            reply_id=_new_id(),
+            state="pending_human",
+        )
+        await self._store(
+            inbound,
+            [asked, state_turn("pending_human", reason, now)],
+            reply,
+            state="pending_human",
+            state_since=now,
+            fallbacks=0,
+        )
+        return reply
+
+    async def _store(
+        self, inbound: Inbound, turns: list[Turn], reply: Reply, **meta: str | float
+    ) -> None:
+        """The turn's messages, the reply (if any) and the session's new metadata, atomically."""
+        if reply.text:
+            answered = Turn(
+                "assistant", reply.text, time.time(), reply.mode, reply.sources, reply.reply_id
+            )
+            turns = [*turns, answered]
+        record = reply_record(turns[0].text, reply) if reply.reply_id else None
+        await self._sessions.append(
+            inbound.session_id,
+            turns,
+            channel=inbound.channel,
+            meta=meta,
+            reply=(reply.reply_id, record) if record else None,
+        )
 
     async def _retrieve(self, text: str) -> list[Hit]:
         try:
@@ -127,3 +258,7 @@ class ConversationManager:
         closest = f"I'm not completely sure, but this from our FAQ may help. {best.question} "
         closest += best.answer
         return "grounded", closest, sources[:1]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

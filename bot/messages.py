@@ -3,14 +3,21 @@
 from dataclasses import dataclass, field
 from typing import Literal
 
-Mode = Literal["faq", "grounded", "fallback"]
+Mode = Literal["faq", "grounded", "fallback", "smalltalk", "handoff"]
+State = Literal["bot", "pending_human", "human"]
+Role = Literal["user", "assistant", "operator", "system"]
 
 
 @dataclass(frozen=True)
 class Inbound:
+    """One customer message as a channel received it."""
+
     session_id: str
     text: str
     channel: str = "web"
+    user_id: str | None = None  # rate limits count per user; default: per session
+    message_id: str | None = None  # the channel's id: a redelivery is processed once
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,18 @@ class ReplyChunk:
 
 @dataclass(frozen=True)
 class Reply:
-    """The final event of a turn; its text is the authoritative reply."""
+    """The final event of a turn; its text is the authoritative reply.
+
+    An empty text means the bot stays quiet (a human operator has the conversation).
+    """
 
     session_id: str
     text: str
     mode: Mode
-    sources: tuple[Source, ...] = field(default_factory=tuple)
+    sources: tuple[Source, ...] = ()
+    reply_id: str = ""
+    confidence: float = 0.0  # the best retrieval score, 0 when nothing was retrieved
+    state: State = "bot"
 
 
 ReplyEvent = ReplyChunk | Reply
@@ -44,8 +57,23 @@ ReplyEvent = ReplyChunk | Reply
 class Turn:
     """One stored message of a conversation."""
 
-    role: Literal["user", "assistant"]
+    role: Role
     text: str
     ts: float
     mode: Mode | None = None
     sources: tuple[Source, ...] = ()
+    reply_id: str | None = None
+    operator: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    channel: str = "web"
+    created: float = 0.0
+    last_seen: float = 0.0
+    state: State = "bot"
+    state_since: float = 0.0
+    operator: str | None = None
+    fallbacks: int = 0  # consecutive fallback replies
+    turns: list[Turn] = field(default_factory=list)

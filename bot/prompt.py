@@ -38,10 +38,12 @@ def build_messages(
     budget = max_chars - len(system) - len(final)
     kept: list[ChatMessage] = []
     for turn in reversed(history):
+        if turn.role == "system":
+            continue  # state changes are for operators, not for the model
         text = _fence("customer", turn.text) if turn.role == "user" else turn.text
         if len(text) > budget:
             break
         budget -= len(text)
-        kept.append({"role": turn.role, "content": text})
+        kept.append({"role": "user" if turn.role == "user" else "assistant", "content": text})
     kept.reverse()
     return [{"role": "system", "content": system}, *kept, {"role": "user", "content": final}]

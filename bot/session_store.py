@@ -1,16 +1,18 @@
-"""Conversation state in Redis: the capped turn history of each session, and its lock."""
+"""Conversation state in Redis: turn history, session metadata, locks and delivery claims."""
 
 import json
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import LockError, RedisError
 
 from bot.errors import ConversationError, StorageUnavailable
 from bot.keys import SessionKeys
-from bot.messages import Source, Turn
+from bot.messages import SessionInfo, Source, State, Turn
 
 
 class SessionStore:
@@ -22,20 +24,40 @@ class SessionStore:
         max_turns: int = 200,
         lock_lease_s: float = 120.0,
     ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._ttl_s = ttl_s
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
         self._max_turns = max_turns
         self._lock_lease_s = lock_lease_s
 
-    async def append(self, session_id: str, turns: Sequence[Turn]) -> None:
-        """Store `turns` at the end of the history, trim it and refresh its TTL, atomically."""
-        key = self._keys.history(session_id)
+    async def append(
+        self,
+        session_id: str,
+        turns: Sequence[Turn],
+        channel: str | None = None,
+        meta: Mapping[str, str | int | float] | None = None,
+        reply: tuple[str, Mapping[str, str | float]] | None = None,
+    ) -> None:
+        """Store `turns` at the end of the history, trim it, update the session's metadata,
+        remember a reply (id, record) for feedback, and refresh the TTLs, in one transaction."""
+        history, info = self.keys.history(session_id), self.keys.meta(session_id)
+        now = time.time()
+        fields: dict[str, Any] = {"last_seen": now, **(meta or {})}
+        if channel:
+            fields["channel"] = channel
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, *[json.dumps(asdict(t), ensure_ascii=False) for t in turns])
-                pipe.ltrim(key, -self._max_turns, -1)
-                pipe.expire(key, self._ttl_s)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if turns:
+                    pipe.rpush(history, *[json.dumps(asdict(t), ensure_ascii=False) for t in turns])
+                    pipe.ltrim(history, -self._max_turns, -1)
+                pipe.hsetnx(info, "created", now)
+                pipe.hset(info, mapping=fields)
+                pipe.expire(history, self.ttl_s)
+                pipe.expire(info, self.ttl_s)
+                if reply is not None:
+                    key = self.keys.reply(session_id, reply[0])
+                    pipe.hset(key, mapping=dict(reply[1]))
+                    pipe.expire(key, self.ttl_s)
                 await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot save the conversation: {exc}") from exc
@@ -43,16 +65,56 @@ class SessionStore:
     async def history(self, session_id: str, last: int | None = None) -> list[Turn]:
         start = -last if last else 0
         try:
-            raw = await self._redis.lrange(self._keys.history(session_id), start, -1)
+            raw = await self.redis.lrange(self.keys.history(session_id), start, -1)
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot read the conversation: {exc}") from exc
-        return [_turn(json.loads(item)) for item in raw]
+        return [turn_from_json(item) for item in raw]
+
+    async def info(self, session_id: str, with_turns: bool = False) -> SessionInfo:
+        """The session's metadata (defaults for a new session), and its turns if asked."""
+        try:
+            raw = await self.redis.hgetall(self.keys.meta(session_id))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the conversation: {exc}") from exc
+        meta = {k.decode(): v.decode() for k, v in raw.items()}
+        turns = await self.history(session_id) if with_turns else []
+        return SessionInfo(
+            session_id=session_id,
+            channel=meta.get("channel", "web"),
+            created=float(meta.get("created", 0)),
+            last_seen=float(meta.get("last_seen", 0)),
+            state=cast(State, meta.get("state", "bot")),
+            state_since=float(meta.get("state_since", 0)),
+            operator=meta.get("operator") or None,
+            fallbacks=int(meta.get("fallbacks", 0)),
+            turns=turns,
+        )
+
+    async def reset(self, session_id: str) -> None:
+        """Forget the conversation: history, metadata and any place in the handoff queue."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.delete(self.keys.history(session_id), self.keys.meta(session_id))
+                pipe.zrem(self.keys.waiting, session_id)
+                pipe.srem(self.keys.active, session_id)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reset the conversation: {exc}") from exc
+
+    async def claim_delivery(self, channel: str, message_id: str, ttl_s: int) -> bool:
+        """True the first time this channel message id is seen within `ttl_s`."""
+        try:
+            return bool(
+                await self.redis.set(self.keys.delivery(channel, message_id), 1, nx=True, ex=ttl_s)
+            )
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the session store: {exc}") from exc
 
     @asynccontextmanager
     async def locked(self, session_id: str) -> AsyncIterator[None]:
-        """Hold the session's lock, so turns of one session never interleave across workers."""
-        lock = self._redis.lock(
-            self._keys.lock(session_id),
+        """Hold the session's lock (with a lease), so turns never interleave across workers."""
+        lock = self.redis.lock(
+            self.keys.lock(session_id),
             timeout=self._lock_lease_s,
             blocking_timeout=self._lock_lease_s,
         )
@@ -70,6 +132,7 @@ class SessionStore:
                 await lock.release()
 
 
-def _turn(data: dict) -> Turn:
+def turn_from_json(raw: str | bytes) -> Turn:
+    data = json.loads(raw)
     data["sources"] = tuple(Source(**s) for s in data.get("sources", ()))
     return Turn(**data)

@@ -33,6 +33,19 @@ class KnowledgeStore:
     async def count(self) -> int:
         return int(await self._redis.hlen(self._keys.entries))
 
+    async def upsert(self, entry: FaqEntry) -> int:
+        """Add or change one entry; every worker's index picks it up. Returns the new version."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    self._keys.entries, entry.id, json.dumps(entry.to_dict(), ensure_ascii=False)
+                )
+                pipe.incr(self._keys.version)
+                result = await pipe.execute()
+        except RedisError as exc:
+            raise KnowledgeError(f"Cannot write to the knowledge base in Redis: {exc}") from exc
+        return int(result[-1])
+
     async def replace(self, entries: list[FaqEntry]) -> int:
         """Make `entries` the whole knowledge base in one transaction; returns the new version."""
         mapping: dict[FieldT, EncodableT] = {

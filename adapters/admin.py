@@ -1,0 +1,161 @@
+"""The operator API under /admin: human handoff and the unanswered queue. Bearer-token auth."""
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.runtime import Runtime
+from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
+}
+Operator = Annotated[str, Field(min_length=1, max_length=64, description="Who is acting.")]
+
+
+class OperatorAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operator: Operator
+
+
+class OperatorMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operator: Operator
+    text: Text
+
+
+class HandoffQueues(BaseModel):
+    waiting: list[SessionOut] = Field(description="Waiting for a human, first come first.")
+    active: list[SessionOut] = Field(description="Taken by an operator.")
+
+
+class OutboxOut(BaseModel):
+    id: str
+    session_id: str
+    text: str
+    operator: str
+
+
+class UnansweredOut(BaseModel):
+    id: str
+    reason: str = Field(description="fallback | thumbs_down")
+    session_id: str
+    question: str
+    reply: str
+    ts: float
+
+
+class NewFaqEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer: Text
+    question: Text | None = Field(default=None, description="Default: the customer's words.")
+    id: str | None = Field(default=None, description="Default: made from the question.")
+
+
+class FaqEntryOut(BaseModel):
+    id: str
+    question: str
+    answer: str
+    alt_questions: list[str]
+
+
+def admin_router(token: str | None) -> APIRouter:
+    bearer = HTTPBearer(auto_error=False)
+
+    async def authorized(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if not token:
+            raise HTTPException(
+                403, "The operator API is disabled; set ANSWERDESK_ADMIN_TOKEN to enable it."
+            )
+        given = credentials.credentials if credentials else ""
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(
+                401, "Missing or wrong bearer token.", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    router = APIRouter(prefix="/admin", dependencies=[Depends(authorized)], responses=ERRORS)
+
+    def runtime(request: Request) -> Runtime:
+        return request.app.state.runtime  # type: ignore[no-any-return]
+
+    @router.get("/handoff", response_model=HandoffQueues)
+    async def queues(request: Request) -> HandoffQueues:
+        """Conversations waiting for a human and those operators have taken, with transcripts."""
+        desk = runtime(request).manager.handoff
+        return HandoffQueues(
+            waiting=[SessionOut.of(s) for s in await desk.waiting()],
+            active=[SessionOut.of(s) for s in await desk.active()],
+        )
+
+    @router.get("/sessions/{session_id}", response_model=SessionOut)
+    async def session(request: Request, session_id: Annotated[SessionId, Path()]) -> SessionOut:
+        info = await runtime(request).manager.session(session_id)
+        if not info.created:
+            raise HTTPException(404, f"No conversation with id {session_id}.")
+        return SessionOut.of(info)
+
+    @router.post("/handoff/{session_id}/take", response_model=SessionOut)
+    async def take(
+        body: OperatorAction, request: Request, session_id: Annotated[SessionId, Path()]
+    ) -> SessionOut:
+        """Take a waiting conversation: the bot goes quiet and the customer is told who joined."""
+        return SessionOut.of(await runtime(request).manager.handoff.take(session_id, body.operator))
+
+    @router.post("/handoff/{session_id}/messages", response_model=OutboxOut)
+    async def send(
+        body: OperatorMessage, request: Request, session_id: Annotated[SessionId, Path()]
+    ) -> OutboxOut:
+        """Write to the customer; the message goes out through the conversation's channel."""
+        sent = await runtime(request).manager.handoff.send(session_id, body.operator, body.text)
+        return OutboxOut(**sent.__dict__)
+
+    @router.post("/handoff/{session_id}/release", response_model=SessionOut)
+    async def release(
+        body: OperatorAction, request: Request, session_id: Annotated[SessionId, Path()]
+    ) -> SessionOut:
+        """Hand the conversation back to the assistant."""
+        desk = runtime(request).manager.handoff
+        return SessionOut.of(await desk.release(session_id, body.operator))
+
+    @router.get("/outbox/{channel}", response_model=list[OutboxOut])
+    async def outbox(
+        request: Request,
+        channel: Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,32}$")],
+        after: Annotated[str, Query(pattern=r"^\d+-\d+$")] = "0-0",
+    ) -> list[OutboxOut]:
+        """Operator messages for a channel's adapter, after the stream id `after`."""
+        messages = await runtime(request).manager.handoff.outbox(channel, after)
+        return [OutboxOut(**m.__dict__) for m in messages]
+
+    @router.get("/unanswered", response_model=list[UnansweredOut])
+    async def unanswered(
+        request: Request, count: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[UnansweredOut]:
+        """Questions the assistant could not answer and replies customers rated 👎."""
+        items = await runtime(request).manager.feedback.unanswered(count)
+        return [UnansweredOut(**i.__dict__) for i in items]
+
+    @router.post("/unanswered/{item_id}/faq", response_model=FaqEntryOut, status_code=201)
+    async def answer(
+        body: NewFaqEntry,
+        request: Request,
+        item_id: Annotated[str, Path(pattern=r"^\d+-\d+$")],
+    ) -> FaqEntryOut:
+        """Answer an unanswered question with a new FAQ entry, live at once."""
+        rt = runtime(request)
+        entry = await rt.manager.feedback.answer(
+            item_id, body.answer, rt.knowledge, question=body.question, entry_id=body.id
+        )
+        return FaqEntryOut(
+            id=entry.id,
+            question=entry.question,
+            answer=entry.answer,
+            alt_questions=list(entry.alt_questions),
+        )
+
+    return router

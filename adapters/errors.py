@@ -1,0 +1,62 @@
+"""How the core's errors reach HTTP clients: a status code and `{"error": "what is wrong"}`."""
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from bot import (
+    ConversationError,
+    DuplicateMessage,
+    HandoffError,
+    InvalidMessage,
+    RateLimited,
+    StorageUnavailable,
+    UnknownItem,
+    UnknownReply,
+    UnknownSession,
+)
+from knowledge import KnowledgeError
+
+STATUS: list[tuple[type[Exception], int]] = [
+    (InvalidMessage, 422),
+    (KnowledgeError, 422),
+    (DuplicateMessage, 409),
+    (HandoffError, 409),
+    (UnknownSession, 404),
+    (UnknownReply, 404),
+    (UnknownItem, 404),
+    (RateLimited, 429),
+    (StorageUnavailable, 503),
+    (ConversationError, 503),
+]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
+            problems.append(f"{where}: {err['msg']}")
+        return JSONResponse(status_code=422, content={"error": "; ".join(problems)})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": exc.detail}, headers=exc.headers
+        )
+
+    async def core_error(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in STATUS if isinstance(exc, kind))
+        headers = {}
+        message = str(exc)
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        elif isinstance(exc, StorageUnavailable):
+            headers["Retry-After"] = "5"
+            message = "The assistant's storage is unavailable; try again shortly."
+        return JSONResponse(status_code=status, content={"error": message}, headers=headers)
+
+    for kind, _ in STATUS:
+        app.add_exception_handler(kind, core_error)

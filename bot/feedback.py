@@ -1,0 +1,143 @@
+"""Feedback on replies, and the queue of questions the bot could not answer.
+
+Every reply is remembered (question, reply, mode, sources) for the session's lifetime so a
+👍/👎 can refer to it by id. Fallback replies and 👎 replies go onto the `unanswered` stream,
+which operators read and turn into FAQ entries.
+"""
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.exceptions import RedisError
+
+from bot.errors import ConversationError, StorageUnavailable
+from bot.messages import Reply
+from bot.session_store import SessionStore
+from knowledge import FaqEntry, KnowledgeStore
+
+Rating = Literal["up", "down"]
+
+
+class UnknownReply(ConversationError):
+    """No reply with this id in this session (wrong id, or the session expired)."""
+
+
+class UnknownItem(ConversationError):
+    """No unanswered question with this id (wrong id, or already answered)."""
+
+
+@dataclass(frozen=True)
+class UnansweredItem:
+    id: str
+    reason: Literal["fallback", "thumbs_down"]
+    session_id: str
+    question: str
+    reply: str
+    ts: float
+
+
+def reply_record(question: str, reply: Reply) -> dict[str, str | float]:
+    """What is kept of a reply for feedback; stored with the turn in one transaction."""
+    return {
+        "question": question,
+        "reply": reply.text,
+        "mode": reply.mode,
+        "sources": json.dumps([s.__dict__ for s in reply.sources]),
+        "ts": time.time(),
+    }
+
+
+class FeedbackLog:
+    def __init__(self, sessions: SessionStore) -> None:
+        self._keys = sessions.keys
+        self._redis = sessions.redis
+
+    async def rate(self, session_id: str, reply_id: str, rating: Rating) -> None:
+        key = self._keys.reply(session_id, reply_id)
+        try:
+            record = await self._redis.hgetall(key)
+            if not record:
+                raise UnknownReply(f"No reply {reply_id} in conversation {session_id}.")
+            previous = record.get(b"rating", b"").decode()
+            await self._redis.hset(key, mapping={"rating": rating, "rated_at": time.time()})
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot store the feedback: {exc}") from exc
+        if rating == "down" and previous != "down":
+            await self.add(
+                "thumbs_down",
+                session_id,
+                record[b"question"].decode(),
+                record[b"reply"].decode(),
+            )
+
+    async def add(
+        self, reason: Literal["fallback", "thumbs_down"], session_id: str, question: str, reply: str
+    ) -> str:
+        fields = {
+            "reason": reason,
+            "session_id": session_id,
+            "question": question,
+            "reply": reply,
+            "ts": time.time(),
+        }
+        try:
+            rid = await self._redis.xadd(self._keys.unanswered, fields, maxlen=100_000)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot record the unanswered question: {exc}") from exc
+        return rid.decode()
+
+    async def unanswered(self, count: int = 100) -> list[UnansweredItem]:
+        """The oldest `count` questions still waiting for an operator."""
+        try:
+            rows = await self._redis.xrange(self._keys.unanswered, "-", "+", count)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the unanswered questions: {exc}") from exc
+        return [_item(rid, fields) for rid, fields in rows]
+
+    async def answer(
+        self,
+        item_id: str,
+        answer: str,
+        knowledge: KnowledgeStore,
+        question: str | None = None,
+        entry_id: str | None = None,
+    ) -> FaqEntry:
+        """Turn an unanswered question into an FAQ entry (live at once); drop it from the queue."""
+        rows = await self._redis.xrange(self._keys.unanswered, item_id, item_id)
+        if not rows:
+            raise UnknownItem(f"No unanswered question with id {item_id}.")
+        item = _item(*rows[0])
+        text = (question or item.question).strip()
+        entry = FaqEntry.from_dict(
+            {
+                "id": entry_id or _slug(text),
+                "question": text,
+                "answer": answer.strip(),
+                "alt_questions": [item.question] if item.question.strip() != text else [],
+            },
+            where="new FAQ entry",
+        )
+        await knowledge.upsert(entry)
+        await self._redis.xdel(self._keys.unanswered, item_id)
+        return entry
+
+
+def _item(rid: bytes, fields: dict[bytes, bytes]) -> UnansweredItem:
+    get = {k.decode(): v.decode() for k, v in fields.items()}
+    return UnansweredItem(
+        id=rid.decode(),
+        reason="thumbs_down" if get["reason"] == "thumbs_down" else "fallback",
+        session_id=get["session_id"],
+        question=get["question"],
+        reply=get["reply"],
+        ts=float(get["ts"]),
+    )
+
+
+def _slug(text: str) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())[:8]
+    base = "-".join(words)[:60].strip("-") or "entry"
+    return f"{base}-{int(time.time() * 1000) % 100000}"

@@ -1,0 +1,153 @@
+"""Handing a conversation to a human operator and back: bot -> pending_human -> human -> bot.
+
+Customers wait in a queue (a sorted set by time of asking). Operator messages go into the
+session's history and onto an outbox stream per channel, from which each channel's adapter
+delivers them. Every state change is a timestamped `system` turn in the history.
+"""
+
+import time
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from bot.errors import ConversationError, StorageUnavailable
+from bot.messages import SessionInfo, State, Turn
+from bot.session_store import SessionStore
+
+
+class HandoffError(ConversationError):
+    """An operator action that does not fit the session's state; the message says why."""
+
+
+class UnknownSession(ConversationError):
+    """No conversation with this id (it never existed, expired or was reset)."""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: str
+    session_id: str
+    text: str
+    operator: str
+
+
+def state_turn(state: State, note: str, now: float) -> Turn:
+    return Turn(role="system", text=f"state: {state} ({note})", ts=now)
+
+
+class HandoffDesk:
+    def __init__(self, sessions: SessionStore) -> None:
+        self._sessions = sessions
+        self._keys = sessions.keys
+        self._redis = sessions.redis
+
+    async def enqueue(self, session_id: str, now: float) -> int:
+        """Put the session in the queue (keeping its place if it is there); returns its place."""
+        try:
+            await self._redis.zadd(self._keys.waiting, {session_id: now}, nx=True)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+        return await self.place(session_id) or 1
+
+    async def place(self, session_id: str) -> int | None:
+        """1 for the next customer an operator will take; None when not waiting."""
+        try:
+            rank = await self._redis.zrank(self._keys.waiting, session_id)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+        return None if rank is None else int(rank) + 1
+
+    async def waiting(self) -> list[SessionInfo]:
+        """Sessions waiting for a human, first come first, with their transcripts."""
+        ids = await self._redis.zrange(self._keys.waiting, 0, -1)
+        return [await self._sessions.info(i.decode(), with_turns=True) for i in ids]
+
+    async def active(self) -> list[SessionInfo]:
+        """Sessions an operator has taken, with their transcripts."""
+        ids = sorted(i.decode() for i in await self._redis.smembers(self._keys.active))
+        return [await self._sessions.info(i, with_turns=True) for i in ids]
+
+    async def take(self, session_id: str, operator: str) -> SessionInfo:
+        async with self._sessions.locked(session_id):
+            info = await self._known(session_id)
+            if info.state != "pending_human":
+                raise HandoffError(
+                    f"Session {session_id} is not waiting for a human (state: {info.state})."
+                )
+            now = time.time()
+            await self._sessions.append(
+                session_id,
+                [state_turn("human", f"taken by {operator}", now)],
+                meta={"state": "human", "state_since": now, "operator": operator},
+            )
+            await self._redis.zrem(self._keys.waiting, session_id)
+            await self._redis.sadd(self._keys.active, session_id)
+            await self._deliver(info, f"You are now talking to {operator}.", operator)
+        return await self._sessions.info(session_id, with_turns=True)
+
+    async def send(self, session_id: str, operator: str, text: str) -> OutboxMessage:
+        """An operator's message to the customer: stored in the history and put on the outbox."""
+        if not text.strip():
+            raise HandoffError("The message is empty.")
+        async with self._sessions.locked(session_id):
+            info = await self._known(session_id)
+            if info.state != "human":
+                raise HandoffError(
+                    f"Take session {session_id} before writing to it (state: {info.state})."
+                )
+            turn = Turn(role="operator", text=text.strip(), ts=time.time(), operator=operator)
+            await self._sessions.append(session_id, [turn])
+            return await self._deliver(info, turn.text, operator)
+
+    async def release(self, session_id: str, operator: str) -> SessionInfo:
+        """Hand the conversation back to the bot."""
+        async with self._sessions.locked(session_id):
+            info = await self._known(session_id)
+            if info.state == "bot":
+                raise HandoffError(f"Session {session_id} is already with the assistant.")
+            now = time.time()
+            await self._sessions.append(
+                session_id,
+                [state_turn("bot", f"handed back by {operator}", now)],
+                meta={"state": "bot", "state_since": now, "operator": "", "fallbacks": 0},
+            )
+            await self._redis.zrem(self._keys.waiting, session_id)
+            await self._redis.srem(self._keys.active, session_id)
+            await self._deliver(
+                info, "You are back with the assistant. Ask me anything about our FAQ.", operator
+            )
+        return await self._sessions.info(session_id, with_turns=True)
+
+    async def outbox(
+        self, channel: str, after: str = "0-0", count: int = 100
+    ) -> list[OutboxMessage]:
+        """Operator messages for `channel` after the stream id `after`, oldest first."""
+        try:
+            rows = await self._redis.xrange(self._keys.outbox(channel), f"({after}", "+", count)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
+        return [
+            OutboxMessage(
+                id=rid.decode(),
+                session_id=fields[b"session_id"].decode(),
+                text=fields[b"text"].decode(),
+                operator=fields[b"operator"].decode(),
+            )
+            for rid, fields in rows
+        ]
+
+    async def _known(self, session_id: str) -> SessionInfo:
+        info = await self._sessions.info(session_id)
+        if not info.created:
+            raise UnknownSession(f"No conversation with id {session_id}.")
+        return info
+
+    async def _deliver(self, info: SessionInfo, text: str, operator: str) -> OutboxMessage:
+        fields = {"session_id": info.session_id, "text": text, "operator": operator}
+        try:
+            rid = await self._redis.xadd(
+                self._keys.outbox(info.channel), fields, maxlen=100_000, approximate=True
+            )
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
+        return OutboxMessage(rid.decode(), info.session_id, text, operator)
