@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from adapters.redis_server import RedisServer
 from adapters.settings import Settings
@@ -33,6 +33,13 @@ class Runtime:
     manager: ConversationManager
 
 
+def connect(url: str, max_connections: int = 64) -> Redis:
+    """A client whose requests wait (up to 20 s) for one of `max_connections` connections
+    instead of opening one per concurrent request."""
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=20)
+    return Redis(connection_pool=pool)
+
+
 @asynccontextmanager
 async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
     """The configured Redis, or a bundled redis-server in the data folder for as long as needed."""
@@ -42,7 +49,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
             server = await asyncio.to_thread(RedisServer(settings.data_dir / "redis").start)
             stack.callback(server.stop)
             url = server.url
-        client = Redis.from_url(url, decode_responses=False)
+        client = connect(url)
         stack.push_async_callback(client.aclose)
         await client.ping()
         yield client

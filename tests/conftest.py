@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from tests.server import Server
 
 from adapters.redis_server import RedisServer, redis_answers
+from adapters.runtime import connect
 from engine import LocalModel
 from knowledge import (
     Embedder,
@@ -48,7 +49,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+    client = connect(redis_url)
     yield client
     await client.aclose()
 
@@ -71,7 +72,7 @@ def sample_entries() -> list[FaqEntry]:
 @pytest.fixture(scope="session")
 async def embedder(redis_url: str) -> AsyncIterator[Embedder]:
     """The bundled all-MiniLM-L6-v2; its cache keys live under a prefix dropped at the end."""
-    client = Redis.from_url(redis_url)
+    client = connect(redis_url)
     keys = KnowledgeKeys(f"adtest-emb-{uuid.uuid4().hex[:12]}")
     yield Embedder(None, client, keys)
     stale = [k async for k in client.scan_iter(match=f"{keys.prefix}:*", count=1000)]

@@ -1,0 +1,269 @@
+"""The conversation core under concurrency, redelivery, limits, expiry, handoff and Redis outages.
+
+Real Redis and real retrieval. The model is scripted here (these test the manager's ordering and
+decisions, not the model); the real model answers in test_server.py and test_operator_api.py.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from adapters.redis_server import RedisServer
+from adapters.runtime import connect
+from bot import (
+    AnswerPolicy,
+    ConversationManager,
+    DuplicateMessage,
+    Inbound,
+    RateLimited,
+    RateLimiter,
+    SessionKeys,
+    SessionStore,
+    StorageUnavailable,
+)
+from engine import ChatMessage, GenerationParams
+from knowledge import Embedder, FaqEntry, KnowledgeKeys, KnowledgeStore, Retriever
+
+FAQ_QUESTION = "how do I reset my password?"
+GROUNDED_QUESTION = "what cards can I pay with"  # scores between the thresholds: the model answers
+OUT_OF_SCOPE = ["what is the capital of France?", "write me a poem", "how do I cook pasta"]
+
+
+class SlowScriptedModel:
+    """Answers with the FAQ's own words, a chunk every few milliseconds."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        self.calls += 1
+        for word in [
+            "We",
+            "accept",
+            "Visa,",
+            "Mastercard,",
+            "American",
+            "Express",
+            "and",
+            "PayPal.",
+        ]:
+            await asyncio.sleep(0.002)
+            yield word + " "
+
+    async def close(self) -> None:
+        return None
+
+
+def build(
+    redis: Redis,
+    prefix: str,
+    retriever: Retriever,
+    model: SlowScriptedModel | None = None,
+    ttl_s: int = 3600,
+    **policy: object,
+) -> ConversationManager:
+    sessions = SessionStore(redis, SessionKeys(prefix), ttl_s=ttl_s)
+    return ConversationManager(
+        sessions,
+        retriever,
+        model or SlowScriptedModel(),
+        AnswerPolicy(business="Pinecone", **policy),  # type: ignore[arg-type]
+    )
+
+
+async def test_50_concurrent_messages_in_one_session_are_answered_in_arrival_order(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    model = SlowScriptedModel()
+    bot = build(redis_client, prefix, sample_retriever, model)
+    questions = [
+        f"{GROUNDED_QUESTION} (#{i})" if i % 2 else f"{FAQ_QUESTION} (#{i})" for i in range(50)
+    ]
+    replies = await asyncio.gather(*(bot.ask(Inbound("busy", q)) for q in questions))
+    assert model.calls == 25
+    assert {r.mode for r in replies} == {"faq", "grounded"}
+    turns = await bot.history("busy")
+    assert [t.role for t in turns] == ["user", "assistant"] * 50
+    assert [t.text for t in turns[0::2]] == questions  # each stored once, in arrival order
+    assert [t.reply_id for t in turns[1::2]] == [r.reply_id for r in replies]
+
+
+async def test_200_concurrent_sessions_never_cross_talk(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    bot = build(redis_client, prefix, sample_retriever)
+    sessions = [f"s{i}" for i in range(200)]
+
+    async def talk(sid: str) -> None:
+        await bot.ask(Inbound(sid, f"{FAQ_QUESTION} asked by {sid}"))
+        await bot.ask(Inbound(sid, f"{GROUNDED_QUESTION} asked by {sid}"))
+
+    await asyncio.gather(*(talk(s) for s in sessions))
+    for sid in sessions:
+        user_texts = [t.text for t in await bot.history(sid) if t.role == "user"]
+        assert user_texts == [
+            f"{FAQ_QUESTION} asked by {sid}",
+            f"{GROUNDED_QUESTION} asked by {sid}",
+        ]
+
+
+async def test_a_message_delivered_5_times_at_once_is_answered_once(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    bot = build(redis_client, prefix, sample_retriever)
+    inbound = Inbound("dup", FAQ_QUESTION, channel="telegram", message_id="update-42")
+    results = await asyncio.gather(*(bot.ask(inbound) for _ in range(5)), return_exceptions=True)
+    replies = [r for r in results if not isinstance(r, BaseException)]
+    assert len(replies) == 1 and replies[0].mode == "faq"
+    assert all(isinstance(r, DuplicateMessage) for r in results if r not in replies)
+    assert [t.role for t in await bot.history("dup")] == ["user", "assistant"]
+
+
+async def test_sessions_expire_after_their_ttl(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    bot = build(redis_client, prefix, sample_retriever, ttl_s=1)
+    await bot.ask(Inbound("short", FAQ_QUESTION))
+    assert len(await bot.history("short")) == 2
+    await asyncio.sleep(2.2)
+    assert await bot.history("short") == []
+    assert (await bot.session("short")).created == 0
+
+
+async def test_reset_forgets_the_conversation_and_the_handoff(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    bot = build(redis_client, prefix, sample_retriever)
+    await bot.ask(Inbound("r", FAQ_QUESTION))
+    await bot.ask(Inbound("r", "I want to talk to a human"))
+    assert (await bot.session("r")).state == "pending_human"
+    reply = await bot.ask(Inbound("r", "/reset"))
+    assert reply.mode == "smalltalk" and "forgotten" in reply.text
+    assert await bot.history("r") == []
+    assert (await bot.session("r")).state == "bot"
+    assert await bot.handoff.waiting() == []
+    assert (await bot.ask(Inbound("r", FAQ_QUESTION))).mode == "faq"
+
+
+async def test_the_rate_limit_triggers_politely_and_recovers(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    bot = build(redis_client, prefix, sample_retriever)
+    bot._limiter = RateLimiter(redis_client, "3 per 2 seconds", f"{prefix}:ratelimit")
+    for _ in range(3):
+        await bot.ask(Inbound("fast", FAQ_QUESTION, user_id="u1"))
+    with pytest.raises(RateLimited, match="try again in") as limited:
+        await bot.ask(Inbound("fast", FAQ_QUESTION, user_id="u1"))
+    assert 1 <= limited.value.retry_after_s <= 2
+    # Another customer is not affected; the limited one is refused without a stored turn.
+    assert (await bot.ask(Inbound("other", FAQ_QUESTION, user_id="u2"))).mode == "faq"
+    assert len(await bot.history("fast")) == 6
+    await asyncio.sleep(limited.value.retry_after_s + 0.2)
+    assert (await bot.ask(Inbound("fast", FAQ_QUESTION, user_id="u1"))).mode == "faq"
+
+
+async def test_greetings_and_thanks_get_short_replies_without_the_model(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    model = SlowScriptedModel()
+    bot = build(redis_client, prefix, sample_retriever, model)
+    hello = await bot.ask(Inbound("st", "Hello!"))
+    thanks = await bot.ask(Inbound("st", "thanks a lot"))
+    assert (hello.mode, thanks.mode) == ("smalltalk", "smalltalk")
+    assert "Pinecone assistant" in hello.text and "welcome" in thanks.text
+    assert model.calls == 0
+
+
+async def test_repeated_unanswerable_questions_call_a_human(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    bot = build(redis_client, prefix, sample_retriever, handoff_after_fallbacks=3)
+    first, second, third = [await bot.ask(Inbound("lost", q)) for q in OUT_OF_SCOPE]
+    assert (first.mode, second.mode) == ("fallback", "fallback")
+    assert third.mode == "handoff" and third.state == "pending_human"
+    assert "you are next" in third.text
+    waiting = await bot.handoff.waiting()
+    assert [s.session_id for s in waiting] == ["lost"]
+    assert "3 questions in a row" in waiting[0].turns[-2].text  # the timestamped state change
+    assert [i.question for i in await bot.feedback.unanswered()] == OUT_OF_SCOPE
+
+
+async def test_handoff_through_the_manager(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    bot = build(redis_client, prefix, sample_retriever)
+    await bot.ask(Inbound("a", "talk to a human please"))
+    asked = await bot.ask(Inbound("b", "Can I speak to a real person?"))
+    assert asked.mode == "handoff" and "number 2 in line" in asked.text
+    again = await bot.ask(Inbound("b", "hello? anyone there?"))
+    assert again.mode == "handoff" and "number 2 in line" in again.text
+
+    await bot.handoff.take("a", "alice")
+    assert "you are next" in (await bot.ask(Inbound("b", "still waiting"))).text
+    quiet = await bot.ask(Inbound("a", "my parcel is lost"))
+    assert quiet.mode == "handoff" and quiet.text == "" and quiet.state == "human"
+    sent = await bot.handoff.send("a", "alice", "Let me check that for you.")
+    outbox = await bot.handoff.outbox("web")
+    assert [m.text for m in outbox][-2:] == ["You are now talking to alice.", sent.text]
+    await bot.handoff.release("a", "alice")
+    assert (await bot.ask(Inbound("a", FAQ_QUESTION))).mode == "faq"
+    roles = [t.role for t in await bot.history("a")]
+    assert roles == [
+        "user", "system", "assistant",  # asked for a human
+        "system",  # taken by alice
+        "user",  # the bot stayed quiet
+        "operator",
+        "system",  # handed back
+        "user", "assistant",
+    ]  # fmt: skip
+
+
+async def test_a_thumbs_down_reply_becomes_an_faq_entry_that_answers_it(
+    redis_client: Redis, prefix: str, embedder: Embedder, sample_entries: list[FaqEntry]
+) -> None:
+    knowledge = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
+    await knowledge.replace(sample_entries)
+    bot = build(redis_client, prefix, Retriever(knowledge, embedder))
+    question = "Do you offer student discounts?"
+    disliked = await bot.ask(Inbound("fb", question))
+    assert disliked.mode != "faq"
+    await bot.feedback.rate("fb", disliked.reply_id, "down")
+    [item] = [i for i in await bot.feedback.unanswered() if i.reason == "thumbs_down"]
+    assert (item.question, item.reply, item.session_id) == (question, disliked.text, "fb")
+    entry = await bot.feedback.answer(item.id, "Yes: 10% off with a valid student ID.", knowledge)
+    assert entry.question == question
+    assert item.id not in [i.id for i in await bot.feedback.unanswered()]
+    again = await bot.ask(Inbound("fb2", question))
+    assert again.mode == "faq" and again.text == "Yes: 10% off with a valid student ID."
+
+
+async def test_redis_stopped_mid_conversation_loses_nothing(
+    tmp_path: Path, embedder: Embedder, sample_entries: list[FaqEntry]
+) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    redis = connect(server.url)
+    try:
+        knowledge = KnowledgeStore(redis, KnowledgeKeys("outage"))
+        await knowledge.replace(sample_entries)
+        bot = build(redis, "outage", Retriever(knowledge, embedder))
+        first = await bot.ask(Inbound("o", FAQ_QUESTION))
+        server.stop()
+        with pytest.raises(StorageUnavailable, match="Cannot reach the session store"):
+            await bot.ask(Inbound("o", "What are your opening hours?"))
+        server.start()  # same folder, append-only file on
+        started = time.monotonic()
+        second = await bot.ask(Inbound("o", "What are your opening hours?"))
+        assert time.monotonic() - started < 5
+        texts = [t.text for t in await bot.history("o")]
+        assert texts == [FAQ_QUESTION, first.text, "What are your opening hours?", second.text]
+    finally:
+        await redis.aclose()
+        server.stop()

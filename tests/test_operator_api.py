@@ -1,0 +1,166 @@
+"""Operators over real HTTP against `answerdesk serve` with the real model: handoff, the
+unanswered queue, and the chat API's limits."""
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.server import Server
+
+TOKEN = "s3cret-operator-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(
+        tmp_path_factory.mktemp("operator-data"),
+        extra_env={"ANSWERDESK_ADMIN_TOKEN": TOKEN, "ANSWERDESK_HANDOFF_AFTER_FALLBACKS": "3"},
+    ).start()
+    yield running
+    running.stop()
+
+
+def admin(server: Server, method: str, path: str, **kwargs: object) -> httpx.Response:
+    return httpx.request(method, f"{server.url}/admin{path}", headers=AUTH, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+
+def test_admin_routes_need_the_token(desk: Server, server: Server) -> None:
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN}):
+        r = httpx.get(f"{desk.url}/admin/handoff", headers=headers, timeout=30)
+        assert r.status_code == 401 and "bearer token" in r.json()["error"]
+    assert admin(desk, "GET", "/handoff").status_code == 200
+    # Without ANSWERDESK_ADMIN_TOKEN the operator API is off, not open.
+    r = httpx.get(f"{server.url}/admin/handoff", headers=AUTH, timeout=30)
+    assert r.status_code == 403 and "ANSWERDESK_ADMIN_TOKEN" in r.json()["error"]
+
+
+def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
+    asked = desk.chat("h1", "Can I talk to a human please?")
+    assert (asked["mode"], asked["state"]) == ("handoff", "pending_human")
+    assert "you are next" in asked["reply"]
+
+    queues = admin(desk, "GET", "/handoff").json()
+    [waiting] = [s for s in queues["waiting"] if s["session_id"] == "h1"]
+    assert waiting["turns"][0]["text"] == "Can I talk to a human please?"
+    assert waiting["state"] == "pending_human" and waiting["state_since"] > 0
+
+    taken = admin(desk, "POST", "/handoff/h1/take", json={"operator": "alice"})
+    assert taken.status_code == 200 and taken.json()["state"] == "human"
+    again = admin(desk, "POST", "/handoff/h1/take", json={"operator": "bob"})
+    assert again.status_code == 409 and "not waiting" in again.json()["error"]
+
+    quiet = desk.chat("h1", "my parcel never arrived")
+    assert (quiet["mode"], quiet["reply"], quiet["state"]) == ("handoff", "", "human")
+
+    sent = admin(
+        desk, "POST", "/handoff/h1/messages", json={"operator": "alice", "text": "Checking now."}
+    )
+    assert sent.status_code == 200
+    outbox = admin(desk, "GET", "/outbox/web").json()
+    assert [m["text"] for m in outbox if m["session_id"] == "h1"] == [
+        "You are now talking to alice.",
+        "Checking now.",
+    ]
+    later = admin(desk, "GET", f"/outbox/web?after={outbox[-1]['id']}").json()
+    assert later == []
+
+    back = admin(desk, "POST", "/handoff/h1/release", json={"operator": "alice"})
+    assert back.status_code == 200 and back.json()["state"] == "bot"
+    answered = desk.chat("h1", "how do I reset my password?")
+    assert (answered["mode"], answered["state"]) == ("faq", "bot")
+
+    history = httpx.get(f"{desk.url}/api/chat/h1/history", timeout=30).json()["turns"]
+    operator_turns = [t for t in history if t["role"] == "operator"]
+    assert operator_turns == [{**operator_turns[0], "text": "Checking now.", "operator": "alice"}]
+    assert [t["text"] for t in history if t["role"] == "system"] == [
+        "state: pending_human (customer asked for a human)",
+        "state: human (taken by alice)",
+        "state: bot (handed back by alice)",
+    ]
+
+
+def test_operator_actions_on_unknown_sessions_say_so(desk: Server) -> None:
+    r = admin(desk, "POST", "/handoff/nobody/take", json={"operator": "alice"})
+    assert r.status_code == 404 and "No conversation with id nobody" in r.json()["error"]
+    r = admin(desk, "POST", "/handoff/nobody/messages", json={"operator": "alice", "text": " "})
+    assert r.status_code == 422
+
+
+def test_a_disliked_reply_becomes_an_faq_entry_that_answers_it(desk: Server) -> None:
+    question = "Do you offer student discounts?"
+    first = desk.chat("fb", question)
+    assert first["mode"] != "faq" and first["reply_id"]
+    r = httpx.post(
+        f"{desk.url}/api/chat/fb/feedback",
+        json={"reply_id": first["reply_id"], "rating": "down"},
+        timeout=30,
+    )
+    assert r.status_code == 204
+    unknown = httpx.post(
+        f"{desk.url}/api/chat/fb/feedback", json={"reply_id": "nope", "rating": "up"}, timeout=30
+    )
+    assert unknown.status_code == 404
+
+    items = admin(desk, "GET", "/unanswered").json()
+    [item] = [i for i in items if i["reason"] == "thumbs_down" and i["session_id"] == "fb"]
+    assert (item["question"], item["reply"]) == (question, first["reply"])
+
+    created = admin(
+        desk, "POST", f"/unanswered/{item['id']}/faq", json={"answer": "Yes: 10% off for students."}
+    )
+    assert created.status_code == 201 and created.json()["question"] == question
+    assert item["id"] not in [i["id"] for i in admin(desk, "GET", "/unanswered").json()]
+
+    again = desk.chat("fb-2", question)
+    assert (again["mode"], again["reply"]) == ("faq", "Yes: 10% off for students.")
+
+
+def test_unanswerable_questions_queue_up_and_then_call_a_human(desk: Server) -> None:
+    replies = [
+        desk.chat("lost", q)
+        for q in ["what is the capital of France?", "write me a poem", "how do I cook pasta"]
+    ]
+    assert [r["mode"] for r in replies] == ["fallback", "fallback", "handoff"]
+    fallbacks = [i for i in admin(desk, "GET", "/unanswered").json() if i["session_id"] == "lost"]
+    assert [i["reason"] for i in fallbacks] == ["fallback"] * 3
+    waiting = [s["session_id"] for s in admin(desk, "GET", "/handoff").json()["waiting"]]
+    assert "lost" in waiting
+
+
+def test_cli_lists_the_unanswered_queue(desk: Server) -> None:
+    desk.chat("cli", "who won the football match yesterday")
+    result = desk.kb("unanswered")
+    assert result.returncode == 0, result.stderr
+    assert "fallback\tcli\twho won the football match yesterday" in result.stdout
+
+
+def test_resent_messages_and_floods_get_clear_errors(desk: Server) -> None:
+    body = {"session_id": "flood", "message": "how do I reset my password?", "message_id": "m1"}
+    assert httpx.post(f"{desk.url}/api/chat", json=body, timeout=30).status_code == 200
+    resent = httpx.post(f"{desk.url}/api/chat", json=body, timeout=30)
+    assert resent.status_code == 409 and "already received" in resent.json()["error"]
+
+    statuses = []
+    for i in range(25):  # the default limit is 20 messages a minute per customer
+        body = {"session_id": "flood", "message": f"how do I reset my password? {i}"}
+        statuses.append(httpx.post(f"{desk.url}/api/chat", json=body, timeout=30))
+    limited = [r for r in statuses if r.status_code == 429]
+    assert len(limited) >= 5 and all(r.status_code in (200, 429) for r in statuses)
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert "faster than I can answer" in limited[0].json()["error"]
+
+
+def test_the_openapi_schema_documents_the_operator_api(desk: Server) -> None:
+    schema = httpx.get(f"{desk.url}/openapi.json", timeout=30).json()
+    paths = set(schema["paths"])
+    assert {
+        "/admin/handoff",
+        "/admin/handoff/{session_id}/take",
+        "/admin/handoff/{session_id}/messages",
+        "/admin/handoff/{session_id}/release",
+        "/admin/unanswered",
+        "/admin/unanswered/{item_id}/faq",
+        "/api/chat/{session_id}/feedback",
+    } <= paths
