@@ -12,7 +12,7 @@ from bot.grounding import supported_prefix
 from bot.handoff import HandoffDesk, state_turn
 from bot.intents import intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
-from bot.prompt import REFUSAL, build_messages
+from bot.prompt import REFUSAL, approximate_tokens, build_messages
 from bot.rate_limit import RateLimiter
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
@@ -30,6 +30,7 @@ class AnswerPolicy:
     grounded_threshold: float = 0.45  # at or above: the model answers from the top hits
     top_k: int = 3
     history_turns: int = 4
+    prompt_tokens: int = 1500  # the prompt's budget; the oldest history turns give way first
     max_message_chars: int = 4000
     handoff_after_fallbacks: int = 3  # consecutive fallbacks before a human is called; 0: never
     dedupe_ttl_s: int = 24 * 3600
@@ -173,7 +174,14 @@ class ConversationManager:
             history = await self._sessions.history(sid, last=policy.history_turns)
             generated = ""
             try:
-                messages = build_messages(text, relevant, history, policy.business)
+                messages = build_messages(
+                    text,
+                    relevant,
+                    history,
+                    policy.business,
+                    policy.prompt_tokens,
+                    getattr(self._model, "count_tokens", approximate_tokens),
+                )
                 async for chunk in self._model.stream(messages, policy.generation):
                     generated += chunk
                     yield ReplyChunk(chunk)

@@ -3,7 +3,7 @@
 FAQ text and customer text are fenced as quoted data, so neither can pose as instructions.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.messages import Turn
 from engine import ChatMessage
@@ -19,6 +19,11 @@ SYSTEM = (
 )
 
 
+def approximate_tokens(text: str) -> int:
+    """About four characters a token for English text, rounded up."""
+    return len(text) // 4 + 1
+
+
 def _fence(tag: str, text: str) -> str:
     # A closing tag inside the data would end the fence early; neutralise it.
     return f"<{tag}>\n{text.replace(f'</{tag}>', f'</ {tag}>')}\n</{tag}>"
@@ -29,21 +34,25 @@ def build_messages(
     hits: Sequence[Hit],
     history: Sequence[Turn],
     business: str,
-    max_chars: int = 6000,
+    max_tokens: int = 1500,
+    count_tokens: Callable[[str], int] = approximate_tokens,
 ) -> list[ChatMessage]:
-    """Chat messages for a grounded answer; the oldest turns are dropped to fit `max_chars`."""
+    """Chat messages for a grounded answer; the oldest turns are dropped so that the prompt
+    stays within `max_tokens` as counted by `count_tokens` (the model's tokenizer if it has one).
+    """
     faq = "\n\n".join(f"Q: {hit.entry.question}\nA: {hit.entry.answer}" for hit in hits)
     system = SYSTEM.format(business=business, refusal=REFUSAL) + "\n\n" + _fence("faq", faq)
     final = _fence("customer", question)
-    budget = max_chars - len(system) - len(final)
+    budget = max_tokens - count_tokens(system) - count_tokens(final)
     kept: list[ChatMessage] = []
     for turn in reversed(history):
         if turn.role == "system":
             continue  # state changes are for operators, not for the model
         text = _fence("customer", turn.text) if turn.role == "user" else turn.text
-        if len(text) > budget:
+        cost = count_tokens(text)
+        if cost > budget:
             break
-        budget -= len(text)
+        budget -= cost
         kept.append({"role": "user" if turn.role == "user" else "assistant", "content": text})
     kept.reverse()
     return [{"role": "system", "content": system}, *kept, {"role": "user", "content": final}]

@@ -73,6 +73,9 @@ class LocalModel:
         log.info("model loaded from %s (%s)", path, dtype)
         return cls(model, tokenizer, name=source or "smollm2-135m-instruct")
 
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[str]:

@@ -25,8 +25,15 @@ def test_oldest_turns_are_dropped_to_fit_the_budget() -> None:
     ]
     full = build_messages("third", [Hit(ENTRY, 0.6)], history, business="Acme")
     assert [m["role"] for m in full] == ["system", "user", "assistant", "user", "assistant", "user"]
-    budget = sum(len(m["content"]) for m in full) - 200
-    tight = build_messages("third", [Hit(ENTRY, 0.6)], history, business="Acme", max_chars=budget)
+    words = sum(len(m["content"].split()) for m in full)
+    tight = build_messages(
+        "third",
+        [Hit(ENTRY, 0.6)],
+        history,
+        business="Acme",
+        max_tokens=words - 5,
+        count_tokens=lambda text: len(text.split()),
+    )
     contents = [m["content"] for m in tight]
     assert not any("first question" in c for c in contents)
     assert "second answer" in contents and tight[-1]["content"].endswith("third\n</customer>")
