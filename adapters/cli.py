@@ -32,15 +32,74 @@ def serve(host: str | None, port: int | None) -> None:
             read_jsonl(settings.faq_file)  # fail here, clearly, rather than inside the server
         except KnowledgeError as exc:
             raise click.ClickException(f"ANSWERDESK_FAQ_FILE: {exc}") from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_level=settings.log_level,
     )
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def telegram(ctx: click.Context) -> None:
+    """Run the Telegram bot with long polling (no public URL needed).
+
+    For webhook mode instead, run `answerdesk serve` behind HTTPS and register its URL once with
+    `answerdesk telegram set-webhook https://HOST/telegram/webhook`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from adapters.runtime import build_runtime
+    from adapters.telegram_service import TelegramSetupError
+
+    settings = Settings()
+    setup_logging(settings)
+    if not settings.telegram_token:
+        raise click.ClickException(
+            "ANSWERDESK_TELEGRAM_TOKEN is not set: create a bot with @BotFather and put its "
+            "token in that variable."
+        )
+
+    async def run() -> None:
+        async with build_runtime(settings) as runtime:
+            assert runtime.telegram is not None
+            await runtime.telegram.poll()
+
+    try:
+        asyncio.run(run())
+    except TelegramSetupError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@telegram.command("set-webhook")
+@click.argument("url")
+def telegram_set_webhook(url: str) -> None:
+    """Tell Telegram to send updates to URL (https://HOST/telegram/webhook) with a new secret."""
+    from adapters.telegram_service import TelegramSetupError, make_bot, register_webhook
+
+    settings = Settings()
+
+    async def run() -> None:
+        async with open_redis(settings) as redis:
+            bot = make_bot(settings.telegram_token, settings.telegram_api_url)
+            try:
+                await register_webhook(bot, redis, settings.redis_prefix, url)
+            finally:
+                await bot.session.close()
+
+    try:
+        asyncio.run(run())
+    except TelegramSetupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Telegram now sends updates to {url}; `answerdesk serve` checks their secret.")
 
 
 @main.group()

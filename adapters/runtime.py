@@ -10,6 +10,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from adapters.redis_server import RedisServer
 from adapters.settings import Settings
+from adapters.telegram import TelegramTexts
+from adapters.telegram_service import TelegramService, make_bot
 from bot import AnswerPolicy, ConversationManager, RateLimiter, SessionKeys, SessionStore
 from engine import GenerationParams, LocalModel
 from knowledge import (
@@ -31,6 +33,7 @@ class Runtime:
     knowledge: KnowledgeStore
     retriever: Retriever
     manager: ConversationManager
+    telegram: TelegramService | None = None
 
 
 def connect(url: str, max_connections: int = 64) -> Redis:
@@ -98,7 +101,22 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
         manager = ConversationManager(sessions, retriever, model, policy, limiter)
+        telegram = None
+        if settings.telegram_token:
+            texts = TelegramTexts(
+                greeting=settings.telegram_greeting.format(business=settings.business_name),
+                help=settings.telegram_help,
+            )
+            bot = make_bot(settings.telegram_token, settings.telegram_api_url)
+            telegram = TelegramService(bot, manager, redis, settings.redis_prefix, texts)
+            try:
+                await telegram.start()
+            except BaseException:
+                await bot.session.close()
+                raise
         try:
-            yield Runtime(settings, redis, knowledge, retriever, manager)
+            yield Runtime(settings, redis, knowledge, retriever, manager, telegram)
         finally:
+            if telegram is not None:
+                await telegram.stop()
             await model.close()

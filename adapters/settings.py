@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(default=None, repr=False)
     history_max_turns: int = Field(default=200, ge=2)
 
+    # Telegram: the token from @BotFather; empty: no Telegram bot.
+    telegram_token: str | None = Field(default=None, repr=False)
+    # Another Bot API server (a local telegram-bot-api, or a test double); empty: Telegram's.
+    telegram_api_url: str | None = None
+    telegram_greeting: str = (
+        "Hello! I'm the {business} assistant. Ask me anything about orders, shipping, returns, "
+        "payments or your account. Send /human to talk to a person, /reset to start over."
+    )
+    telegram_help: str = (
+        'Type your question in your own words, for example "How long does shipping take?". '
+        "I answer from our FAQ and tell you when I don't know. /human brings in a person, "
+        "/reset starts over."
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

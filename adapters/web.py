@@ -21,6 +21,7 @@ from adapters.schemas import (
     TurnOut,
 )
 from adapters.settings import Settings
+from adapters.telegram_webhook import telegram_webhook_router
 from bot import Inbound
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -38,6 +39,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="answerdesk", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(admin_router(settings.admin_token))
+    if settings.telegram_token:
+        app.include_router(telegram_webhook_router())
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -6,9 +6,10 @@ delivers them. Every state change is a timestamped `system` turn in the history.
 """
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from bot.errors import ConversationError, StorageUnavailable
 from bot.messages import SessionInfo, State, Turn
@@ -126,15 +127,29 @@ class HandoffDesk:
             rows = await self._redis.xrange(self._keys.outbox(channel), f"({after}", "+", count)
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
-        return [
-            OutboxMessage(
-                id=rid.decode(),
-                session_id=fields[b"session_id"].decode(),
-                text=fields[b"text"].decode(),
-                operator=fields[b"operator"].decode(),
+        return [_outbox(rid, fields) for rid, fields in rows]
+
+    async def deliveries(
+        self, channel: str, consumer: str, block_ms: int = 5000, count: int = 50
+    ) -> list[OutboxMessage]:
+        """Operator messages for `channel` not yet delivered by any of its workers (a consumer
+        group per channel, so each message goes to one worker). Confirm each with `delivered`."""
+        stream, group = self._keys.outbox(channel), "delivery"
+        try:
+            with suppress(ResponseError):  # BUSYGROUP: the group exists already
+                await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+            rows = await self._redis.xreadgroup(
+                group, consumer, {stream: ">"}, count=count, block=block_ms
             )
-            for rid, fields in rows
-        ]
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
+        return [_outbox(rid, fields) for _, entries in rows for rid, fields in entries]
+
+    async def delivered(self, channel: str, message_id: str) -> None:
+        try:
+            await self._redis.xack(self._keys.outbox(channel), "delivery", message_id)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot confirm the delivery: {exc}") from exc
 
     async def _known(self, session_id: str) -> SessionInfo:
         info = await self._sessions.info(session_id)
@@ -151,3 +166,12 @@ class HandoffDesk:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
         return OutboxMessage(rid.decode(), info.session_id, text, operator)
+
+
+def _outbox(rid: bytes, fields: dict[bytes, bytes]) -> OutboxMessage:
+    return OutboxMessage(
+        id=rid.decode(),
+        session_id=fields[b"session_id"].decode(),
+        text=fields[b"text"].decode(),
+        operator=fields[b"operator"].decode(),
+    )

@@ -79,7 +79,10 @@ class Server:
         assert r.status_code == 200, r.text
         return r.json()
 
-    def kb(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN), "kb", *args], env=self.env(), capture_output=True, text=True, timeout=120
+            [str(BIN), *args], env=self.env(), capture_output=True, text=True, timeout=120
         )
+
+    def kb(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("kb", *args)

@@ -1,0 +1,162 @@
+"""Running the Telegram bot: the Bot and Dispatcher, polling or webhook updates processed once,
+bot commands, and delivery of operator messages to chats."""
+
+import asyncio
+import logging
+import os
+import secrets
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from aiogram.types import BotCommand, TelegramObject, Update, User
+from aiogram.utils.token import TokenValidationError
+from redis.asyncio import Redis
+
+from adapters.telegram import TelegramTexts, chat_id, telegram_router
+from adapters.telegram_pacing import Pacing
+from bot import ConversationManager, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+COMMANDS = [
+    BotCommand(command="start", description="What I can do"),
+    BotCommand(command="help", description="How to ask"),
+    BotCommand(command="reset", description="Start the conversation over"),
+    BotCommand(command="human", description="Talk to a person"),
+]
+UPDATE_TTL_S = 24 * 3600
+
+
+class TelegramSetupError(RuntimeError):
+    """The bot cannot start; the message says what to fix."""
+
+
+def make_bot(token: str | None, api_url: str | None = None) -> Bot:
+    if not token:
+        raise TelegramSetupError(
+            "ANSWERDESK_TELEGRAM_TOKEN is not set: create a bot with @BotFather and put its "
+            "token in that variable."
+        )
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else None
+    try:
+        bot = Bot(token, session=session)
+    except TokenValidationError as exc:
+        raise TelegramSetupError(
+            "ANSWERDESK_TELEGRAM_TOKEN does not look like a bot token (123456789:AA…); "
+            "copy it again from @BotFather."
+        ) from exc
+    bot.session.middleware(Pacing())
+    return bot
+
+
+def secret_key(prefix: str) -> str:
+    return f"{prefix}:telegram:webhook_secret"
+
+
+async def register_webhook(bot: Bot, redis: Redis, prefix: str, url: str) -> None:
+    """Have Telegram send updates to `url` with a new secret, kept in Redis for every worker."""
+    secret = secrets.token_urlsafe(32)
+    try:
+        await bot.set_webhook(url, secret_token=secret)
+    except TelegramUnauthorizedError as exc:
+        raise TelegramSetupError("Telegram rejected ANSWERDESK_TELEGRAM_TOKEN.") from exc
+    except TelegramAPIError as exc:
+        raise TelegramSetupError(f"Telegram refused the webhook {url}: {exc.message}") from exc
+    await redis.set(secret_key(prefix), secret)
+
+
+class OncePerUpdate(BaseMiddleware):
+    """Claims each update_id in Redis (SET NX EX 24 h): Telegram's redeliveries and a second
+    worker's copy of the same update are dropped."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    async def __call__(self, handler: Any, event: TelegramObject, data: dict[str, Any]) -> Any:
+        if isinstance(event, Update):
+            key = f"{self._prefix}:telegram:update:{event.update_id}"
+            if not await self._redis.set(key, 1, nx=True, ex=UPDATE_TTL_S):
+                log.info("dropped redelivered update %s", event.update_id)
+                return None
+        return await handler(event, data)
+
+
+class TelegramService:
+    def __init__(
+        self,
+        bot: Bot,
+        manager: ConversationManager,
+        redis: Redis,
+        prefix: str,
+        texts: TelegramTexts,
+    ) -> None:
+        self.bot = bot
+        self._manager = manager
+        self._redis = redis
+        self._prefix = prefix
+        self.dispatcher = Dispatcher()
+        self.dispatcher.update.outer_middleware(OncePerUpdate(redis, prefix))
+        self.dispatcher.include_router(telegram_router(manager, texts))
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: asyncio.Task[None] | None = None
+
+    async def start(self) -> User:
+        """Check the token, register the commands, start delivering operator messages."""
+        try:
+            me = await self.bot.get_me()
+            await self.bot.set_my_commands(COMMANDS)
+        except TelegramUnauthorizedError as exc:
+            raise TelegramSetupError(
+                "Telegram rejected ANSWERDESK_TELEGRAM_TOKEN (revoked or mistyped); "
+                "get the current token from @BotFather."
+            ) from exc
+        except TelegramAPIError as exc:
+            raise TelegramSetupError(f"Cannot reach Telegram: {exc}") from exc
+        self._outbox = asyncio.create_task(self._deliver_outbox(), name="telegram-outbox")
+        log.info("Telegram bot @%s ready", me.username)
+        return me
+
+    async def stop(self) -> None:
+        if self._outbox is not None:
+            self._outbox.cancel()
+            await asyncio.gather(self._outbox, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.bot.session.close()
+
+    async def poll(self) -> None:
+        """Long polling until SIGINT/SIGTERM."""
+        await self.bot.delete_webhook()
+        await self.dispatcher.start_polling(self.bot, close_bot_session=False)
+
+    async def webhook_secret(self) -> str | None:
+        value = await self._redis.get(secret_key(self._prefix))
+        return value.decode() if value else None
+
+    def feed(self, update: dict[str, Any]) -> None:
+        """Process a webhook update in the background (the webhook answers at once)."""
+        parsed = Update.model_validate(update, context={"bot": self.bot})
+        task = asyncio.create_task(self.dispatcher.feed_update(self.bot, parsed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_outbox(self) -> None:
+        consumer = f"{os.uname().nodename}-{os.getpid()}"
+        handoff = self._manager.handoff
+        while True:
+            try:
+                messages = await handoff.deliveries("telegram", consumer, block_ms=2000)
+            except StorageUnavailable:
+                await asyncio.sleep(2)
+                continue
+            for message in messages:
+                chat = chat_id(message.session_id)
+                if chat is not None:
+                    try:
+                        await self.bot.send_message(chat, message.text)
+                    except TelegramAPIError:
+                        log.exception("could not deliver an operator message to chat %s", chat)
+                await handoff.delivered("telegram", message.id)

@@ -1,0 +1,350 @@
+"""Telegram with the real aiogram Dispatcher and Bot, the real model and Redis, against a fake
+Bot API server (tests/fake_telegram.py) reached through aiogram's custom-server setting."""
+
+import asyncio
+import functools
+import html
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from knowledge import read_jsonl, sample_faq_path
+from tests.fake_telegram import BOT_USER, FakeTelegram, user
+from tests.server import BIN, Server
+
+ADMIN = {"authorization": "Bearer tg-test-admin"}
+PARAGRAPH = (
+    "Part {n} of our care guide: wash at 30 degrees <not hotter> & dry flat; *never* "
+    "tumble_dry wool. Keep zips closed, brush off mud first and re-proof once a season. "
+)
+LONG_ANSWER = "\n\n".join(
+    "".join(PARAGRAPH.format(n=n) for _ in range(4)).strip() for n in range(1, 17)
+)
+
+
+@pytest.fixture(scope="module")
+def faq_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    entries = [e.to_dict() for e in read_jsonl(sample_faq_path())]
+    entries.append(
+        {
+            "id": "care-guide",
+            "question": "How do I care for my outdoor clothing?",
+            "answer": LONG_ANSWER,
+            "alt_questions": ["care guide for jackets"],
+            "tags": ["products"],
+        }
+    )
+    path = tmp_path_factory.mktemp("tg-faq") / "faq.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = await FakeTelegram().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="module")
+async def webhook(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeTelegram, faq_file: Path
+) -> AsyncIterator[Server]:
+    """`answerdesk serve` with a Telegram token: webhook mode. (Started from a thread: the fake
+    Bot API it talks to runs on this event loop.)"""
+    running = Server(
+        tmp_path_factory.mktemp("tg-webhook"),
+        extra_env={
+            "ANSWERDESK_TELEGRAM_TOKEN": fake.token,
+            "ANSWERDESK_TELEGRAM_API_URL": fake.url,
+            "ANSWERDESK_FAQ_FILE": str(faq_file),
+            "ANSWERDESK_ADMIN_TOKEN": "tg-test-admin",
+        },
+    )
+    await asyncio.to_thread(running.start)
+    result = await asyncio.to_thread(
+        running.cli, "telegram", "set-webhook", f"{running.url}/telegram/webhook"
+    )
+    assert result.returncode == 0, result.stderr
+    yield running
+    await asyncio.to_thread(running.stop)
+
+
+def secret(fake: FakeTelegram) -> str:
+    return str(fake.sent("setWebhook")[-1]["secret_token"])
+
+
+async def get(url: str, **kwargs: Any) -> Any:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return (await client.get(url, **kwargs)).json()
+
+
+async def turns(server: Server, chat: int) -> list[dict[str, Any]]:
+    return list((await get(f"{server.url}/api/chat/tg{chat}/history"))["turns"])
+
+
+async def post_update(server: Server, update: dict[str, Any], token: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.post(
+            f"{server.url}/telegram/webhook",
+            json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": token},
+        )
+
+
+def texts(fake: FakeTelegram, chat: int) -> list[str]:
+    """Everything the bot showed in `chat`: sent messages and edits, in order."""
+    return [
+        html.unescape(str(c.params["text"]))
+        for c in fake.calls
+        if c.method in ("sendMessage", "editMessageText") and c.params.get("chat_id") == str(chat)
+    ]
+
+
+class TagCheck(HTMLParser):
+    """Telegram's HTML: only known tags, balanced, and text entities that decode."""
+
+    ALLOWED: ClassVar[set[str]] = {"b", "i", "u", "s", "a", "code", "pre", "blockquote"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        assert tag in self.ALLOWED, f"<{tag}> is not Telegram HTML"
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack.pop() == tag, f"unbalanced </{tag}>"
+
+    def handle_data(self, data: str) -> None:
+        assert "<" not in data and ">" not in data
+
+
+def valid_telegram_html(text: str) -> bool:
+    check = TagCheck()
+    check.feed(text)
+    check.close()
+    return not check.stack and not re.search(r"&(?!(amp|lt|gt|quot);)", text)
+
+
+async def test_start_registers_commands_and_the_webhook(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    [commands] = fake.sent("setMyCommands")[-1:]
+    assert [c["command"] for c in commands["commands"]] == ["start", "help", "reset", "human"]
+    assert fake.sent("setWebhook")[-1]["url"] == f"{webhook.url}/telegram/webhook"
+    assert len(secret(fake)) >= 32
+
+
+async def test_an_faq_question_is_answered_through_the_webhook(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    update = fake.update(message=fake.message("how do I reset my password?", chat=555))
+    r = await post_update(webhook, update, secret(fake))
+    assert r.status_code == 200
+    await fake.wait_for(lambda: fake.sent("sendMessage", 555))
+    [sent] = fake.sent("sendMessage", 555)
+    assert 'Click "Sign in", then "Forgot password?"' in html.unescape(sent["text"])
+    assert "<i>From our FAQ: How do I reset my password?</i>" in sent["text"]
+    assert sent["parse_mode"] == "HTML"
+    buttons = [b for row in sent["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["text"] for b in buttons] == ["👍", "👎", "Talk to a human"]
+    assert fake.sent("sendChatAction", 555)[0]["action"] == "typing"
+
+
+async def test_a_wrong_or_missing_secret_is_rejected(webhook: Server, fake: FakeTelegram) -> None:
+    update = fake.update(message=fake.message("how long does shipping take?", chat=560))
+    assert (await post_update(webhook, update, "wrong-secret")).status_code == 401
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(f"{webhook.url}/telegram/webhook", json=update)
+    assert r.status_code == 401
+    assert (await post_update(webhook, {"update_id": "x"}, secret(fake))).status_code == 400
+    assert await turns(webhook, 560) == [] and not fake.sent("sendMessage", 560)
+
+
+async def test_an_update_delivered_3_times_is_answered_once(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    update = fake.update(message=fake.message("What are your opening hours?", chat=561))
+    for _ in range(3):
+        assert (await post_update(webhook, update, secret(fake))).status_code == 200
+    await fake.wait_for(lambda: fake.sent("sendMessage", 561))
+    assert [t["role"] for t in await turns(webhook, 561)] == ["user", "assistant"]
+    assert len(fake.sent("sendMessage", 561)) == 1
+
+
+async def test_a_photo_gets_the_polite_text_and_no_answer(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    photo = [{"file_id": "AgADBAAD", "file_unique_id": "AQADBA", "width": 90, "height": 90}]
+    update = fake.update(message=fake.message(chat=562, photo=photo))
+    await post_update(webhook, update, secret(fake))
+    await fake.wait_for(lambda: fake.sent("sendMessage", 562))
+    assert texts(fake, 562) == ["Sorry, I can only read text messages. Please type your question."]
+    assert await turns(webhook, 562) == []
+
+
+async def test_a_10000_character_reply_arrives_as_3_valid_html_messages(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    assert len(LONG_ANSWER) >= 10_000
+    update = fake.update(message=fake.message("How do I care for my outdoor clothing?", chat=563))
+    await post_update(webhook, update, secret(fake))
+    # The last part carries the buttons.
+    await fake.wait_for(lambda: any("reply_markup" in m for m in fake.sent("sendMessage", 563)))
+    assert len(fake.sent("sendMessage", 563)) == 3
+    parts = [str(p["text"]) for p in fake.sent("sendMessage", 563)]
+    assert all(len(p) <= 4096 and valid_telegram_html(p) for p in parts)
+    body = "\n\n".join(html.unescape(p) for p in parts)
+    body, footer = body.split("\n\n<i>From our FAQ: ")
+    assert footer == "How do I care for my outdoor clothing?</i>"
+    assert re.sub(r"\s+", " ", body) == re.sub(r"\s+", " ", LONG_ANSWER)
+    assert "reply_markup" in fake.sent("sendMessage", 563)[-1]  # buttons under the last part
+
+
+async def test_a_429_on_an_edit_is_waited_out_and_the_final_text_arrives(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    fake.rate_limit_next["editMessageText"] = 1
+    update = fake.update(message=fake.message("what cards can I pay with", chat=564))
+    await post_update(webhook, update, secret(fake))
+
+    async def answered() -> bool:
+        return len(await turns(webhook, 564)) == 2 and bool(fake.sent("editMessageText", 564))
+
+    await fake.wait_for(answered, within=120)
+    final = (await turns(webhook, 564))[1]
+    assert final["mode"] == "grounded"
+    await fake.wait_for(lambda: final["text"] in texts(fake, 564)[-1], within=30)
+    edits = fake.sent("editMessageText", 564)
+    assert len(edits) >= 2 and edits[-1]["message_id"] == edits[0]["message_id"]
+    assert fake.rate_limit_next["editMessageText"] == 0  # the 429 was served, then retried
+
+
+async def test_feedback_buttons_are_stored(webhook: Server, fake: FakeTelegram) -> None:
+    update = fake.update(message=fake.message("Which countries do you ship to?", chat=565))
+    await post_update(webhook, update, secret(fake))
+    await fake.wait_for(lambda: fake.sent("sendMessage", 565))
+    [sent] = fake.sent("sendMessage", 565)
+    down = sent["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+    callback = {
+        "id": "cb-565",
+        "from": user(565),
+        "message": {**fake.message(chat=565), "from": BOT_USER, "text": "…"},
+        "chat_instance": "ci-565",
+        "data": down,
+    }
+    await post_update(webhook, fake.update(callback_query=callback), secret(fake))
+    await fake.wait_for(lambda: fake.sent("answerCallbackQuery"))
+    assert fake.sent("answerCallbackQuery")[-1]["text"] == "Thank you for the feedback!"
+    items = await get(f"{webhook.url}/admin/unanswered", headers=ADMIN)
+    assert [i["reason"] for i in items if i["session_id"] == "tg565"] == ["thumbs_down"]
+
+
+async def test_human_hands_over_and_the_operator_message_reaches_the_chat(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    await post_update(webhook, fake.update(message=fake.message("/human", chat=566)), secret(fake))
+    await fake.wait_for(lambda: fake.sent("sendMessage", 566))
+    assert "you are next" in texts(fake, 566)[0]
+    async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as api:
+        session = (await api.get("/admin/sessions/tg566")).json()
+        assert session["state"] == "pending_human" and session["channel"] == "telegram"
+        assert (await api.post("/admin/handoff/tg566/take", json={"operator": "max"})).is_success
+        body = {"operator": "max", "text": "Hi, Max here <from support> & happy to help."}
+        assert (await api.post("/admin/handoff/tg566/messages", json=body)).is_success
+    await fake.wait_for(lambda: "Hi, Max here <from support> & happy to help." in texts(fake, 566))
+    assert "You are now talking to max." in texts(fake, 566)
+
+
+async def test_reset_start_help_and_edits(webhook: Server, fake: FakeTelegram) -> None:
+    chat, key = 567, secret(fake)
+    await post_update(webhook, fake.update(message=fake.message("/start", chat=chat)), key)
+    await fake.wait_for(lambda: texts(fake, chat))
+    assert "Pinecone Outfitters assistant" in texts(fake, chat)[0]
+    await post_update(webhook, fake.update(message=fake.message("hi there", chat=chat)), key)
+    await fake.wait_for(lambda: len(texts(fake, chat)) == 2)
+    assert len(await turns(webhook, chat)) == 2
+    edited = fake.update(edited_message=fake.message("how do I reset my password?", chat=chat))
+    await post_update(webhook, edited, key)
+    await post_update(webhook, fake.update(message=fake.message("/reset", chat=chat)), key)
+    await fake.wait_for(lambda: len(texts(fake, chat)) == 3)
+    assert "forgotten our conversation" in texts(fake, chat)[-1]
+    assert await turns(webhook, chat) == []
+
+
+async def test_in_groups_the_bot_answers_only_when_mentioned(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    group = {"id": -100777, "title": "Hikers", "type": "supergroup"}
+    key = secret(fake)
+    plain = fake.message("how do I reset my password?", chat=-100777)
+    plain["chat"] = group
+    await post_update(webhook, fake.update(message=plain), key)
+    mention = fake.message("@pinecone_bot what are your opening hours?", chat=-100777)
+    mention["chat"] = group
+    await post_update(webhook, fake.update(message=mention), key)
+    await fake.wait_for(lambda: fake.sent("sendMessage", -100777))
+    [sent] = fake.sent("sendMessage", -100777)
+    assert "Monday to Friday" in html.unescape(sent["text"])
+    assert sent["reply_parameters"]["message_id"] == mention["message_id"]
+
+
+async def test_polling_answers_once_per_update(
+    tmp_path: Path, fake: FakeTelegram, faq_file: Path
+) -> None:
+    server = Server(
+        tmp_path,
+        extra_env={
+            "ANSWERDESK_TELEGRAM_TOKEN": fake.token,
+            "ANSWERDESK_TELEGRAM_API_URL": fake.url,
+            "ANSWERDESK_FAQ_FILE": str(faq_file),
+        },
+    )
+    log = (tmp_path / "polling.log").open("ab")
+    process = await asyncio.create_subprocess_exec(
+        str(BIN), "telegram", env=server.env(), stdout=log, stderr=log
+    )
+    try:
+        update = fake.update(message=fake.message("How much does shipping cost?", chat=570))
+        fake.push(update, update, update)  # delivered three times
+        await fake.wait_for(lambda: fake.sent("sendMessage", 570), within=120)
+        await fake.wait_for(lambda: any(c.method == "deleteWebhook" for c in fake.calls))
+        start = fake.update(message=fake.message("/start", chat=570))
+        fake.push(start)
+        await fake.wait_for(lambda: len(fake.sent("sendMessage", 570)) == 2)
+        first = html.unescape(fake.sent("sendMessage", 570)[0]["text"])
+        assert "Standard shipping costs 4.95 EUR" in first
+        assert "assistant" in fake.sent("sendMessage", 570)[1]["text"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 30) in (0, -signal.SIGINT)
+    assert len([t for t in texts(fake, 570) if "4.95 EUR" in t]) == 1
+
+
+async def test_a_missing_or_rejected_token_is_a_clear_error(
+    tmp_path: Path, fake: FakeTelegram
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSWERDESK_")}
+    env["ANSWERDESK_DATA_DIR"] = str(tmp_path)
+    run = functools.partial(subprocess.run, env=env, capture_output=True, text=True, timeout=60)
+    missing = await asyncio.to_thread(run, [str(BIN), "telegram"])
+    assert missing.returncode != 0 and "ANSWERDESK_TELEGRAM_TOKEN is not set" in missing.stderr
+    env.update(
+        ANSWERDESK_TELEGRAM_TOKEN="123456789:AAHsomeOtherTokenThatTelegramRejects_x",
+        ANSWERDESK_TELEGRAM_API_URL=fake.url,
+    )
+    rejected = await asyncio.to_thread(
+        run, [str(BIN), "telegram", "set-webhook", "https://example.invalid/telegram/webhook"]
+    )
+    assert rejected.returncode != 0 and "rejected ANSWERDESK_TELEGRAM_TOKEN" in rejected.stderr
