@@ -1,6 +1,7 @@
 """The operator API under /admin: human handoff and the unanswered queue. Bearer-token auth."""
 
 import secrets
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -60,6 +61,27 @@ class FaqEntryOut(BaseModel):
     question: str
     answer: str
     alt_questions: list[str]
+
+
+class NewSite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Text
+    origins: list[str] = Field(description="e.g. https://shop.example (scheme, host, port)")
+    title: str | None = None
+    greeting: str | None = None
+    colour: str | None = Field(default=None, description="#rgb or #rrggbb")
+    language: str | None = None
+
+
+class SiteFull(BaseModel):
+    key: str
+    name: str
+    origins: list[str]
+    title: str
+    greeting: str
+    colour: str
+    language: str
+    demo: bool
 
 
 def admin_router(token: str | None) -> APIRouter:
@@ -157,5 +179,22 @@ def admin_router(token: str | None) -> APIRouter:
             answer=entry.answer,
             alt_questions=list(entry.alt_questions),
         )
+
+    @router.get("/sites", response_model=list[SiteFull])
+    async def sites(request: Request) -> list[SiteFull]:
+        """Web sites that may embed the widget, with their keys and origins."""
+        return [SiteFull(**asdict(s)) for s in await runtime(request).sites.all()]
+
+    @router.post("/sites", response_model=SiteFull, status_code=201)
+    async def add_site(body: NewSite, request: Request) -> SiteFull:
+        """Register a site: it gets a public key for its widget; only its origins may use it."""
+        style = body.model_dump(exclude={"name", "origins"}, exclude_none=True)
+        site = await runtime(request).sites.add(body.name, body.origins, **style)
+        return SiteFull(**asdict(site))
+
+    @router.delete("/sites/{key}", status_code=204)
+    async def remove_site(request: Request, key: Annotated[str, Path(max_length=64)]) -> None:
+        if not await runtime(request).sites.remove(key):
+            raise HTTPException(404, f"No site with key {key}.")
 
     return router

@@ -33,11 +33,11 @@ def serve(host: str | None, port: int | None) -> None:
         except KnowledgeError as exc:
             raise click.ClickException(f"ANSWERDESK_FAQ_FILE: {exc}") from exc
     setup_logging(settings)
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": settings.port if port is None else port}
+    )
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        log_level=settings.log_level,
+        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
     )
 
 
@@ -146,3 +146,70 @@ def kb_unanswered(count: int) -> None:
             click.echo("nothing unanswered")
 
     asyncio.run(run())
+
+
+@main.group()
+def sites() -> None:
+    """Web sites that may embed the chat widget."""
+
+
+@sites.command("add")
+@click.argument("name")
+@click.option("--origin", "origins", multiple=True, required=True, help="https://shop.example")
+@click.option("--title", help="The widget's title.")
+@click.option("--greeting", help="The widget's first message.")
+@click.option("--colour", help="#rrggbb")
+@click.option("--language", help="e.g. en")
+def sites_add(name: str, origins: tuple[str, ...], **style: str | None) -> None:
+    """Register a site and print the script tag for its pages."""
+    from adapters.sites import SiteError, SiteRegistry
+
+    settings = Settings()
+
+    async def run() -> str:
+        async with open_redis(settings) as redis:
+            given = {k: v for k, v in style.items() if v}
+            site = await SiteRegistry(redis, settings.redis_prefix).add(
+                name, list(origins), **given
+            )
+            return site.key
+
+    try:
+        key = asyncio.run(run())
+    except SiteError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"site key: {key}")
+    tag = f'<script src="https://ANSWERDESK-HOST/widget.js" data-site-key="{key}" async></script>'
+    click.echo(f"put on the site's pages: {tag}")
+
+
+@sites.command("list")
+def sites_list() -> None:
+    """Registered sites: key, name, origins."""
+    from adapters.sites import SiteRegistry
+
+    settings = Settings()
+
+    async def run() -> None:
+        async with open_redis(settings) as redis:
+            for site in await SiteRegistry(redis, settings.redis_prefix).all():
+                click.echo(f"{site.key}\t{site.name}\t{' '.join(site.origins)}")
+
+    asyncio.run(run())
+
+
+@sites.command("rm")
+@click.argument("key")
+def sites_rm(key: str) -> None:
+    """Remove a site; its widget stops working."""
+    from adapters.sites import SiteRegistry
+
+    settings = Settings()
+
+    async def run() -> bool:
+        async with open_redis(settings) as redis:
+            return await SiteRegistry(redis, settings.redis_prefix).remove(key)
+
+    if not asyncio.run(run()):
+        raise click.ClickException(f"No site with key {key}.")
+    click.echo(f"removed {key}")

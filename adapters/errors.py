@@ -3,8 +3,10 @@
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
+from adapters.sites import SiteError
 from bot import (
     ConversationError,
     DuplicateMessage,
@@ -21,6 +23,7 @@ from knowledge import KnowledgeError
 STATUS: list[tuple[type[Exception], int]] = [
     (InvalidMessage, 422),
     (KnowledgeError, 422),
+    (SiteError, 422),
     (DuplicateMessage, 409),
     (HandoffError, 409),
     (UnknownSession, 404),
@@ -28,8 +31,18 @@ STATUS: list[tuple[type[Exception], int]] = [
     (UnknownItem, 404),
     (RateLimited, 429),
     (StorageUnavailable, 503),
+    (RedisError, 503),
     (ConversationError, 503),
 ]
+
+
+def status_of(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and the message a client gets for `exc`."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code, str(exc.detail)
+    if isinstance(exc, StorageUnavailable | RedisError):
+        return 503, "The assistant's storage is unavailable; try again shortly."
+    return next(code for kind, code in STATUS if isinstance(exc, kind)), str(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -48,14 +61,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def core_error(request: Request, exc: Exception) -> JSONResponse:
-        status = next(code for kind, code in STATUS if isinstance(exc, kind))
+        status, message = status_of(exc)
         headers = {}
-        message = str(exc)
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after_s)
-        elif isinstance(exc, StorageUnavailable):
+        elif isinstance(exc, StorageUnavailable | RedisError):
             headers["Retry-After"] = "5"
-            message = "The assistant's storage is unavailable; try again shortly."
         return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
     for kind, _ in STATUS:

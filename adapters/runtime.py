@@ -10,6 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from adapters.redis_server import RedisServer
 from adapters.settings import Settings
+from adapters.sites import Site, SiteRegistry
 from adapters.telegram import TelegramTexts
 from adapters.telegram_service import TelegramService, make_bot
 from bot import AnswerPolicy, ConversationManager, RateLimiter, SessionKeys, SessionStore
@@ -33,6 +34,7 @@ class Runtime:
     knowledge: KnowledgeStore
     retriever: Retriever
     manager: ConversationManager
+    sites: SiteRegistry
     telegram: TelegramService | None = None
 
 
@@ -68,6 +70,22 @@ async def seed_knowledge(store: KnowledgeStore, settings: Settings) -> None:
     log.info("knowledge base loaded from %s: %d entries", path, len(entries))
 
 
+def demo_site(settings: Settings) -> Site:
+    """The demo site: usable from this server's own pages (the demo page at /)."""
+    hosts = {settings.host}
+    if settings.host in ("127.0.0.1", "0.0.0.0", "localhost", "::1"):
+        hosts |= {"127.0.0.1", "localhost"}
+    hosts.discard("0.0.0.0")
+    origins = tuple(sorted(f"http://{h}:{settings.port}" for h in hosts))
+    return Site(
+        key=str(settings.demo_site_key),
+        name="Demo",
+        origins=origins,
+        title=f"{settings.business_name} support",
+        demo=True,
+    )
+
+
 @asynccontextmanager
 async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     async with open_redis(settings) as redis:
@@ -101,6 +119,9 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
         manager = ConversationManager(sessions, retriever, model, policy, limiter)
+        sites = SiteRegistry(redis, settings.redis_prefix)
+        if settings.demo_site_key:
+            await sites.put(demo_site(settings))
         telegram = None
         if settings.telegram_token:
             texts = TelegramTexts(
@@ -115,7 +136,7 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 await bot.session.close()
                 raise
         try:
-            yield Runtime(settings, redis, knowledge, retriever, manager, telegram)
+            yield Runtime(settings, redis, knowledge, retriever, manager, sites, telegram)
         finally:
             if telegram is not None:
                 await telegram.stop()

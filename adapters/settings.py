@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         "/reset starts over."
     )
 
+    # The demo site: its key works from this server's own pages and from non-browser clients,
+    # and calls without a site key mean it. Set it empty in production.
+    demo_site_key: str | None = "demo"
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -1,32 +1,57 @@
-"""The web face: chat API, the demo chat page and health, as a FastAPI app factory."""
+"""The web face as a FastAPI app factory: chat API, widget, demo page, operator API, Telegram
+webhook, OpenAI-compatible API, health."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
-from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
+from redis.exceptions import RedisError
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from adapters.admin import admin_router
+from adapters.chat_api import chat_router
 from adapters.errors import install_error_handlers
-from adapters.runtime import Runtime, build_runtime
-from adapters.schemas import (
-    ChatRequest,
-    ChatResponse,
-    ErrorResponse,
-    FeedbackRequest,
-    HistoryResponse,
-    SessionId,
-    TurnOut,
-)
+from adapters.openai_api import openai_router
+from adapters.runtime import build_runtime
 from adapters.settings import Settings
 from adapters.telegram_webhook import telegram_webhook_router
-from bot import Inbound
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (404, 409, 422, 429, 503)
-}
+
+class SiteCORS(CORSMiddleware):
+    """CORS for the chat and OpenAI APIs that answers only origins some registered site allows
+    (each call is then checked against its own site's origins)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        super().__init__(
+            app,
+            allow_origins=[],
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["content-type", "x-site-key", "authorization"],
+            max_age=600,
+        )
+        self._origins: frozenset[str] = frozenset()
+        self._checked = 0.0
+        self._app = app
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        return origin in self._origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path.startswith("/api/") or path.startswith("/v1/")):
+            await self._app(scope, receive, send)
+            return
+        runtime = getattr(scope["app"].state, "runtime", None)
+        if runtime is not None and time.monotonic() - self._checked > 2:
+            with suppress(RedisError):  # keep the last known origins while Redis is away
+                sites = await runtime.sites.all()
+                self._origins = frozenset(o for s in sites for o in s.origins)
+                self._checked = time.monotonic()
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -38,6 +63,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="answerdesk", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(SiteCORS)
+    app.include_router(chat_router())
+    app.include_router(openai_router())
     app.include_router(admin_router(settings.admin_token))
     if settings.telegram_token:
         app.include_router(telegram_webhook_router())
@@ -47,33 +75,18 @@ def create_app(settings: Settings) -> FastAPI:
         """Answers once the model, the knowledge base and Redis are ready to serve."""
         return {"status": "ok"}
 
-    @app.post("/api/chat", response_model=ChatResponse, responses=ERRORS)
-    async def chat(body: ChatRequest, request: Request) -> ChatResponse:
-        """Ask a question; the reply comes back when it is complete."""
-        runtime: Runtime = request.app.state.runtime
-        inbound = Inbound(session_id=body.session_id, text=body.message, message_id=body.message_id)
-        return ChatResponse.of(await runtime.manager.ask(inbound))
-
-    @app.get("/api/chat/{session_id}/history", response_model=HistoryResponse, responses=ERRORS)
-    async def history(
-        request: Request, session_id: Annotated[SessionId, Path()]
-    ) -> HistoryResponse:
-        """The conversation so far, oldest first (customer, assistant and operator messages)."""
-        runtime: Runtime = request.app.state.runtime
-        turns = await runtime.manager.history(session_id)
-        return HistoryResponse(session_id=session_id, turns=[TurnOut.of(t) for t in turns])
-
-    @app.post("/api/chat/{session_id}/feedback", status_code=204, responses=ERRORS)
-    async def feedback(
-        body: FeedbackRequest, request: Request, session_id: Annotated[SessionId, Path()]
-    ) -> None:
-        """👍 or 👎 on one reply; a 👎 puts the question in the operators' unanswered queue."""
-        runtime: Runtime = request.app.state.runtime
-        await runtime.manager.feedback.rate(session_id, body.reply_id, body.rating)
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         page = resources.files("adapters").joinpath("static/index.html").read_text("utf-8")
-        return HTMLResponse(page)
+        return HTMLResponse(page.replace("{{SITE_KEY}}", settings.demo_site_key or ""))
+
+    @app.get("/widget.js", include_in_schema=False)
+    async def widget(request: Request) -> Response:
+        script = resources.files("adapters").joinpath("static/widget.js").read_bytes()
+        return Response(
+            script,
+            media_type="text/javascript",
+            headers={"cache-control": "public, max-age=300", "access-control-allow-origin": "*"},
+        )
 
     return app

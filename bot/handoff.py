@@ -120,11 +120,17 @@ class HandoffDesk:
         return await self._sessions.info(session_id, with_turns=True)
 
     async def outbox(
-        self, channel: str, after: str = "0-0", count: int = 100
+        self, channel: str, after: str = "0-0", count: int = 100, block_ms: int | None = None
     ) -> list[OutboxMessage]:
-        """Operator messages for `channel` after the stream id `after`, oldest first."""
+        """Operator messages for `channel` after the stream id `after` ("$": only new ones),
+        oldest first; with `block_ms`, waits that long for one to arrive."""
+        stream = self._keys.outbox(channel)
         try:
-            rows = await self._redis.xrange(self._keys.outbox(channel), f"({after}", "+", count)
+            if block_ms is None:
+                rows = await self._redis.xrange(stream, f"({after}", "+", count)
+            else:
+                found = await self._redis.xread({stream: after}, count=count, block=block_ms)
+                rows = [row for _, entries in found or [] for row in entries]
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
         return [_outbox(rid, fields) for rid, fields in rows]

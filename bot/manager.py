@@ -76,6 +76,7 @@ class ConversationManager:
         self._sessions = sessions
         self._retriever = retriever
         self._model = model
+        self.model = model  # for callers that talk to the model directly (raw completions)
         self._limiter = limiter
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
@@ -119,8 +120,12 @@ class ConversationManager:
     async def history(self, session_id: str) -> list[Turn]:
         return await self._sessions.history(session_id)
 
-    async def session(self, session_id: str) -> SessionInfo:
-        return await self._sessions.info(session_id, with_turns=True)
+    async def session(self, session_id: str, with_turns: bool = True) -> SessionInfo:
+        return await self._sessions.info(session_id, with_turns=with_turns)
+
+    async def start_session(self, session_id: str, channel: str, site: str | None = None) -> None:
+        """Create the session's record before its first message (binding it to a site)."""
+        await self._sessions.append(session_id, [], channel=channel, meta={"site": site or ""})
 
     async def reset(self, session_id: str) -> None:
         await self._sessions.reset(session_id)
@@ -144,6 +149,8 @@ class ConversationManager:
         kind = intent(text)
         if kind == "reset":
             await self._sessions.reset(sid)
+            if info.site:  # a widget's conversation stays bound to its site
+                await self.start_session(sid, inbound.channel, info.site)
             yield Reply(sid, policy.smalltalk("reset"), "smalltalk")
             return
 

@@ -76,4 +76,5 @@ class SessionInfo:
     state_since: float = 0.0
     operator: str | None = None
     fallbacks: int = 0  # consecutive fallback replies
+    site: str | None = None  # the web site (site key) a widget conversation belongs to
     turns: list[Turn] = field(default_factory=list)

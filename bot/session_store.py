@@ -87,6 +87,7 @@ class SessionStore:
             state_since=float(meta.get("state_since", 0)),
             operator=meta.get("operator") or None,
             fallbacks=int(meta.get("fallbacks", 0)),
+            site=meta.get("site") or None,
             turns=turns,
         )
 

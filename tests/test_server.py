@@ -75,11 +75,13 @@ def test_bad_input_gets_a_4xx_that_says_what_is_wrong(
         assert history["turns"] == []  # nothing half-written
 
 
-def test_the_chat_page_talks_to_the_api(server: Server) -> None:
+def test_the_demo_page_embeds_the_widget(server: Server) -> None:
     r = httpx.get(server.url + "/", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert '<form id="ask">' in r.text
-    assert 'fetch("/api/chat"' in r.text and "/history" in r.text
+    assert '<script src="/widget.js" data-site-key="demo" async></script>' in r.text
+    widget = httpx.get(server.url + "/widget.js", timeout=30)
+    assert widget.headers["content-type"].startswith("text/javascript")
+    assert "attachShadow" in widget.text and "/api/chat/stream" in widget.text
 
 
 def test_an_operator_import_is_answered_without_a_restart(server: Server, tmp_path: Path) -> None:

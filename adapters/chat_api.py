@@ -1,0 +1,178 @@
+"""The chat API for the widget and for sites' own code: sessions, questions (JSON or streamed as
+Server-Sent Events), history, feedback and operator messages. Every call names its site."""
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel
+
+from adapters.errors import status_of
+from adapters.runtime import Runtime
+from adapters.schemas import (
+    ChatRequest,
+    ChatResponse,
+    ErrorResponse,
+    FeedbackRequest,
+    HistoryResponse,
+    SessionId,
+    TurnOut,
+)
+from adapters.sites import Site
+from bot import ConversationError, Inbound, Reply, ReplyChunk, StorageUnavailable
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (403, 404, 409, 422, 429, 503)
+}
+
+
+class SiteOut(BaseModel):
+    title: str
+    greeting: str
+    colour: str
+    language: str
+
+
+class SessionCreated(BaseModel):
+    session_id: str
+    site: SiteOut
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+async def current_site(
+    request: Request,
+    x_site_key: Annotated[str | None, Header(description="The site's public key.")] = None,
+    site_key: Annotated[str | None, Query(description="Or the key as a parameter.")] = None,
+) -> Site:
+    """The site a call comes from: its key must be registered, and a browser's Origin must be
+    one of the site's origins. Without a key, the demo site (when enabled) is meant."""
+    runtime = runtime_of(request)
+    key = x_site_key or site_key or runtime.settings.demo_site_key
+    site = await runtime.sites.get(key) if key else None
+    if site is None:
+        raise HTTPException(403, "Unknown site key: register the site with `answerdesk sites add`.")
+    origin = request.headers.get("origin")
+    if not site.allows(origin):
+        raise HTTPException(403, f"Origin {origin} is not allowed to use this site key.")
+    return site
+
+
+CurrentSite = Annotated[Site, Depends(current_site)]
+
+
+async def own_session(request: Request, site: Site, session_id: str, create: bool = False) -> bool:
+    """Whether `session_id` exists for `site`. Another site's session is reported as unknown.
+    The demo site may name its own sessions; real sites use ids from POST /api/sessions."""
+    manager = runtime_of(request).manager
+    info = await manager.session(session_id, with_turns=False)
+    if info.created:
+        if info.site != site.key:
+            raise HTTPException(404, f"No conversation with id {session_id}.")
+        return True
+    if not site.demo:
+        raise HTTPException(404, "Unknown conversation: start one with POST /api/sessions.")
+    if create:
+        await manager.start_session(session_id, "web", site.key)
+    return False
+
+
+def chat_router() -> APIRouter:
+    router = APIRouter(prefix="/api", responses=ERRORS)
+
+    @router.post("/sessions", response_model=SessionCreated, status_code=201)
+    async def new_session(request: Request, site: CurrentSite) -> SessionCreated:
+        """A new conversation for this site, with an unguessable id (192 bits)."""
+        session_id = secrets.token_urlsafe(24)
+        await runtime_of(request).manager.start_session(session_id, "web", site.key)
+        return SessionCreated(session_id=session_id, site=SiteOut(**site_style(site)))
+
+    @router.get("/site", response_model=SiteOut)
+    async def site_style_route(site: CurrentSite) -> SiteOut:
+        """The widget's title, greeting, colour and language for this site."""
+        return SiteOut(**site_style(site))
+
+    @router.post("/chat", response_model=ChatResponse)
+    async def chat(body: ChatRequest, request: Request, site: CurrentSite) -> ChatResponse:
+        """Ask a question; the reply comes back when it is complete."""
+        await own_session(request, site, body.session_id, create=True)
+        inbound = Inbound(body.session_id, body.message, message_id=body.message_id)
+        return ChatResponse.of(await runtime_of(request).manager.ask(inbound))
+
+    @router.post("/chat/stream", response_class=EventSourceResponse)
+    async def chat_stream(
+        body: ChatRequest, request: Request, site: CurrentSite
+    ) -> AsyncIterator[ServerSentEvent]:
+        """The reply as Server-Sent Events: `token` events with text as it is generated, then
+        `done` with the whole reply (its text is final), or `error`. Closing the connection
+        stops the generation."""
+        try:
+            await own_session(request, site, body.session_id, create=True)
+            inbound = Inbound(body.session_id, body.message, message_id=body.message_id)
+            async for event in runtime_of(request).manager.handle(inbound):
+                if isinstance(event, ReplyChunk):
+                    yield ServerSentEvent(event="token", data={"text": event.text})
+                elif isinstance(event, Reply):
+                    done = ChatResponse.of(event).model_dump()
+                    yield ServerSentEvent(event="done", data=done)
+        except (ConversationError, HTTPException) as exc:
+            status, message = status_of(exc)
+            yield ServerSentEvent(event="error", data={"status": status, "error": message})
+
+    @router.get("/chat/{session_id}/history", response_model=HistoryResponse)
+    async def history(
+        request: Request, site: CurrentSite, session_id: Annotated[SessionId, Path()]
+    ) -> HistoryResponse:
+        """The conversation so far, oldest first (customer, assistant and operator messages)."""
+        if not await own_session(request, site, session_id):
+            return HistoryResponse(session_id=session_id, turns=[])
+        turns = await runtime_of(request).manager.history(session_id)
+        return HistoryResponse(session_id=session_id, turns=[TurnOut.of(t) for t in turns])
+
+    @router.post("/chat/{session_id}/feedback", status_code=204)
+    async def feedback(
+        body: FeedbackRequest,
+        request: Request,
+        site: CurrentSite,
+        session_id: Annotated[SessionId, Path()],
+    ) -> None:
+        """👍 or 👎 on one reply; a 👎 puts the question in the operators' unanswered queue."""
+        await own_session(request, site, session_id)
+        await runtime_of(request).manager.feedback.rate(session_id, body.reply_id, body.rating)
+
+    @router.get("/chat/{session_id}/events", response_class=EventSourceResponse)
+    async def operator_messages(
+        request: Request, site: CurrentSite, session_id: Annotated[SessionId, Path()]
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Operator messages for this conversation as they are written (`operator` events)."""
+        await own_session(request, site, session_id)
+        handoff = runtime_of(request).manager.handoff
+        after = "$"
+        while not await request.is_disconnected():
+            try:
+                messages = await handoff.outbox("web", after, block_ms=10_000)
+            except StorageUnavailable:
+                yield ServerSentEvent(event="error", data={"status": 503, "error": "retrying"})
+                return
+            for message in messages:
+                after = message.id
+                if message.session_id == session_id:
+                    data = {"text": message.text, "operator": message.operator}
+                    yield ServerSentEvent(event="operator", data=data, id=message.id)
+            if not messages:
+                yield ServerSentEvent(comment="keep-alive")
+
+    return router
+
+
+def site_style(site: Site) -> dict[str, str]:
+    return {
+        "title": site.title,
+        "greeting": site.greeting,
+        "colour": site.colour,
+        "language": site.language,
+    }

@@ -1,0 +1,176 @@
+/* answerdesk chat widget: <script src="https://HOST/widget.js" data-site-key="KEY" async></script>
+ * Everything lives in a Shadow DOM; the only requests go to the server this file came from. */
+(() => {
+  const script = document.currentScript;
+  if (!script || window.__answerdesk) return;
+  window.__answerdesk = true;
+  const base = new URL(script.src).origin;
+  const key = script.dataset.siteKey || "";
+  const store = `answerdesk:${base}:${key}`;
+  const headers = { "content-type": "application/json", "x-site-key": key };
+  const api = (path, init) => fetch(base + path, { ...init, headers });
+
+  const host = document.createElement("div");
+  host.setAttribute("data-answerdesk", "");
+  document.body.appendChild(host);
+  const root = host.attachShadow({ mode: "open" });
+  root.innerHTML = `<style>
+  :host { all: initial; }
+  * { box-sizing: border-box; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; }
+  .bubble { position: fixed; right: 20px; bottom: 20px; width: 56px; height: 56px; border-radius: 50%;
+    border: 0; background: var(--c); color: #fff; font-size: 26px; cursor: pointer; z-index: 2147483646;
+    box-shadow: 0 4px 14px rgba(0,0,0,.25); }
+  .panel { position: fixed; right: 20px; bottom: 88px; width: 370px; height: 540px; max-height: calc(100vh - 110px);
+    display: none; flex-direction: column; background: #fff; color: #111; border-radius: 12px; overflow: hidden;
+    box-shadow: 0 8px 30px rgba(0,0,0,.25); z-index: 2147483647; }
+  .panel.open { display: flex; }
+  header { background: var(--c); color: #fff; padding: 12px 14px; display: flex; align-items: center; gap: 8px; }
+  header h2 { margin: 0; font-size: 16px; font-weight: 600; flex: 1; }
+  header button { background: none; border: 0; color: #fff; font-size: 20px; cursor: pointer; }
+  .log { flex: 1; overflow-y: auto; padding: 12px; background: #f7f7f8; }
+  .m { margin: 6px 0; display: flex; flex-direction: column; }
+  .m .t { padding: 8px 11px; border-radius: 10px; max-width: 85%; white-space: pre-wrap; overflow-wrap: anywhere; }
+  .user { align-items: flex-end; } .user .t { background: var(--c); color: #fff; }
+  .bot .t, .operator .t { background: #fff; border: 1px solid #e3e3e6; }
+  .operator .t { border-color: var(--c); }
+  .note { font-size: 12px; color: #666; margin-top: 3px; }
+  .fb { display: flex; gap: 4px; margin-top: 3px; }
+  .fb button { border: 1px solid #ddd; background: #fff; border-radius: 6px; cursor: pointer; font-size: 13px; padding: 1px 6px; }
+  .fb button[aria-pressed="true"] { background: #eef; border-color: var(--c); }
+  .typing .t::after { content: "…"; animation: blink 1s infinite; } @keyframes blink { 50% { opacity: .2; } }
+  form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid #e3e3e6; background: #fff; }
+  input { flex: 1; padding: 9px 10px; border: 1px solid #ccc; border-radius: 8px; }
+  form button, .human { padding: 8px 12px; border: 0; border-radius: 8px; background: var(--c); color: #fff; cursor: pointer; }
+  .human { margin: 0 10px 10px; background: #fff; color: var(--c); border: 1px solid var(--c); }
+  :focus-visible { outline: 2px solid #f59e0b; outline-offset: 2px; }
+  @media (max-width: 480px) { .panel { right: 0; bottom: 0; width: 100vw; height: 100vh; max-height: none; border-radius: 0; } }
+</style>
+<button class="bubble" aria-label="Open chat" aria-expanded="false">💬</button>
+<section class="panel" role="dialog" aria-label="Chat">
+  <header><h2></h2><button class="close" aria-label="Close chat">✕</button></header>
+  <div class="log" role="log" aria-live="polite"></div>
+  <button class="human" type="button">Talk to a human</button>
+  <form><input aria-label="Your message" maxlength="4000" autocomplete="off" placeholder="Type your question…">
+  <button type="submit">Send</button></form>
+</section>`;
+  const $ = (s) => root.querySelector(s);
+  const bubble = $(".bubble"), panel = $(".panel"), log = $(".log"), input = $("input");
+  let session = localStorage.getItem(store), started = false, events = null;
+
+  function add(kind, text, note) {
+    const m = document.createElement("div");
+    m.className = `m ${kind}`;
+    const t = document.createElement("div");
+    t.className = "t";
+    t.textContent = text;
+    m.appendChild(t);
+    if (note) {
+      const n = document.createElement("div");
+      n.className = "note";
+      n.textContent = note;
+      m.appendChild(n);
+    }
+    log.appendChild(m);
+    log.scrollTop = log.scrollHeight;
+    return m;
+  }
+  const sourcesNote = (sources) =>
+    sources && sources.length ? "From our FAQ: " + sources.map((s) => s.question).join("; ") : "";
+  function feedback(m, replyId) {
+    if (!replyId) return;
+    const bar = document.createElement("div");
+    bar.className = "fb";
+    for (const [rating, label, name] of [["up", "👍", "Helpful"], ["down", "👎", "Not helpful"]]) {
+      const b = document.createElement("button");
+      b.textContent = label;
+      b.setAttribute("aria-label", name);
+      b.setAttribute("aria-pressed", "false");
+      b.onclick = async () => {
+        await api(`/api/chat/${session}/feedback`, { method: "POST", body: JSON.stringify({ reply_id: replyId, rating }) });
+        bar.querySelectorAll("button").forEach((x) => x.setAttribute("aria-pressed", String(x === b)));
+      };
+      bar.appendChild(b);
+    }
+    m.appendChild(bar);
+  }
+  function listen() {
+    if (events || !session) return;
+    events = new EventSource(`${base}/api/chat/${session}/events?site_key=${encodeURIComponent(key)}`);
+    events.addEventListener("operator", (e) => {
+      const d = JSON.parse(e.data);
+      add("operator", d.text, d.operator);
+    });
+  }
+  async function start() {
+    if (started) return;
+    started = true;
+    const site = await (await api("/api/site")).json();
+    panel.style.setProperty("--c", site.colour); bubble.style.setProperty("--c", site.colour);
+    $("h2").textContent = site.title;
+    if (session) {
+      const r = await api(`/api/chat/${session}/history`);
+      if (r.ok) {
+        for (const t of (await r.json()).turns) {
+          if (t.role === "user") add("user", t.text);
+          else if (t.role === "operator") add("operator", t.text, t.operator);
+          else if (t.role === "assistant") feedback(add("bot", t.text, sourcesNote(t.sources)), t.reply_id);
+        }
+      } else session = null;
+    }
+    if (!session) {
+      const r = await api("/api/sessions", { method: "POST" });
+      session = (await r.json()).session_id;
+      localStorage.setItem(store, session);
+    }
+    if (!log.children.length) add("bot", site.greeting);
+    listen();
+  }
+  async function ask(text) {
+    add("user", text);
+    const m = add("bot typing", "");
+    const t = m.querySelector(".t");
+    const r = await api("/api/chat/stream", { method: "POST", body: JSON.stringify({ session_id: session, message: text }) });
+    const reader = r.body.getReader(), decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const type = (block.match(/^event: (.*)$/m) || [])[1];
+        const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        if (!data) continue;
+        const d = JSON.parse(data);
+        if (type === "token") t.textContent += d.text;
+        else if (type === "done") {
+          m.className = "m bot";
+          if (!d.reply) { m.remove(); continue; }
+          t.textContent = d.reply;
+          const note = sourcesNote(d.sources);
+          if (note) { const n = document.createElement("div"); n.className = "note"; n.textContent = note; m.appendChild(n); }
+          feedback(m, d.reply_id);
+        } else if (type === "error") { m.className = "m bot"; t.textContent = d.error; }
+      }
+    }
+    log.scrollTop = log.scrollHeight;
+  }
+  function toggle(open) {
+    panel.classList.toggle("open", open);
+    bubble.setAttribute("aria-expanded", String(open));
+    bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    if (open) start().then(() => input.focus()); else bubble.focus();
+  }
+  bubble.onclick = () => toggle(!panel.classList.contains("open"));
+  $(".close").onclick = () => toggle(false);
+  root.addEventListener("keydown", (e) => { if (e.key === "Escape") toggle(false); });
+  $(".human").onclick = () => ask("I'd like to talk to a human");
+  $("form").onsubmit = (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (text) { input.value = ""; ask(text); }
+  };
+  bubble.style.setProperty("--c", "#2563eb");
+})();
