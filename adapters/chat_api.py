@@ -2,6 +2,7 @@
 Server-Sent Events), history, feedback and operator messages. Every call names its site."""
 
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -146,12 +147,17 @@ def chat_router() -> APIRouter:
 
     @router.get("/chat/{session_id}/events", response_class=EventSourceResponse)
     async def operator_messages(
-        request: Request, site: CurrentSite, session_id: Annotated[SessionId, Path()]
+        request: Request,
+        site: CurrentSite,
+        session_id: Annotated[SessionId, Path()],
+        last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
-        """Operator messages for this conversation as they are written (`operator` events)."""
+        """Operator messages for this conversation as they are written (`operator` events).
+        A reconnecting EventSource resumes after its Last-Event-ID; a new one also gets
+        messages of the last few seconds (written while it was connecting)."""
         await own_session(request, site, session_id)
         handoff = runtime_of(request).manager.handoff
-        after = "$"
+        after = last_event_id or f"{int(time.time() * 1000) - 5000}-0"
         while not await request.is_disconnected():
             try:
                 messages = await handoff.outbox("web", after, block_ms=10_000)
