@@ -1,0 +1,204 @@
+"""The widget as a customer meets it: a shop's page on another origin embeds one script tag;
+Debian's chromium, driven by Playwright, talks to it. Screenshots go to test-artifacts/."""
+
+import shutil
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.server import Server
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ADMIN = {"authorization": "Bearer widget-admin"}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+HOST_PAGE = """<!doctype html><html><head><title>Pinecone Outfitters</title>
+<style>* {{ color: red !important; font-size: 40px !important; }}
+button {{ display: none; }}</style>
+</head><body><h1>Pinecone Outfitters</h1><p>Jackets, tents and boots.</p>
+<script src="{server}/widget.js" data-site-key="{key}" async></script></body></html>"""
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    assert path, (
+        "No browser: install Debian's chromium (`apt-get install chromium`); `make test` does "
+        "this itself when run as root."
+    )
+    return path
+
+
+class ShopSite:
+    """A business's own web site on its own origin (127.0.0.1, another port)."""
+
+    def __init__(self) -> None:
+        self.html = ""
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(site.html.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {"ANSWERDESK_ADMIN_TOKEN": "widget-admin"}
+    running = Server(tmp_path_factory.mktemp("widget-data"), extra_env=env).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        yield launched
+        await launched.close()
+
+
+def register(web: Server, origin: str) -> str:
+    body = {"name": "Pinecone", "origins": [origin], "title": "Pinecone help", "colour": "#0f766e"}
+    r = httpx.post(f"{web.url}/admin/sites", json=body, headers=ADMIN, timeout=30)
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
+async def open_chat(page: Page) -> None:
+    await page.get_by_role("button", name="Open chat").click()
+    await expect(page.get_by_role("dialog", name="Chat")).to_be_visible()
+
+
+async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browser: Browser) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    shop = ShopSite()
+    shop.html = HOST_PAGE.format(server=web.url, key=register(web, shop.url))
+    page = await browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    try:
+        await page.goto(shop.url + "/")
+        await open_chat(page)
+        dialog = page.get_by_role("dialog", name="Chat")
+        await expect(dialog.get_by_role("heading")).to_have_text("Pinecone help")
+        message = dialog.get_by_label("Your message")
+        await expect(message).to_be_focused()
+
+        await message.fill("how do I reset my password?")
+        await message.press("Enter")
+        answer = dialog.locator(".m.bot").nth(1)
+        await expect(answer).to_contain_text('Click "Sign in", then "Forgot password?"')
+        await expect(answer.locator(".note")).to_have_text(
+            "From our FAQ: How do I reset my password?"
+        )
+        # The host page's hostile CSS did not reach into the widget.
+        colour = await answer.locator(".t").evaluate("e => getComputedStyle(e).color")
+        assert colour == "rgb(17, 17, 17)"
+        await page.screenshot(path=str(ARTIFACTS / "widget-answer.png"))
+
+        # A generated answer streams in: text shows while the typing indicator is still on.
+        await message.fill("what cards can I pay with")
+        await message.press("Enter")
+        streaming = dialog.locator(".m.bot.typing .t")
+        await expect(streaming).not_to_have_text("", timeout=60_000)
+        await expect(dialog.locator(".m.bot.typing")).to_have_count(0, timeout=120_000)
+
+        await answer.get_by_role("button", name="Not helpful").click()
+        await expect(answer.get_by_role("button", name="Not helpful")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        session = await page.evaluate(
+            "Object.entries(localStorage).find(([k]) => k.startsWith('answerdesk:'))[1]"
+        )
+        async with httpx.AsyncClient(base_url=web.url, headers=ADMIN, timeout=30) as admin:
+            items = (await admin.get("/admin/unanswered")).json()
+        assert [i["reason"] for i in items if i["session_id"] == session] == ["thumbs_down"]
+
+        await page.reload()  # the conversation comes back
+        await open_chat(page)
+        await expect(dialog.locator(".m.user").first).to_have_text("how do I reset my password?")
+        await expect(dialog.locator(".m.bot").first).to_contain_text("Forgot password?")
+
+        await dialog.get_by_role("button", name="Talk to a human").click()
+        await expect(dialog.locator(".m.bot").last).to_contain_text("you are next")
+        for path, body in [
+            ("take", {"operator": "alice"}),
+            ("messages", {"operator": "alice", "text": "Hi, Alice here. How can I help?"}),
+        ]:
+            async with httpx.AsyncClient(base_url=web.url, headers=ADMIN) as admin:
+                r = await admin.post(f"/admin/handoff/{session}/{path}", json=body)
+            assert r.status_code == 200, r.text
+        operator = dialog.locator(".m.operator").last
+        await expect(operator).to_contain_text("Alice here", timeout=15_000)
+        await page.screenshot(path=str(ARTIFACTS / "widget-operator.png"))
+
+        await page.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+        await expect(page.get_by_role("button", name="Open chat")).to_be_focused()
+        assert all(u.startswith((shop.url, web.url)) for u in requests), requests
+    finally:
+        shop.close()
+
+
+async def test_the_widget_fits_a_phone(web: Server, browser: Browser) -> None:
+    page = await browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        await page.goto(web.url + "/")  # the demo page, with the demo site key
+        await open_chat(page)
+        box = await page.get_by_role("dialog", name="Chat").bounding_box()
+        assert box is not None and box["width"] == 390 and box["height"] == 844
+        await expect(page.get_by_role("dialog").locator(".m.bot").first).to_contain_text("Hi!")
+        await page.screenshot(path=str(ARTIFACTS / "widget-phone.png"))
+    finally:
+        await page.close()
+
+
+async def test_a_page_on_an_origin_that_is_not_allowed_gets_nothing(
+    web: Server, browser: Browser
+) -> None:
+    allowed = register(web, "https://shop.example")
+    stranger = ShopSite()
+    stranger.html = HOST_PAGE.format(server=web.url, key=allowed)
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        await page.goto(stranger.url + "/")
+        await open_chat(page)
+        await page.wait_for_timeout(1500)
+        assert await page.get_by_role("dialog").locator(".m").count() == 0
+        assert any("CORS" in e for e in errors), errors
+        async with httpx.AsyncClient(timeout=30) as client:
+            headers = {"x-site-key": allowed, "origin": stranger.url}
+            r = await client.get(f"{web.url}/api/site", headers=headers)
+        assert r.status_code == 403
+    finally:
+        stranger.close()
+
+
+def test_the_widget_is_small() -> None:
+    size = (Path(__file__).resolve().parent.parent / "adapters/static/widget.js").stat().st_size
+    assert size < 30_000
