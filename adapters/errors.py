@@ -52,7 +52,11 @@ def install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
             problems.append(f"{where}: {err['msg']}")
-        return JSONResponse(status_code=422, content={"error": "; ".join(problems)})
+        message = "; ".join(problems)
+        if request.url.path.startswith("/v1/"):  # OpenAI clients expect OpenAI's error shape
+            error = {"message": message, "type": "invalid_request_error", "param": None}
+            return JSONResponse(status_code=400, content={"error": {**error, "code": None}})
+        return JSONResponse(status_code=422, content={"error": message})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -181,6 +181,8 @@ def test_the_official_openai_client_gets_faq_answers(web: Server) -> None:
 
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.chat.completions.create(model="gpt-9", messages=question)
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model="default", messages=[])
     bad_key = openai.OpenAI(base_url=f"{web.url}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="site key"):
         bad_key.chat.completions.create(model="default", messages=question)
