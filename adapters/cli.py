@@ -37,14 +37,31 @@ def serve(host: str | None, port: int | None) -> None:
         update={"host": host or settings.host, "port": settings.port if port is None else port}
     )
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,  # uvicorn's loggers go through the handler above
     )
 
 
 def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """One JSON object per line (or plain text), each with the request id of its request."""
+    from asgi_correlation_id import CorrelationIdFilter
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(CorrelationIdFilter(name="request_id", default_value="-"))
+    fields = "%(asctime)s %(levelname)s %(name)s %(correlation_id)s %(message)s"
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                fields, rename_fields={"correlation_id": "request_id", "levelname": "level"}
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(fields.replace(" %(message)s", ": %(message)s")))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
 
 
 @main.group(invoke_without_command=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from adapters.metrics import Metrics
 from adapters.redis_server import RedisServer
 from adapters.settings import Settings
 from adapters.sites import Site, SiteRegistry
@@ -87,7 +88,9 @@ def demo_site(settings: Settings) -> Site:
 
 
 @asynccontextmanager
-async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def build_runtime(
+    settings: Settings, metrics: Metrics | None = None
+) -> AsyncIterator[Runtime]:
     async with open_redis(settings) as redis:
         knowledge = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
         await seed_knowledge(knowledge, settings)
@@ -118,7 +121,9 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             generation=GenerationParams(max_new_tokens=settings.max_new_tokens),
         )
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
-        manager = ConversationManager(sessions, retriever, model, policy, limiter)
+        manager = ConversationManager(sessions, retriever, model, policy, limiter, metrics)
+        if metrics is not None:
+            metrics.model_queue.set_function(lambda: model.pending)
         sites = SiteRegistry(redis, settings.redis_prefix)
         if settings.demo_site_key:
             await sites.put(demo_site(settings))
@@ -128,7 +133,8 @@ async def build_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 greeting=settings.telegram_greeting.format(business=settings.business_name),
                 help=settings.telegram_help,
             )
-            bot = make_bot(settings.telegram_token, settings.telegram_api_url)
+            on_retry = metrics.telegram_retries.inc if metrics is not None else None
+            bot = make_bot(settings.telegram_token, settings.telegram_api_url, on_retry)
             telegram = TelegramService(bot, manager, redis, settings.redis_prefix, texts)
             try:
                 await telegram.start()

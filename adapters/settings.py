@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
 
     @property
     def models_dir(self) -> Path:

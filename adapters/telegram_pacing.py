@@ -3,6 +3,7 @@ per chat, and a 429 answered by waiting its `retry_after` and sending again (nev
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot
@@ -23,13 +24,17 @@ PACED = {"SendMessage", "EditMessageText", "SendPhoto", "SendDocument"}
 
 class Pacing(BaseRequestMiddleware):
     def __init__(
-        self, per_second: float = 30, per_chat_per_second: float = 1, max_retries: int = 5
+        self,
+        per_second: float = 30,
+        per_chat_per_second: float = 1,
+        max_retries: int = 5,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self._global = AsyncLimiter(per_second, 1)
         self._per_chat_rate = per_chat_per_second
         self._chats: dict[Any, AsyncLimiter] = {}
         self._max_retries = max_retries
-        self.retries = 0  # 429s waited out, for metrics and tests
+        self._on_retry = on_retry
 
     async def __call__(
         self,
@@ -49,7 +54,8 @@ class Pacing(BaseRequestMiddleware):
             except TelegramRetryAfter as exc:
                 if attempt == self._max_retries:
                     raise
-                self.retries += 1
+                if self._on_retry is not None:
+                    self._on_retry()
                 log.warning("Telegram asked to wait %s s before %s", exc.retry_after, exc.method)
                 await asyncio.sleep(exc.retry_after)
         raise AssertionError("unreachable")  # pragma: no cover

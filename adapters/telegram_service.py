@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
@@ -34,7 +35,9 @@ class TelegramSetupError(RuntimeError):
     """The bot cannot start; the message says what to fix."""
 
 
-def make_bot(token: str | None, api_url: str | None = None) -> Bot:
+def make_bot(
+    token: str | None, api_url: str | None = None, on_retry: Callable[[], None] | None = None
+) -> Bot:
     if not token:
         raise TelegramSetupError(
             "ANSWERDESK_TELEGRAM_TOKEN is not set: create a bot with @BotFather and put its "
@@ -48,7 +51,7 @@ def make_bot(token: str | None, api_url: str | None = None) -> Bot:
             "ANSWERDESK_TELEGRAM_TOKEN does not look like a bot token (123456789:AA…); "
             "copy it again from @BotFather."
         ) from exc
-    bot.session.middleware(Pacing())
+    bot.session.middleware(Pacing(on_retry=on_retry))
     return bot
 
 

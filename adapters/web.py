@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from redis.exceptions import RedisError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
@@ -15,8 +16,10 @@ from starlette.types import Receive, Scope, Send
 from adapters.admin import admin_router
 from adapters.chat_api import chat_router
 from adapters.errors import install_error_handlers
+from adapters.metrics import Metrics
 from adapters.openai_api import openai_router
 from adapters.runtime import build_runtime
+from adapters.schemas import ErrorResponse
 from adapters.settings import Settings
 from adapters.telegram_webhook import telegram_webhook_router
 
@@ -55,15 +58,19 @@ class SiteCORS(CORSMiddleware):
 
 
 def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_runtime(settings) as runtime:
+        async with build_runtime(settings, metrics) as runtime:
             app.state.runtime = runtime
             yield
 
     app = FastAPI(title="answerdesk", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(SiteCORS)
+    app.middleware("http")(metrics.middleware)
+    app.add_middleware(CorrelationIdMiddleware, validator=None)
     app.include_router(chat_router())
     app.include_router(openai_router())
     app.include_router(admin_router(settings.admin_token))
@@ -74,6 +81,25 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         """Answers once the model, the knowledge base and Redis are ready to serve."""
         return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": ErrorResponse}})
+    async def readyz(request: Request) -> Response:
+        """Ready when Redis answers and the model and FAQ index are loaded (this process is
+        past start-up)."""
+        runtime = getattr(request.app.state, "runtime", None)
+        try:
+            redis_ok = runtime is not None and bool(await runtime.redis.ping())
+        except RedisError:
+            redis_ok = False
+        if not redis_ok:
+            return JSONResponse({"error": "Redis is not reachable."}, status_code=503)
+        return JSONResponse(
+            {"status": "ready", "redis": "ok", "model": "loaded", "index": "loaded"}
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return metrics.exposition()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

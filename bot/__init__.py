@@ -5,7 +5,13 @@ from bot.errors import ConversationError, StorageUnavailable
 from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
 from bot.handoff import HandoffDesk, HandoffError, OutboxMessage, UnknownSession
 from bot.keys import SessionKeys
-from bot.manager import AnswerPolicy, ConversationManager, DuplicateMessage, InvalidMessage
+from bot.manager import (
+    AnswerPolicy,
+    ConversationManager,
+    DuplicateMessage,
+    InvalidMessage,
+    Observer,
+)
 from bot.messages import (
     Inbound,
     Mode,
@@ -33,6 +39,7 @@ __all__ = [
     "Inbound",
     "InvalidMessage",
     "Mode",
+    "Observer",
     "OutboxMessage",
     "RateLimited",
     "RateLimiter",

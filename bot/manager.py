@@ -5,6 +5,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
@@ -56,6 +57,16 @@ class AnswerPolicy:
         return f"I've asked a colleague to take over; {ahead}. They will answer here."
 
 
+class Observer(Protocol):
+    """Receives the core's measurements (adapters turn them into metrics)."""
+
+    def retrieval(self, seconds: float) -> None: ...
+
+    def reply(self, mode: str, seconds: float, chunks: int) -> None: ...
+
+    def handoff(self) -> None: ...
+
+
 class InvalidMessage(ConversationError):
     """The customer's message cannot be answered as sent (empty or too long)."""
 
@@ -72,12 +83,14 @@ class ConversationManager:
         model: ChatModel,
         policy: AnswerPolicy | None = None,
         limiter: RateLimiter | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._sessions = sessions
         self._retriever = retriever
         self._model = model
         self.model = model  # for callers that talk to the model directly (raw completions)
         self._limiter = limiter
+        self._observer = observer
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
         self.handoff = HandoffDesk(sessions)
@@ -101,13 +114,17 @@ class ConversationManager:
                     f"{inbound.channel}:{inbound.user_id or inbound.session_id}"
                 )
             async with self._sessions.locked(inbound.session_id):
+                started, chunks = time.perf_counter(), 0
                 reply: Reply | None = None
                 async for event in self._turn(inbound, text):
                     if isinstance(event, Reply):
                         reply = event
                     else:
+                        chunks += 1
                         yield event
         if reply is not None:
+            if self._observer is not None:
+                self._observer.reply(reply.mode, time.perf_counter() - started, chunks)
             yield reply
 
     async def ask(self, inbound: Inbound) -> Reply:
@@ -214,6 +231,8 @@ class ConversationManager:
         yield reply
 
     async def _hand_over(self, inbound: Inbound, asked: Turn, reason: str) -> Reply:
+        if self._observer is not None:
+            self._observer.handoff()
         now = time.time()
         place = await self.handoff.enqueue(inbound.session_id, now)
         reply = Reply(
@@ -252,11 +271,15 @@ class ConversationManager:
         )
 
     async def _retrieve(self, text: str) -> list[Hit]:
+        started = time.perf_counter()
         try:
             return await self._retriever.search(text, k=self.policy.top_k)
         except KnowledgeError:
             log.exception("retrieval failed; answering with the fallback message")
             return []
+        finally:
+            if self._observer is not None:
+                self._observer.retrieval(time.perf_counter() - started)
 
     def _check_grounded(
         self, generated: str, question: str, hits: list[Hit], sources: tuple[Source, ...]

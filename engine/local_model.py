@@ -48,6 +48,7 @@ class LocalModel:
         self._tokenizer = tokenizer
         self._lock = asyncio.Lock()
         self.name = name
+        self.pending = 0  # requests waiting for or using the model
 
     @classmethod
     def load(
@@ -110,16 +111,20 @@ class LocalModel:
                 errors.append(exc)
                 streamer.end()
 
-        async with self._lock:
-            thread = threading.Thread(target=run, name="answerdesk-generate", daemon=True)
-            thread.start()
-            try:
-                async for chunk in streamer:
-                    if chunk:
-                        yield chunk
-            finally:
-                cancel.set()
-                await asyncio.to_thread(thread.join)
+        self.pending += 1
+        try:
+            async with self._lock:
+                thread = threading.Thread(target=run, name="answerdesk-generate", daemon=True)
+                thread.start()
+                try:
+                    async for chunk in streamer:
+                        if chunk:
+                            yield chunk
+                finally:
+                    cancel.set()
+                    await asyncio.to_thread(thread.join)
+        finally:
+            self.pending -= 1
         if errors:
             raise EngineError(f"Generation failed: {errors[0]!r}") from errors[0]
 

@@ -1,0 +1,90 @@
+"""Prometheus metrics of one answerdesk process (prometheus-client, a registry per app)."""
+
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """Implements the conversation core's `bot.Observer` and times HTTP requests."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "answerdesk_http_requests", "HTTP requests", ["route", "method", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "answerdesk_http_request_seconds",
+            "HTTP request time",
+            ["route"],
+            buckets=LATENCY,
+            registry=r,
+        )
+        self.replies = Counter("answerdesk_replies", "Replies by answer mode", ["mode"], registry=r)
+        self.reply_seconds = Histogram(
+            "answerdesk_reply_seconds",
+            "Time to the final reply",
+            ["mode"],
+            buckets=LATENCY,
+            registry=r,
+        )
+        self.retrieval_seconds = Histogram(
+            "answerdesk_retrieval_seconds", "FAQ retrieval time", buckets=LATENCY, registry=r
+        )
+        self.generated_chunks = Counter(
+            "answerdesk_generated_chunks",
+            "Text chunks (about one token each) generated",
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "answerdesk_fallbacks", "Questions the FAQ did not answer", registry=r
+        )
+        self.handoffs = Counter(
+            "answerdesk_handoffs", "Conversations handed to a human", registry=r
+        )
+        self.telegram_retries = Counter(
+            "answerdesk_telegram_retry_after", "Telegram 429 answers waited out", registry=r
+        )
+        self.model_queue = Gauge(
+            "answerdesk_model_queue", "Requests waiting for or using the model", registry=r
+        )
+
+    # bot.Observer
+    def retrieval(self, seconds: float) -> None:
+        self.retrieval_seconds.observe(seconds)
+
+    def reply(self, mode: str, seconds: float, chunks: int) -> None:
+        self.replies.labels(mode).inc()
+        self.reply_seconds.labels(mode).observe(seconds)
+        self.generated_chunks.inc(chunks)
+        if mode == "fallback":
+            self.fallbacks.inc()
+
+    def handoff(self) -> None:
+        self.handoffs.inc()
+
+    def exposition(self) -> Response:
+        return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            # The router records the matched route in the scope: label by its path template
+            # (/api/chat/{session_id}/history), so labels stay few.
+            matched = request.scope.get("route")
+            route = str(getattr(matched, "path", "unmatched"))
+            self.requests.labels(route, request.method, str(status)).inc()
+            self.request_seconds.labels(route).observe(time.perf_counter() - started)
