@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from adapters.admin import admin_router
+from adapters.body_limit import BodyLimit
 from adapters.chat_api import chat_router
 from adapters.errors import install_error_handlers
 from adapters.metrics import Metrics
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SiteCORS)
     app.middleware("http")(metrics.middleware)
     app.add_middleware(CorrelationIdMiddleware, validator=None)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(chat_router())
     app.include_router(openai_router())
     app.include_router(admin_router(settings.admin_token))
