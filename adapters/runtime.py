@@ -105,6 +105,7 @@ async def build_runtime(
             settings.models_dir,
             settings.dtype,
             settings.threads,
+            settings.model_max_waiting,
         )
         sessions = SessionStore(
             redis,

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = None  # default: data_dir/models
     dtype: Literal["float32", "bfloat16"] = "float32"
     threads: int | None = None
+    # Requests that may wait for the model; more get the closest FAQ entry instead of waiting.
+    model_max_waiting: int = Field(default=8, ge=0)
     max_new_tokens: int = Field(default=160, ge=1, le=2048)
     # Empty: the bundled all-MiniLM-L6-v2. Else a sentence-transformers model directory.
     embedder: str | None = None

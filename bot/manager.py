@@ -17,7 +17,7 @@ from bot.prompt import REFUSAL, approximate_tokens, build_messages
 from bot.rate_limit import RateLimiter
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
-from engine import ChatModel, EngineError, GenerationParams
+from engine import ChatModel, EngineError, GenerationParams, ModelBusy
 from knowledge import Hit, KnowledgeError, Retriever
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,9 @@ class ConversationManager:
                 async for chunk in self._model.stream(messages, policy.generation):
                     generated += chunk
                     yield ReplyChunk(chunk)
+            except ModelBusy as exc:
+                log.warning("%s Answering with the closest FAQ entry.", exc)
+                generated = ""
             except EngineError:
                 log.exception("generation failed; answering with the closest FAQ entry")
                 generated = ""

@@ -7,12 +7,20 @@
 from typing import TYPE_CHECKING, Any
 
 from engine.chat_model import ChatMessage, ChatModel, GenerationParams, generate
-from engine.errors import EngineError
+from engine.errors import EngineError, ModelBusy
 
 if TYPE_CHECKING:
     from engine.local_model import LocalModel
 
-__all__ = ["ChatMessage", "ChatModel", "EngineError", "GenerationParams", "LocalModel", "generate"]
+__all__ = [
+    "ChatMessage",
+    "ChatModel",
+    "EngineError",
+    "GenerationParams",
+    "LocalModel",
+    "ModelBusy",
+    "generate",
+]
 
 
 def __getattr__(name: str) -> Any:

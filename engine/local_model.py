@@ -18,7 +18,7 @@ from transformers import (
 
 from engine.bundled import resolve_model
 from engine.chat_model import ChatMessage, GenerationParams
-from engine.errors import EngineError
+from engine.errors import EngineError, ModelBusy
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,11 @@ class LocalModel:
     One generation runs at a time for now; requests wait their turn on an asyncio lock.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+    def __init__(self, model: Any, tokenizer: Any, name: str, max_waiting: int = 8) -> None:
         self._model = model
         self._tokenizer = tokenizer
         self._lock = asyncio.Lock()
+        self._max_waiting = max_waiting
         self.name = name
         self.pending = 0  # requests waiting for or using the model
 
@@ -57,6 +58,7 @@ class LocalModel:
         cache_dir: Path,
         dtype: Dtype = "float32",
         threads: int | None = None,
+        max_waiting: int = 8,
     ) -> "LocalModel":
         """Load `source` (None = the bundled SmolLM2-135M-Instruct GGUF, a GGUF path, an HF
         directory or hub id)."""
@@ -72,7 +74,7 @@ class LocalModel:
             raise EngineError(f"The model at {path} has no chat template; use an instruct model.")
         model.eval()
         log.info("model loaded from %s (%s)", path, dtype)
-        return cls(model, tokenizer, name=source or "smollm2-135m-instruct")
+        return cls(model, tokenizer, source or "smollm2-135m-instruct", max_waiting)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -111,6 +113,8 @@ class LocalModel:
                 errors.append(exc)
                 streamer.end()
 
+        if self.pending > self._max_waiting:  # one generating, max_waiting in line
+            raise ModelBusy(self.pending, retry_after_s=5)
         self.pending += 1
         try:
             async with self._lock:

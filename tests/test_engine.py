@@ -2,7 +2,9 @@
 
 import asyncio
 
-from engine import GenerationParams, LocalModel, generate
+import pytest
+
+from engine import GenerationParams, LocalModel, ModelBusy, generate
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -38,3 +40,13 @@ async def test_a_cancelled_stream_stops_and_frees_the_model(local_model: LocalMo
         generate(local_model, MESSAGES, GenerationParams(max_new_tokens=4)), timeout=15
     )
     assert text
+
+
+async def test_a_full_queue_says_busy_instead_of_waiting(local_model: LocalModel) -> None:
+    small = LocalModel(local_model._model, local_model._tokenizer, "small-queue", max_waiting=0)
+    first = small.stream(MESSAGES, GenerationParams(max_new_tokens=200))
+    assert await anext(first)
+    with pytest.raises(ModelBusy, match="busy"):
+        await anext(small.stream(MESSAGES, GenerationParams(max_new_tokens=4)))
+    await first.aclose()
+    assert await generate(small, MESSAGES, GenerationParams(max_new_tokens=4))  # free again
