@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint bench clean
+.PHONY: install browser run test lint bench bench-load clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m tests.bench.bench_chat
+	$(BIN)/python -m tests.bench.bench_load
+
+bench-load: install
+	$(BIN)/python -m tests.bench.bench_load
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache *.egg-info
