@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from adapters.runtime import open_redis
+from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from bot import FeedbackLog, SessionKeys, SessionStore
 from knowledge import KnowledgeError, KnowledgeKeys, KnowledgeStore, read_jsonl
@@ -106,7 +106,7 @@ def telegram_set_webhook(url: str) -> None:
     settings = Settings()
 
     async def run() -> None:
-        async with open_redis(settings) as redis:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
             bot = make_bot(settings.telegram_token, settings.telegram_api_url)
             try:
                 await register_webhook(bot, redis, settings.redis_prefix, url)
@@ -140,7 +140,7 @@ def kb_import(file: Path) -> None:
         raise click.ClickException(str(exc)) from exc
 
     async def run() -> int:
-        async with open_redis(settings) as redis:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
             store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
             return await store.replace(entries)
 
@@ -155,7 +155,7 @@ def kb_unanswered(count: int) -> None:
     settings = Settings()
 
     async def run() -> None:
-        async with open_redis(settings) as redis:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
             log = FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
             items = await log.unanswered(count)
         for item in items:
@@ -185,7 +185,7 @@ def sites_add(name: str, origins: tuple[str, ...], **style: str | None) -> None:
     settings = Settings()
 
     async def run() -> str:
-        async with open_redis(settings) as redis:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
             given = {k: v for k, v in style.items() if v}
             site = await SiteRegistry(redis, settings.redis_prefix).add(
                 name, list(origins), **given
@@ -209,7 +209,7 @@ def sites_list() -> None:
     settings = Settings()
 
     async def run() -> None:
-        async with open_redis(settings) as redis:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
             for site in await SiteRegistry(redis, settings.redis_prefix).all():
                 click.echo(f"{site.key}\t{site.name}\t{' '.join(site.origins)}")
 
@@ -225,7 +225,7 @@ def sites_rm(key: str) -> None:
     settings = Settings()
 
     async def run() -> bool:
-        async with open_redis(settings) as redis:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
             return await SiteRegistry(redis, settings.redis_prefix).remove(key)
 
     if not asyncio.run(run()):

@@ -1,12 +1,16 @@
 """A private redis-server for machines without one: unix socket, append-only, stopped on exit."""
 
+import asyncio
 import logging
 import shutil
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +117,24 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def connect(url: str, max_connections: int = 64) -> Redis:
+    """A client whose requests wait (up to 20 s) for one of `max_connections` connections
+    instead of opening one per concurrent request."""
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=20)
+    return Redis(connection_pool=pool)
+
+
+@asynccontextmanager
+async def open_redis(url: str | None, data_dir: Path) -> AsyncIterator[Redis]:
+    """Redis at `url`, or a bundled redis-server in `data_dir` for as long as needed."""
+    async with AsyncExitStack() as stack:
+        if not url:
+            server = await asyncio.to_thread(RedisServer(data_dir / "redis").start)
+            stack.callback(server.stop)
+            url = server.url
+        client = connect(url)
+        stack.push_async_callback(client.aclose)
+        await client.ping()
+        yield client

@@ -3,13 +3,13 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from adapters.metrics import Metrics
-from adapters.redis_server import RedisServer
+from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from adapters.sites import Site, SiteRegistry
 from adapters.telegram import TelegramTexts
@@ -37,28 +37,6 @@ class Runtime:
     manager: ConversationManager
     sites: SiteRegistry
     telegram: TelegramService | None = None
-
-
-def connect(url: str, max_connections: int = 64) -> Redis:
-    """A client whose requests wait (up to 20 s) for one of `max_connections` connections
-    instead of opening one per concurrent request."""
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=20)
-    return Redis(connection_pool=pool)
-
-
-@asynccontextmanager
-async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
-    """The configured Redis, or a bundled redis-server in the data folder for as long as needed."""
-    async with AsyncExitStack() as stack:
-        url = settings.redis_url
-        if not url:
-            server = await asyncio.to_thread(RedisServer(settings.data_dir / "redis").start)
-            stack.callback(server.stop)
-            url = server.url
-        client = connect(url)
-        stack.push_async_callback(client.aclose)
-        await client.ping()
-        yield client
 
 
 async def seed_knowledge(store: KnowledgeStore, settings: Settings) -> None:
@@ -91,7 +69,7 @@ def demo_site(settings: Settings) -> Site:
 async def build_runtime(
     settings: Settings, metrics: Metrics | None = None
 ) -> AsyncIterator[Runtime]:
-    async with open_redis(settings) as redis:
+    async with open_redis(settings.redis_url, settings.data_dir) as redis:
         knowledge = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
         await seed_knowledge(knowledge, settings)
         embedder = await asyncio.to_thread(

@@ -12,8 +12,7 @@ from redis.asyncio import Redis
 if TYPE_CHECKING:
     from tests.server import Server
 
-from adapters.redis_server import RedisServer, redis_answers
-from adapters.runtime import connect
+from adapters.redis_server import RedisServer, connect, redis_answers
 from engine import LocalModel
 from knowledge import (
     Embedder,

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from adapters.redis_server import RedisServer
-from adapters.runtime import connect
+from adapters.redis_server import RedisServer, connect
 from bot import (
     AnswerPolicy,
     ConversationManager,

@@ -13,7 +13,7 @@ from tests.server import Server
 
 
 def test_sigterm_mid_stream_finishes_the_reply_and_keeps_sessions(tmp_path: Path) -> None:
-    server = Server(tmp_path, extra_env={"ANSWERDESK_MAX_NEW_TOKENS": "120"}).start()
+    server = Server(tmp_path, extra_env={"ANSWERDESK_MAX_NEW_TOKENS": "60"}).start()
     before = server.chat("keep", "how do I reset my password?")
     events: list[str] = []
     body = {"session_id": "inflight", "message": "what cards can I pay with"}

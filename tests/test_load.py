@@ -11,7 +11,11 @@ from tests.server import Server
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"ANSWERDESK_RATE_LIMIT": "100000/minute", "ANSWERDESK_MAX_NEW_TOKENS": "32"}
+    env = {
+        "ANSWERDESK_RATE_LIMIT": "100000/minute",
+        "ANSWERDESK_MAX_NEW_TOKENS": "32",
+        "ANSWERDESK_MODEL_MAX_WAITING": "2",
+    }
     running = Server(tmp_path_factory.mktemp("load"), extra_env=env).start()
     yield running
     running.stop()
