@@ -34,6 +34,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	@if command -v docker-compose >/dev/null; then docker-compose -f docker/compose.yaml config -q && echo "docker/compose.yaml: valid"; \
+	  else echo "docker/compose.yaml not checked: install docker-compose (apt-get install docker-compose)"; fi
 
 bench: install
 	$(BIN)/python -m tests.bench.bench_chat
