@@ -148,7 +148,7 @@ def admin_router(token: str | None) -> APIRouter:
     async def outbox(
         request: Request,
         channel: Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,32}$")],
-        after: Annotated[str, Query(pattern=r"^\d+-\d+$")] = "0-0",
+        after: Annotated[str, Query(pattern=r"^\d{1,19}-\d{1,19}$")] = "0-0",
     ) -> list[OutboxOut]:
         """Operator messages for a channel's adapter, after the stream id `after`."""
         messages = await runtime(request).manager.handoff.outbox(channel, after)
@@ -166,7 +166,7 @@ def admin_router(token: str | None) -> APIRouter:
     async def answer(
         body: NewFaqEntry,
         request: Request,
-        item_id: Annotated[str, Path(pattern=r"^\d+-\d+$")],
+        item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")],
     ) -> FaqEntryOut:
         """Answer an unanswered question with a new FAQ entry, live at once."""
         rt = runtime(request)

@@ -150,7 +150,7 @@ def chat_router() -> APIRouter:
         request: Request,
         site: CurrentSite,
         session_id: Annotated[SessionId, Path()],
-        last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
+        last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,19}-\d{1,19}$")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Operator messages for this conversation as they are written (`operator` events).
         A reconnecting EventSource resumes after its Last-Event-ID; a new one also gets
