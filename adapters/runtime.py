@@ -104,8 +104,12 @@ async def build_runtime(
         if metrics is not None:
             metrics.model_queue.set_function(lambda: model.pending)
         sites = SiteRegistry(redis, settings.redis_prefix)
-        if settings.demo_site_key:
-            await sites.put(demo_site(settings))
+        demo = demo_site(settings) if settings.demo_site_key else None
+        for site in await sites.all():  # a demo site of an earlier configuration goes away
+            if site.demo and (demo is None or site.key != demo.key):
+                await sites.remove(site.key)
+        if demo is not None:
+            await sites.put(demo)
         telegram = None
         if settings.telegram_token:
             texts = TelegramTexts(
