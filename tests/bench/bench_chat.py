@@ -40,6 +40,7 @@ async def run(rounds: int) -> None:
             redis_url=os.environ.get("ANSWERDESK_REDIS_URL") or None,
             redis_prefix=f"adbench-{uuid.uuid4().hex[:8]}",
             model_cache_dir=MODEL_CACHE,
+            handoff_after_fallbacks=0,  # measure fallbacks, not the handoff they lead to
         )
         started = time.perf_counter()
         async with build_runtime(settings) as runtime:
