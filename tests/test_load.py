@@ -5,17 +5,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bench.bench_load import MIX, run_load
+from tests.bench.bench_load import MIX, SERVER_ENV, run_load
 from tests.server import Server
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {
-        "ANSWERDESK_RATE_LIMIT": "100000/minute",
-        "ANSWERDESK_MAX_NEW_TOKENS": "32",
-        "ANSWERDESK_MODEL_MAX_WAITING": "2",
-    }
+    env = {**SERVER_ENV, "ANSWERDESK_MAX_NEW_TOKENS": "32", "ANSWERDESK_MODEL_MAX_WAITING": "2"}
     running = Server(tmp_path_factory.mktemp("load"), extra_env=env).start()
     yield running
     running.stop()

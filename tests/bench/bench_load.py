@@ -33,6 +33,13 @@ QUESTIONS = {
     "fallback": ["what is the capital of France?", "write me a poem", "how do I cook pasta"],
 }
 MIX = {"faq": 0.7, "fallback": 0.2, "grounded": 0.1}
+# A customer here sends hundreds of messages: no rate limit, and a history long enough to hold
+# every turn, so that "lost_turns" counts losses, not the history cap.
+SERVER_ENV = {
+    "ANSWERDESK_RATE_LIMIT": "100000/minute",
+    "ANSWERDESK_HISTORY_MAX_TURNS": "100000",
+    "ANSWERDESK_HANDOFF_AFTER_FALLBACKS": "0",
+}
 
 
 @dataclass
@@ -118,7 +125,7 @@ def main() -> None:
         from tests.server import Server
 
         with tempfile.TemporaryDirectory() as tmp:
-            server = Server(Path(tmp), extra_env={"ANSWERDESK_RATE_LIMIT": "100000/minute"})
+            server = Server(Path(tmp), extra_env=SERVER_ENV)
             server.start()
             try:
                 result = asyncio.run(run_load(server.url, args.users, args.seconds))
