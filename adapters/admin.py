@@ -1,13 +1,12 @@
 """The operator API under /admin: human handoff and the unanswered queue. Bearer-token auth."""
 
-import secrets
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.admin_auth import operator_auth
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
 
@@ -85,22 +84,7 @@ class SiteFull(BaseModel):
 
 
 def admin_router(token: str | None) -> APIRouter:
-    bearer = HTTPBearer(auto_error=False)
-
-    async def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        if not token:
-            raise HTTPException(
-                403, "The operator API is disabled; set ANSWERDESK_ADMIN_TOKEN to enable it."
-            )
-        given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                401, "Missing or wrong bearer token.", headers={"WWW-Authenticate": "Bearer"}
-            )
-
-    router = APIRouter(prefix="/admin", dependencies=[Depends(authorized)], responses=ERRORS)
+    router = APIRouter(prefix="/admin", dependencies=[operator_auth(token)], responses=ERRORS)
 
     def runtime(request: Request) -> Runtime:
         return request.app.state.runtime  # type: ignore[no-any-return]

@@ -2,14 +2,13 @@
 
 import asyncio
 import logging
-from pathlib import Path
 
 import click
 
+from adapters.kb_cli import kb
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
-from bot import FeedbackLog, SessionKeys, SessionStore
-from knowledge import KnowledgeError, KnowledgeKeys, KnowledgeStore, read_jsonl
+from knowledge import KnowledgeError, read_entries
 
 
 @click.group()
@@ -29,7 +28,7 @@ def serve(host: str | None, port: int | None) -> None:
     settings = Settings()
     if settings.faq_file:
         try:
-            read_jsonl(settings.faq_file)  # fail here, clearly, rather than inside the server
+            read_entries(settings.faq_file)  # fail here, clearly, rather than inside the server
         except KnowledgeError as exc:
             raise click.ClickException(f"ANSWERDESK_FAQ_FILE: {exc}") from exc
     setup_logging(settings)
@@ -121,52 +120,6 @@ def telegram_set_webhook(url: str) -> None:
 
 
 @main.group()
-def kb() -> None:
-    """Manage the FAQ knowledge base."""
-
-
-@kb.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def kb_import(file: Path) -> None:
-    """Replace the knowledge base with the entries of a JSONL FILE, in one step.
-
-    Running servers answer from the new entries at their next question. An invalid line changes
-    nothing; the error names the line and the field.
-    """
-    settings = Settings()
-    try:
-        entries = read_jsonl(file)
-    except KnowledgeError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-    async def run() -> int:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
-            return await store.replace(entries)
-
-    version = asyncio.run(run())
-    click.echo(f"imported {len(entries)} entries from {file} (knowledge base version {version})")
-
-
-@kb.command("unanswered")
-@click.option("--count", default=100, show_default=True, help="How many to list, oldest first.")
-def kb_unanswered(count: int) -> None:
-    """List questions the assistant could not answer and replies customers rated 👎."""
-    settings = Settings()
-
-    async def run() -> None:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            log = FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
-            items = await log.unanswered(count)
-        for item in items:
-            click.echo(f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}")
-        if not items:
-            click.echo("nothing unanswered")
-
-    asyncio.run(run())
-
-
-@main.group()
 def sites() -> None:
     """Web sites that may embed the chat widget."""
 
@@ -231,3 +184,6 @@ def sites_rm(key: str) -> None:
     if not asyncio.run(run()):
         raise click.ClickException(f"No site with key {key}.")
     click.echo(f"removed {key}")
+
+
+main.add_command(kb)

@@ -18,10 +18,12 @@ from bot import (
     UnknownReply,
     UnknownSession,
 )
-from knowledge import KnowledgeError
+from knowledge import EntryExists, EntryNotFound, KnowledgeError
 
 STATUS: list[tuple[type[Exception], int]] = [
     (InvalidMessage, 422),
+    (EntryNotFound, 404),
+    (EntryExists, 409),
     (KnowledgeError, 422),
     (SiteError, 422),
     (DuplicateMessage, 409),

@@ -21,7 +21,7 @@ from knowledge import (
     KnowledgeKeys,
     KnowledgeStore,
     Retriever,
-    read_jsonl,
+    read_entries,
     sample_faq_path,
 )
 
@@ -39,14 +39,22 @@ class Runtime:
     telegram: TelegramService | None = None
 
 
-async def seed_knowledge(store: KnowledgeStore, settings: Settings) -> None:
-    """Load the configured FAQ file (the sample FAQ by default) into an empty knowledge base."""
-    if await store.count():
-        return
-    path = settings.faq_file or sample_faq_path()
-    entries = read_jsonl(path)
-    await store.replace(entries)
-    log.info("knowledge base loaded from %s: %d entries", path, len(entries))
+async def seed_knowledge(store: KnowledgeStore, retriever: Retriever, settings: Settings) -> None:
+    """Load the configured FAQ file (the sample FAQ by default) into an empty knowledge base, and
+    choose its answer thresholds if nobody has yet."""
+    if not await store.count():
+        path = settings.faq_file or sample_faq_path()
+        entries = read_entries(path)
+        await store.replace(entries)
+        log.info("knowledge base loaded from %s: %d entries", path, len(entries))
+    await retriever.refresh()
+    if retriever.calibration is None and await store.count() >= 2:
+        calibration = await retriever.calibrate()
+        log.info(
+            "answer thresholds calibrated: answer at %.3f, verbatim FAQ answer at %.3f",
+            calibration.answer,
+            calibration.faq,
+        )
 
 
 def demo_site(settings: Settings) -> Site:
@@ -71,12 +79,11 @@ async def build_runtime(
 ) -> AsyncIterator[Runtime]:
     async with open_redis(settings.redis_url, settings.data_dir) as redis:
         knowledge = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
-        await seed_knowledge(knowledge, settings)
         embedder = await asyncio.to_thread(
             Embedder, settings.embedder, redis, KnowledgeKeys(settings.redis_prefix)
         )
         retriever = Retriever(knowledge, embedder)
-        await retriever.refresh()
+        await seed_knowledge(knowledge, retriever, settings)
         model = await asyncio.to_thread(
             LocalModel.load,
             settings.model,

@@ -36,10 +36,12 @@ class Settings(BaseSettings):
     embedder: str | None = None
 
     business_name: str = "Pinecone Outfitters"
-    faq_threshold: float = Field(default=0.70, ge=-1, le=1)
-    grounded_threshold: float = Field(default=0.45, ge=-1, le=1)
+    # Unset: the thresholds `answerdesk kb calibrate` chose for the knowledge base.
+    faq_threshold: float | None = Field(default=None, ge=-1, le=1)
+    grounded_threshold: float | None = Field(default=None, ge=-1, le=1)
     max_message_chars: int = Field(default=4000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # larger request bodies get 413
+    max_import_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)  # FAQ file uploads
     shutdown_grace_s: int = Field(default=15, ge=0)  # SIGTERM: time for replies in flight
     session_ttl_days: float = Field(default=30, gt=0)
     # Messages one customer may send, in the `limits` notation ("20/minute", "5 per 10 seconds").

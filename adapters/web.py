@@ -17,6 +17,7 @@ from adapters.admin import admin_router
 from adapters.body_limit import BodyLimit
 from adapters.chat_api import chat_router
 from adapters.errors import install_error_handlers
+from adapters.kb_admin import kb_router
 from adapters.metrics import Metrics
 from adapters.openai_api import openai_router
 from adapters.runtime import build_runtime
@@ -72,10 +73,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SiteCORS)
     app.middleware("http")(metrics.middleware)
     app.add_middleware(CorrelationIdMiddleware, validator=None)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        paths={"/admin/kb/import": settings.max_import_bytes},
+    )
     app.include_router(chat_router())
     app.include_router(openai_router())
     app.include_router(admin_router(settings.admin_token))
+    app.include_router(kb_router(settings.admin_token))
     if settings.telegram_token:
         app.include_router(telegram_webhook_router())
 

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 class AnswerPolicy:
     """How retrieval scores turn into answer modes, and what the bot says in each case."""
 
-    faq_threshold: float = 0.70  # at or above: the operator's answer, verbatim
-    grounded_threshold: float = 0.45  # at or above: the model answers from the top hits
+    # Score thresholds; None: the knowledge base's own, chosen by `answerdesk kb calibrate`.
+    faq_threshold: float | None = None  # at or above: the operator's answer, verbatim
+    grounded_threshold: float | None = None  # at or above: the model answers from the top hits
     top_k: int = 3
     history_turns: int = 4
     prompt_tokens: int = 1500  # the prompt's budget; the oldest history turns give way first
@@ -190,11 +191,14 @@ class ConversationManager:
         hits = await self._retrieve(text)
         confidence = hits[0].score if hits else 0.0
         sources = tuple(Source(h.entry.id, h.entry.question, h.score) for h in hits)
+        known = self._retriever.thresholds
+        faq_at = known.faq if policy.faq_threshold is None else policy.faq_threshold
+        answer_at = known.answer if policy.grounded_threshold is None else policy.grounded_threshold
         mode: Mode
-        if hits and confidence >= policy.faq_threshold:
+        if hits and confidence >= faq_at and hits[0].entry.answer:
             mode, reply_text, sources = "faq", hits[0].entry.answer, sources[:1]
-        elif hits and confidence >= policy.grounded_threshold:
-            relevant = [h for h in hits if h.score >= policy.grounded_threshold]
+        elif hits and confidence >= answer_at:
+            relevant = [h for h in hits if h.score >= answer_at]
             history = await self._sessions.history(sid, last=policy.history_turns)
             generated = ""
             try:

@@ -5,26 +5,40 @@
 
 from typing import TYPE_CHECKING, Any
 
+from knowledge.calibration import Calibration
 from knowledge.entry import FaqEntry
-from knowledge.errors import KnowledgeError
-from knowledge.files import read_jsonl, sample_faq_path
+from knowledge.errors import EntryExists, EntryNotFound, KnowledgeError
+from knowledge.files import sample_faq_path
+from knowledge.formats import FORMATS, format_entries, parse_entries, read_entries, write_entries
+from knowledge.index import Hit, SearchIndex
 from knowledge.keys import KnowledgeKeys
-from knowledge.retriever import Hit, Retriever
-from knowledge.store import KnowledgeStore
+from knowledge.retriever import Retriever, Thresholds
+from knowledge.store import EntryRecord, ImportResult, KnowledgeStore
 
 if TYPE_CHECKING:
     from knowledge.embedder import Embedder
 
 __all__ = [
+    "FORMATS",
+    "Calibration",
     "Embedder",
+    "EntryExists",
+    "EntryNotFound",
+    "EntryRecord",
     "FaqEntry",
     "Hit",
+    "ImportResult",
     "KnowledgeError",
     "KnowledgeKeys",
     "KnowledgeStore",
     "Retriever",
-    "read_jsonl",
+    "SearchIndex",
+    "Thresholds",
+    "format_entries",
+    "parse_entries",
+    "read_entries",
     "sample_faq_path",
+    "write_entries",
 ]
 
 

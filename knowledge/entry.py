@@ -6,7 +6,7 @@ from typing import Any
 
 from knowledge.errors import KnowledgeError
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ID = re.compile(r"^[^\s/\\]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class FaqEntry:
                 raise KnowledgeError(f"{where}: field '{name}' is required and must be a string")
         if not _ID.match(data["id"]):
             raise KnowledgeError(
-                f"{where}: field 'id' must be 1-128 letters, digits or _.:- (got {data['id']!r})"
+                f"{where}: field 'id' must be 1-128 characters without spaces or slashes "
+                f"(got {data['id']!r})"
             )
         if not data["question"].strip():
             raise KnowledgeError(f"{where}: field 'question' must not be empty")

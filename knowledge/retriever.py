@@ -1,23 +1,30 @@
-"""Finding the FAQ entries closest to a customer's question."""
+"""Finding the FAQ entries closest to a customer's question, with the index kept live.
+
+Every search first compares the knowledge base's version in Redis with the index's (one GET). When
+another process changed entries, the index applies just those changes (read from the change stream)
+before answering, so an operator's edit reaches every worker at its next question.
+"""
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from knowledge.calibration import FALLBACK_ANSWER, FALLBACK_FAQ, Calibration, calibrate
 from knowledge.entry import FaqEntry
-from knowledge.store import KnowledgeStore
+from knowledge.index import Hit, SearchIndex
+from knowledge.store import WHOLE_KB, KnowledgeStore
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class Hit:
-    entry: FaqEntry
-    score: float  # cosine similarity of the closest phrasing, in [-1, 1]
+_LEXICAL_INLINE = 50_000  # up to this many phrasings BM25 is rebuilt before the next answer
 
 
 class TextEmbedder(Protocol):
     name: str
+    dimensions: int
 
     async def embed(self, texts: list[str]) -> np.ndarray: ...
 
@@ -25,50 +32,116 @@ class TextEmbedder(Protocol):
 
 
 @dataclass(frozen=True)
-class _Index:
-    version: int
-    entries: list[FaqEntry]
-    matrix: np.ndarray  # one unit row per phrasing
-    owner: np.ndarray  # row -> entry position
+class Thresholds:
+    answer: float  # at or above: the assistant answers
+    faq: float  # at or above: the operator's answer, verbatim
+    calibrated: bool
 
 
 class Retriever:
-    """Dense retrieval: an entry scores the best cosine similarity among its phrasings.
-
-    The index is rebuilt whenever the knowledge base's version in Redis changes, so an import
-    made by another process is picked up at the next question.
-    """
-
-    def __init__(self, store: KnowledgeStore, embedder: TextEmbedder) -> None:
+    def __init__(
+        self, store: KnowledgeStore, embedder: TextEmbedder, ann_threshold: int = 200_000
+    ) -> None:
         self._store = store
         self._embedder = embedder
-        self._index: _Index | None = None
-        self._rebuild = asyncio.Lock()
+        self._ann_threshold = ann_threshold
+        self._index: SearchIndex | None = None
+        self._version = -1
+        self._position = "0"  # last change-stream entry applied
+        self._calibration: Calibration | None = None
+        self._lock = asyncio.Lock()
+        self._lexical_task: asyncio.Task[None] | None = None
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        return self._embedder
+
+    @property
+    def thresholds(self) -> Thresholds:
+        c = self._calibration
+        if c is None:
+            return Thresholds(FALLBACK_ANSWER, FALLBACK_FAQ, calibrated=False)
+        return Thresholds(c.answer, c.faq, calibrated=True)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self._calibration
 
     async def refresh(self) -> int:
         """Bring the index up to the stored version; returns that version."""
         version = await self._store.version()
-        if self._index is not None and self._index.version == version:
+        if version == self._version:
             return version
-        async with self._rebuild:
-            if self._index is None or self._index.version != version:
-                entries = await self._store.entries()
-                texts = [t for e in entries for t in e.texts]
-                owner = np.array(
-                    [i for i, e in enumerate(entries) for _ in e.texts], dtype=np.int64
-                )
-                matrix = await self._embedder.embed(texts)
-                self._index = _Index(version, entries, matrix, owner)
-        return version
+        async with self._lock:
+            if version != self._version:
+                await self._catch_up()
+        return self._version
 
     async def search(self, query: str, k: int = 3) -> list[Hit]:
         await self.refresh()
         index = self._index
-        if index is None or not index.entries:
+        if index is None or not len(index):
             return []
         vector = await self._embedder.embed_query(query)
-        scores = index.matrix @ vector
-        best = np.full(len(index.entries), -1.0, dtype=np.float32)
-        np.maximum.at(best, index.owner, scores)
-        top = np.argsort(-best)[:k]
-        return [Hit(index.entries[i], round(float(best[i]), 4)) for i in top]
+        return index.search(vector, query, k)
+
+    async def calibrate(self, probes: int = 400) -> Calibration:
+        """Choose thresholds from the current entries and store them with the knowledge base."""
+        await self.refresh()
+        assert self._index is not None
+        result = await asyncio.to_thread(calibrate, self._index, self._version, probes)
+        await self._store.save_calibration(result.to_dict())
+        self._calibration = result
+        return result
+
+    async def _catch_up(self) -> None:
+        position = await self._store.last_change()
+        changes = None
+        if self._index is not None:
+            changes = await self._store.changes_since(self._position)
+        if changes is None or any(c.entry_id == WHOLE_KB for c in changes):
+            version = await self._store.version()
+            await self._rebuild(await self._store.entries())
+        else:
+            version = await self._store.version()
+            changed = list(dict.fromkeys(c.entry_id for c in changes))
+            current = await self._store.get_many(changed)
+            await self._apply([e for e in current.values() if e is not None])
+            assert self._index is not None
+            for entry_id, entry in current.items():
+                if entry is None:
+                    self._index.remove(entry_id)
+            position = changes[-1].stream_id if changes else self._position
+        self._version, self._position = version, position
+        stored = await self._store.calibration()
+        self._calibration = None if stored is None else Calibration.from_dict(stored)
+        await self._update_lexical()
+
+    async def _rebuild(self, entries: list[FaqEntry]) -> None:
+        self._index = SearchIndex(self._embedder.dimensions, self._ann_threshold)
+        await self._apply(entries)
+        log.info("search index built: %d entries", len(entries))
+
+    async def _apply(self, entries: list[FaqEntry]) -> None:
+        assert self._index is not None
+        texts = [SearchIndex.texts_of(e) for e in entries]
+        vectors = await self._embedder.embed([t for group in texts for t in group])
+        start = 0
+        for entry, group in zip(entries, texts, strict=True):
+            self._index.upsert(entry, vectors[start : start + len(group)])
+            start += len(group)
+
+    async def _update_lexical(self) -> None:
+        index = self._index
+        if index is None or not index.lexical_stale:
+            return
+        snapshot = index.lexical_snapshot()
+        if index.phrasings <= _LEXICAL_INLINE:
+            index.install_lexical(*await asyncio.to_thread(index.build_lexical, *snapshot))
+        elif self._lexical_task is None or self._lexical_task.done():
+            # Large knowledge bases: changed entries count by their dense scores meanwhile.
+            self._lexical_task = asyncio.create_task(self._build_lexical(index))
+
+    async def _build_lexical(self, index: SearchIndex) -> None:
+        built = await asyncio.to_thread(index.build_lexical, *index.lexical_snapshot())
+        index.install_lexical(*built)

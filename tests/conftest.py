@@ -20,7 +20,7 @@ from knowledge import (
     KnowledgeKeys,
     KnowledgeStore,
     Retriever,
-    read_jsonl,
+    read_entries,
     sample_faq_path,
 )
 
@@ -65,7 +65,7 @@ async def prefix(redis_client: Redis) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def sample_entries() -> list[FaqEntry]:
-    return read_jsonl(sample_faq_path())
+    return read_entries(sample_faq_path())
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +87,7 @@ async def sample_retriever(
     store = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
     await store.replace(sample_entries)
     retriever = Retriever(store, embedder)
-    await retriever.refresh()
+    await retriever.calibrate()  # as the product does after every import
     return retriever
 
 

@@ -28,7 +28,7 @@ from engine import ChatMessage, GenerationParams
 from knowledge import Embedder, FaqEntry, KnowledgeKeys, KnowledgeStore, Retriever
 
 FAQ_QUESTION = "how do I reset my password?"
-GROUNDED_QUESTION = "what cards can I pay with"  # scores between the thresholds: the model answers
+GROUNDED_QUESTION = "can I pay later"  # scores between the thresholds: the model answers
 OUT_OF_SCOPE = ["what is the capital of France?", "write me a poem", "how do I cook pasta"]
 
 

@@ -16,7 +16,7 @@ def test_sigterm_mid_stream_finishes_the_reply_and_keeps_sessions(tmp_path: Path
     server = Server(tmp_path, extra_env={"ANSWERDESK_MAX_NEW_TOKENS": "60"}).start()
     before = server.chat("keep", "how do I reset my password?")
     events: list[str] = []
-    body = {"session_id": "inflight", "message": "what cards can I pay with"}
+    body = {"session_id": "inflight", "message": "can I pay later"}
     with httpx.stream("POST", f"{server.url}/api/chat/stream", json=body, timeout=60) as r:
         for line in r.iter_lines():
             if line.startswith("event: "):

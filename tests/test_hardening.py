@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from knowledge import read_jsonl, sample_faq_path
+from knowledge import read_entries, sample_faq_path
 from tests.server import Server
 
 TOKEN = "hardening-token"
@@ -115,7 +115,7 @@ def test_prompt_injection_leaks_nothing(hardened: Server) -> None:
         if body["mode"] == "faq":
             faq_answers[attack] = (reply, body["sources"][0]["id"])
     # A faq-mode reply is the operator's answer, word for word, whatever the message said.
-    answers = {e.id: e.answer for e in read_jsonl(sample_faq_path())}
+    answers = {e.id: e.answer for e in read_entries(sample_faq_path())}
     for reply, source in faq_answers.values():
         assert reply == answers[source]
     # Another customer's conversation is not reachable by guessing its id on another site.

@@ -13,7 +13,7 @@ from knowledge import (
     KnowledgeKeys,
     KnowledgeStore,
     Retriever,
-    read_jsonl,
+    read_entries,
 )
 
 POLICY_GROUNDED_THRESHOLD = 0.45  # AnswerPolicy's default: below it the bot says it does not know
@@ -51,7 +51,7 @@ def test_bad_faq_files_name_the_line_and_field(
     tmp_path: Path, rows: list[object], message: str
 ) -> None:
     with pytest.raises(KnowledgeError, match=message.replace("(", r"\(")):
-        read_jsonl(write(tmp_path / "faq.jsonl", rows))
+        read_entries(write(tmp_path / "faq.jsonl", rows))
 
 
 async def test_replace_is_one_versioned_transaction(

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from knowledge import read_jsonl, sample_faq_path
+from knowledge import read_entries, sample_faq_path
 from tests.fake_telegram import BOT_USER, FakeTelegram, user
 from tests.server import BIN, Server
 
@@ -33,7 +33,7 @@ LONG_ANSWER = "\n\n".join(
 
 @pytest.fixture(scope="module")
 def faq_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    entries = [e.to_dict() for e in read_jsonl(sample_faq_path())]
+    entries = [e.to_dict() for e in read_entries(sample_faq_path())]
     entries.append(
         {
             "id": "care-guide",
@@ -219,7 +219,7 @@ async def test_a_429_on_an_edit_is_waited_out_and_the_final_text_arrives(
     webhook: Server, fake: FakeTelegram
 ) -> None:
     fake.rate_limit_next["editMessageText"] = 1
-    update = fake.update(message=fake.message("what cards can I pay with", chat=564))
+    update = fake.update(message=fake.message("can I pay later", chat=564))
     await post_update(webhook, update, secret(fake))
 
     async def answered() -> bool:

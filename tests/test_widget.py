@@ -120,7 +120,7 @@ async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browse
         await page.screenshot(path=str(ARTIFACTS / "widget-answer.png"))
 
         # A generated answer streams in: text shows while the typing indicator is still on.
-        await message.fill("what cards can I pay with")
+        await message.fill("can I pay later")
         await message.press("Enter")
         streaming = dialog.locator(".m.bot.typing .t")
         await expect(streaming).not_to_have_text("", timeout=60_000)

@@ -21,7 +21,7 @@ from bot import Inbound
 
 QUESTIONS = {
     "faq": ["how do I reset my password?", "are you open on sunday", "I got charged two times"],
-    "grounded": ["what cards can I pay with", "is there a shop in berlin", "where's my stuff"],
+    "grounded": ["can I pay later", "is there a shop in berlin", "where's my stuff"],
     "fallback": ["what is the capital of France?", "write me a poem", "how do I cook pasta"],
 }
 MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"

@@ -29,7 +29,7 @@ QUESTIONS = {
         "Which countries do you ship to?",
         "How can I track my order?",
     ],
-    "grounded": ["what cards can I pay with", "is there a shop in berlin", "where's my stuff"],
+    "grounded": ["can I pay later", "is there a shop in berlin", "where's my stuff"],
     "fallback": ["what is the capital of France?", "write me a poem", "how do I cook pasta"],
 }
 MIX = {"faq": 0.7, "fallback": 0.2, "grounded": 0.1}

@@ -1,0 +1,81 @@
+"""Choosing a knowledge base's answer thresholds from the knowledge base itself, without labels.
+
+Leave-one-out: each phrasing of an entry stands in for a customer's question. Searched with the
+whole entry left out, whatever comes first is wrong: its score is what a question the FAQ does not
+cover, asked in the FAQ's own words, would get. These are the hardest out-of-scope questions there
+are (same topic, same style), so the thresholds are quantiles of their scores:
+
+- `answer`: at or above it the assistant answers; below it, it says it does not know. Three in four
+  of the left-out questions score below it (real off-topic questions score far lower).
+- `faq`: at or above it the operator's answer is given verbatim; 98% of them score below it.
+
+Searched with only that phrasing left out, the entry should still come first: the share that does,
+at or above `answer`, is reported as the expected in-scope acceptance (pessimistic for entries with
+a single phrasing, which are then matched by their answer alone).
+"""
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from knowledge.errors import KnowledgeError
+from knowledge.index import SearchIndex
+
+ANSWER_QUANTILE = 75
+FAQ_QUANTILE = 98
+FALLBACK_ANSWER = 0.55  # used until a knowledge base is calibrated
+FALLBACK_FAQ = 0.75
+
+
+@dataclass(frozen=True)
+class Calibration:
+    answer: float
+    faq: float
+    probes: int
+    in_scope_accept: float  # of the in-scope probes: answered and right, at `answer`
+    oos_reject: float  # of the out-of-scope probes: declined, at `answer`
+    version: int  # the knowledge-base version it was computed on
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def calibrate(index: SearchIndex, version: int, probes: int = 2000, seed: int = 0) -> Calibration:
+    """Thresholds for `index`, from up to `probes` left-out phrasings."""
+    entries = index.entries()
+    if len(entries) < 2:
+        raise KnowledgeError(
+            f"Calibration needs at least 2 FAQ entries (the knowledge base has {len(entries)})."
+        )
+    phrasings = [(e, n) for e in entries for n in range(len(e.texts))]
+    if len(phrasings) > probes:
+        phrasings = random.Random(seed).sample(phrasings, probes)
+    inside: list[tuple[float, bool]] = []
+    outside: list[float] = []
+    for entry, position in phrasings:
+        text, vector = entry.texts[position], index.phrasing_vector(entry.id, position)
+        hits = index.search(vector, text, k=1, without_text=(entry.id, position))
+        if hits:
+            inside.append((hits[0].score, hits[0].entry.id == entry.id))
+        hits = index.search(vector, text, k=1, without_entry=entry.id)
+        if hits:
+            outside.append(hits[0].score)
+    answer = float(np.percentile(outside, ANSWER_QUANTILE))
+    faq = max(answer, float(np.percentile(outside, FAQ_QUANTILE)))
+    return Calibration(
+        answer=round(answer, 4),
+        faq=round(faq, 4),
+        probes=len(phrasings),
+        in_scope_accept=round(sum(ok and s >= answer for s, ok in inside) / len(inside), 4),
+        oos_reject=round(float(np.mean(np.array(outside) < answer)), 4),
+        version=version,
+        at=time.time(),
+    )

@@ -1,0 +1,249 @@
+"""The in-memory search index: hybrid dense + BM25 retrieval over FAQ entries.
+
+An entry is matched through its phrasings (question and alt_questions) and its answer. For a query,
+candidates come from the closest dense vectors and the best BM25 documents; each candidate then gets
+four scores, fused into the one that thresholds apply to:
+
+- `phrasing`: the best cosine similarity between the query and one of the entry's phrasings;
+- `centroid`: cosine similarity to the mean of its phrasings (rewards entries that many phrasings
+  support, not one stray one);
+- `answer`: cosine similarity to its answer;
+- `lexical`: the best BM25 score among its phrasings, divided by the score a phrasing matching
+  every query word would get (so it says how much of the question the words cover, in [0, 1]).
+
+`final = (phrasing + 0.3 centroid + 0.3 answer + 0.5 lexical) / 2.1`, so it stays in [-1, 1].
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from knowledge.entry import FaqEntry
+from knowledge.vectors import VectorRows
+
+WEIGHTS: Mapping[str, float] = {"phrasing": 1.0, "centroid": 0.3, "answer": 0.3, "lexical": 0.5}
+_TOTAL = sum(WEIGHTS.values())
+_CANDIDATES = 64  # rows taken from each of the dense and the lexical side before exact scoring
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry: FaqEntry
+    score: float  # the fused score, in [-1, 1]; thresholds apply to it
+    scores: Mapping[str, float] = field(default_factory=dict)  # the scores it came from
+
+
+@dataclass(frozen=True)
+class _Lexical:
+    bm25: bm25s.BM25
+    docs: list[str]  # BM25 document -> entry id
+    first: dict[str, int]  # entry id -> its first BM25 document
+    token_best: np.ndarray  # vocabulary id -> the highest score that word adds to any document
+
+    def ceiling(self, tokens: list[str]) -> float:
+        """The score of a phrasing that matched every query word as well as any phrasing does.
+
+        A word no phrasing contains counts as a typical word would (the question asks about
+        something the FAQ does not mention), except numbers: order numbers and dates say
+        nothing about which entry is meant.
+        """
+        vocab = self.bm25.vocab_dict
+        typical = float(np.median(self.token_best)) if len(self.token_best) else 1.0
+        return sum(
+            float(self.token_best[vocab[t]]) if t in vocab else 0.0 if t.isdigit() else typical
+            for t in tokens
+        )
+
+
+@dataclass
+class _Slot:
+    entry: FaqEntry
+    rows: list[int]  # dense rows of its phrasings
+    answer_row: int
+    centroid: np.ndarray
+
+
+class SearchIndex:
+    """Entries and their vectors, searchable; `upsert`/`remove` update it in place."""
+
+    def __init__(self, dimensions: int, ann_threshold: int = 200_000) -> None:
+        self.dimensions = dimensions
+        self._rows = VectorRows(dimensions, ann_threshold)
+        self._slots: dict[str, _Slot] = {}
+        self._row_owner: list[str | None] = []
+        self._stemmer = Stemmer.Stemmer("english")
+        self._lexical: _Lexical | None = None
+        self._lexical_stale: set[str] = set()  # entries changed since the BM25 index was built
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def entries(self) -> list[FaqEntry]:
+        return [s.entry for s in self._slots.values()]
+
+    @staticmethod
+    def texts_of(entry: FaqEntry) -> list[str]:
+        """The texts to embed for an entry, in the order `upsert` expects their vectors."""
+        return [*entry.texts, entry.answer or entry.question]
+
+    def phrasing_vector(self, entry_id: str, position: int) -> np.ndarray:
+        """The stored vector of one phrasing (0 = the question) of an entry."""
+        return self._rows.get([self._slots[entry_id].rows[position]])[0]
+
+    def upsert(self, entry: FaqEntry, vectors: np.ndarray) -> None:
+        """Add or replace `entry`; `vectors` are the unit embeddings of `texts_of(entry)`."""
+        if entry.id in self._slots:
+            self.remove(entry.id)
+        phrasings = vectors[:-1]
+        rows = self._rows.add(vectors)
+        self._row_owner.extend([entry.id] * len(rows))
+        centroid = phrasings.mean(axis=0)
+        centroid /= max(float(np.linalg.norm(centroid)), 1e-9)
+        self._slots[entry.id] = _Slot(entry, rows[:-1], rows[-1], centroid.astype(np.float32))
+        self._lexical_stale.add(entry.id)
+
+    def remove(self, entry_id: str) -> None:
+        slot = self._slots.pop(entry_id, None)
+        if slot is None:
+            return
+        for row in [*slot.rows, slot.answer_row]:
+            self._row_owner[row] = None
+        self._rows.remove([*slot.rows, slot.answer_row])
+        self._lexical_stale.add(entry_id)
+
+    @property
+    def lexical_stale(self) -> bool:
+        return bool(self._lexical_stale) or (self._lexical is None and bool(self._slots))
+
+    @property
+    def phrasings(self) -> int:
+        return sum(len(s.rows) for s in self._slots.values())
+
+    def rebuild_lexical(self) -> None:
+        """Re-index every phrasing for BM25 now (bm25s has no incremental update)."""
+        self.install_lexical(*self.build_lexical(*self.lexical_snapshot()))
+
+    def lexical_snapshot(self) -> tuple[list[tuple[str, str]], set[str]]:
+        """What to index, taken on the event loop so that a thread can build from it."""
+        docs = [(s.entry.id, t) for s in self._slots.values() for t in s.entry.texts]
+        return docs, set(self._lexical_stale)
+
+    def build_lexical(
+        self, docs: list[tuple[str, str]], stale: set[str]
+    ) -> tuple[_Lexical | None, set[str]]:
+        """Build a BM25 index (safe to run in a thread)."""
+        if not docs:
+            return None, stale
+        bm25 = bm25s.BM25()
+        bm25.index(self._tokenize([t for _, t in docs]), show_progress=False)
+        first: dict[str, int] = {}
+        for n, (entry_id, _) in enumerate(docs):
+            first.setdefault(entry_id, n)
+        data, indptr = bm25.scores["data"], bm25.scores["indptr"]
+        best = np.zeros(len(indptr) - 1, dtype=np.float32)
+        filled = np.diff(indptr) > 0
+        best[filled] = np.maximum.reduceat(data, indptr[:-1][filled])
+        return _Lexical(bm25, [i for i, _ in docs], first, best), stale
+
+    def install_lexical(self, lexical: "_Lexical | None", stale: set[str]) -> None:
+        self._lexical = lexical
+        self._lexical_stale -= stale
+
+    def search(
+        self,
+        vector: np.ndarray,
+        text: str,
+        k: int = 5,
+        without_entry: str | None = None,
+        without_text: tuple[str, int] | None = None,
+    ) -> list[Hit]:
+        """The `k` best entries for a query, best first.
+
+        `without_entry` leaves one entry out and `without_text` (entry id, phrasing position) one of
+        its phrasings: calibration asks what the score would be if the FAQ lacked them.
+        """
+        if not self._slots:
+            return []
+        lexical = self._lexical_scores(text, without_entry, without_text)
+        candidates = self._candidates(vector, lexical, k)
+        candidates.discard(without_entry)  # type: ignore[arg-type]
+        hits = [self._score(i, vector, lexical, without_text) for i in candidates]
+        hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def _candidates(self, vector: np.ndarray, lexical: dict[str, float], k: int) -> set[str]:
+        wanted = max(_CANDIDATES, 4 * k)
+        found = {self._row_owner[r] for r in self._rows.nearest(vector, wanted)}
+        best_lexical = sorted(lexical, key=lambda i: -lexical[i])[:wanted]
+        return {i for i in found if i is not None} | set(best_lexical)
+
+    def _score(
+        self,
+        entry_id: str,
+        vector: np.ndarray,
+        lexical: dict[str, float],
+        without_text: tuple[str, int] | None,
+    ) -> Hit:
+        slot = self._slots[entry_id]
+        rows = slot.rows
+        centroid = slot.centroid
+        if without_text is not None and without_text[0] == entry_id:
+            rows = [r for n, r in enumerate(rows) if n != without_text[1]]
+            if rows:
+                mean = self._rows.get(rows).mean(axis=0)
+                centroid = mean / max(float(np.linalg.norm(mean)), 1e-9)
+        answer = float((self._rows.get([slot.answer_row]) @ vector)[0])
+        if rows:
+            phrasing = float((self._rows.get(rows) @ vector).max())
+            central = float(centroid @ vector)
+        else:  # only the answer is left to match
+            phrasing = central = answer
+        scores = {
+            "phrasing": phrasing,
+            "centroid": central,
+            "answer": answer,
+            "lexical": lexical.get(entry_id, 0.0),
+        }
+        final = sum(WEIGHTS[n] * v for n, v in scores.items()) / _TOTAL
+        return Hit(slot.entry, round(final, 4), {n: round(v, 4) for n, v in scores.items()})
+
+    def _lexical_scores(
+        self, text: str, without_entry: str | None, without_text: tuple[str, int] | None
+    ) -> dict[str, float]:
+        """Entry id -> its best BM25 score over its phrasings, relative to the query's best."""
+        lexical = self._lexical
+        if lexical is None:
+            return {}
+        tokens = self._tokenize([text])[0]
+        if not tokens:
+            return {}
+        scores = lexical.bm25.get_scores(tokens)
+        wanted = min(len(scores) - 1, 4 * _CANDIDATES)
+        top = np.argpartition(-scores, wanted)[: wanted + 1]
+        best: dict[str, float] = {}
+        skip = -1
+        if without_text is not None and without_text[0] in lexical.first:
+            skip = lexical.first[without_text[0]] + without_text[1]
+        for doc in top.tolist():
+            value = float(scores[doc])
+            entry_id = lexical.docs[doc]
+            if value <= 0 or doc == skip or entry_id == without_entry:
+                continue
+            if entry_id in self._lexical_stale or entry_id not in self._slots:
+                continue  # changed since BM25 was built: its dense scores still count
+            best[entry_id] = max(best.get(entry_id, 0.0), value)
+        ceiling = lexical.ceiling(tokens)
+        return {i: min(v / ceiling, 1.0) for i, v in best.items()} if ceiling > 0 else {}
+
+    def _tokenize(self, texts: Iterable[str]) -> list[list[str]]:
+        tokens = bm25s.tokenize(
+            list(texts),
+            stopwords="en",
+            stemmer=self._stemmer.stemWords,
+            return_ids=False,
+            show_progress=False,
+        )
+        return [list(t) for t in tokens]
