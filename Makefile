@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint bench bench-load clean
+.PHONY: install browser run test lint bench bench-load bench-retrieval clean
 
 install: $(STAMP)
 
@@ -39,10 +39,14 @@ lint: install
 
 bench: install
 	$(BIN)/python -m tests.bench.bench_chat
+	$(BIN)/python -m tests.bench.bench_retrieval
 	$(BIN)/python -m tests.bench.bench_load
 
 bench-load: install
 	$(BIN)/python -m tests.bench.bench_load
+
+bench-retrieval: install
+	$(BIN)/python -m tests.bench.bench_retrieval
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache *.egg-info

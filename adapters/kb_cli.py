@@ -296,14 +296,8 @@ def kb_eval(
     async def work(kb: Kb) -> dict[str, Any]:
         assert kb.retriever is not None
         embedder = kb.retriever.embedder
-        index = SearchIndex(embedder.dimensions)
-        texts = [SearchIndex.texts_of(e) for e in entries]
-        vectors = await embedder.embed([t for group in texts for t in group])
-        start = 0
-        for entry, group in zip(entries, texts, strict=True):
-            index.upsert(entry, vectors[start : start + len(group)])
-            start += len(group)
-        index.rebuild_lexical()
+        vectors = await embedder.embed([t for e in entries for t in SearchIndex.texts_of(e)])
+        index = SearchIndex.build(entries, vectors)
         thresholds = await asyncio.to_thread(calibrate, index, 0)
         result = await evaluate(index, labelled, embedder.embed_query, thresholds.answer)
         return {"kb": str(kb_file), "entries": len(entries), "hold_out": hold_out_share, **result}

@@ -58,16 +58,16 @@ class Embedder:
             if isinstance(blob, bytes):
                 out[i] = np.frombuffer(blob, dtype=np.float32)
         if missing:
-            fresh = await asyncio.to_thread(self._encode, [texts[i] for i in missing])
+            fresh = await asyncio.to_thread(self.encode, [texts[i] for i in missing])
             out[missing] = fresh
             await self._redis.mset({keys[i]: fresh[j].tobytes() for j, i in enumerate(missing)})
         return out
 
     async def embed_query(self, text: str) -> np.ndarray:
         """One query vector; queries are not cached (they rarely repeat)."""
-        return (await asyncio.to_thread(self._encode, [text]))[0]
+        return (await asyncio.to_thread(self.encode, [text]))[0]
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(
             texts,
             batch_size=64,

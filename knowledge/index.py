@@ -69,7 +69,7 @@ class _Slot:
 class SearchIndex:
     """Entries and their vectors, searchable; `upsert`/`remove` update it in place."""
 
-    def __init__(self, dimensions: int, ann_threshold: int = 200_000) -> None:
+    def __init__(self, dimensions: int, ann_threshold: int = 20_000) -> None:
         self.dimensions = dimensions
         self._rows = VectorRows(dimensions, ann_threshold)
         self._slots: dict[str, _Slot] = {}
@@ -80,6 +80,22 @@ class SearchIndex:
 
     def __len__(self) -> int:
         return len(self._slots)
+
+    @classmethod
+    def build(
+        cls, entries: list[FaqEntry], vectors: np.ndarray, ann_threshold: int = 20_000
+    ) -> "SearchIndex":
+        """An index of `entries`; `vectors` holds the rows of `texts_of(e)` for each in turn."""
+        index = cls(vectors.shape[1], ann_threshold=2**62)
+        start = 0
+        for entry in entries:
+            count = len(entry.texts) + 1
+            index.upsert(entry, vectors[start : start + count])
+            start += count
+        index._rows.ann_threshold = ann_threshold
+        index._rows.settle()
+        index.rebuild_lexical()
+        return index
 
     def entries(self) -> list[FaqEntry]:
         return [s.entry for s in self._slots.values()]
@@ -117,6 +133,11 @@ class SearchIndex:
     @property
     def lexical_stale(self) -> bool:
         return bool(self._lexical_stale) or (self._lexical is None and bool(self._slots))
+
+    @property
+    def approximate(self) -> bool:
+        """Whether dense candidates come from the approximate (IVF) index."""
+        return self._rows.approximate
 
     @property
     def phrasings(self) -> int:

@@ -40,7 +40,7 @@ class Thresholds:
 
 class Retriever:
     def __init__(
-        self, store: KnowledgeStore, embedder: TextEmbedder, ann_threshold: int = 200_000
+        self, store: KnowledgeStore, embedder: TextEmbedder, ann_threshold: int = 20_000
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -118,18 +118,26 @@ class Retriever:
         await self._update_lexical()
 
     async def _rebuild(self, entries: list[FaqEntry]) -> None:
-        self._index = SearchIndex(self._embedder.dimensions, self._ann_threshold)
-        await self._apply(entries)
+        vectors = await self._vectors(entries)
+        self._index = await asyncio.to_thread(
+            SearchIndex.build, entries, vectors, self._ann_threshold
+        )
         log.info("search index built: %d entries", len(entries))
 
     async def _apply(self, entries: list[FaqEntry]) -> None:
         assert self._index is not None
-        texts = [SearchIndex.texts_of(e) for e in entries]
-        vectors = await self._embedder.embed([t for group in texts for t in group])
+        vectors = await self._vectors(entries)
         start = 0
-        for entry, group in zip(entries, texts, strict=True):
-            self._index.upsert(entry, vectors[start : start + len(group)])
-            start += len(group)
+        for entry in entries:
+            count = len(entry.texts) + 1
+            self._index.upsert(entry, vectors[start : start + count])
+            start += count
+
+    async def _vectors(self, entries: list[FaqEntry]) -> np.ndarray:
+        texts = [t for e in entries for t in SearchIndex.texts_of(e)]
+        if not texts:
+            return np.zeros((0, self._embedder.dimensions), dtype=np.float32)
+        return await self._embedder.embed(texts)
 
     async def _update_lexical(self) -> None:
         index = self._index

@@ -22,7 +22,7 @@ def test_an_faq_question_gets_the_operators_answer(server: Server) -> None:
     [source] = body["sources"]
     assert source["id"] == "account-reset-password"
     assert source["question"] == "How do I reset my password?"
-    assert source["score"] > 0.9
+    assert source["score"] > 0.8  # the same words as the FAQ question
 
 
 def test_a_question_the_faq_does_not_cover_gets_i_dont_know(server: Server) -> None:
