@@ -114,8 +114,11 @@ class SearchIndex:
         if entry.id in self._slots:
             self.remove(entry.id)
         phrasings = vectors[:-1]
-        rows = self._rows.add(vectors)
-        self._row_owner.extend([entry.id] * len(rows))
+        rows = self._rows.add(vectors)  # may reuse the rows of removed entries
+        if max(rows) >= len(self._row_owner):
+            self._row_owner.extend([None] * (max(rows) + 1 - len(self._row_owner)))
+        for row in rows:
+            self._row_owner[row] = entry.id
         centroid = phrasings.mean(axis=0)
         centroid /= max(float(np.linalg.norm(centroid)), 1e-9)
         self._slots[entry.id] = _Slot(entry, rows[:-1], rows[-1], centroid.astype(np.float32))

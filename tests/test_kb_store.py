@@ -185,3 +185,22 @@ async def test_the_evaluator_counts_hits_and_declines(embedder: Embedder, tmp_pa
     path.write_text('{"query": "fine"}\n{"expected_id": "x"}\n')
     with pytest.raises(KnowledgeError, match=r"queries.jsonl:2: field 'query' is required"):
         read_queries(path)
+
+
+async def test_entries_changed_after_removals_are_found_by_their_vectors(
+    embedder: Embedder, sample_entries: list[FaqEntry]
+) -> None:
+    """Removed entries free their vector rows for the next ones; the index must not mix them
+    up. No BM25 here, so only the dense side can find them."""
+    index = SearchIndex(embedder.dimensions)
+    for entry in sample_entries:
+        index.upsert(entry, await embedder.embed(SearchIndex.texts_of(entry)))
+    for entry in sample_entries[:10]:
+        index.remove(entry.id)
+    for entry in [RETURNS, GIFT, *sample_entries[:10]]:
+        index.upsert(entry, await embedder.embed(SearchIndex.texts_of(entry)))
+    for entry in [RETURNS, GIFT, *sample_entries]:
+        vector = await embedder.embed_query(entry.question)
+        found = {h.entry.id: h for h in index.search(vector, "", k=3)}
+        assert found[entry.id].entry == entry
+        assert found[entry.id].scores["phrasing"] > 0.99
