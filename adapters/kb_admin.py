@@ -38,7 +38,9 @@ class EntryIn(BaseModel):
     language: Annotated[str, Field(min_length=2, max_length=16)] = "en"
 
     def entry(self, entry_id: str) -> FaqEntry:
-        return FaqEntry.from_dict({"id": entry_id, **self.model_dump()}, where="entry")
+        return FaqEntry.from_dict(
+            {**self.model_dump(exclude={"id"}), "id": entry_id}, where="entry"
+        )
 
 
 class NewEntry(EntryIn):

@@ -60,8 +60,8 @@ def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_an_entry_is_created_edited_reverted_and_removed(workers: list[Server]) -> None:
     a, _ = workers
-    new = {"question": "Do you sell gift vouchers?", "answer": "Yes, from 10 euros."}
-    created = api(a, "POST", "/entries", json={**new, "alt_questions": ["gift card?"]})
+    new = {"question": "Do you sell zebra-striped umbrellas?", "answer": "Yes, from 10 euros."}
+    created = api(a, "POST", "/entries", json={**new, "alt_questions": ["striped umbrella?"]})
     assert created.status_code == 201, created.text
     entry_id = created.json()["id"]
     assert created.json()["version"] == 1
@@ -80,7 +80,7 @@ def test_an_entry_is_created_edited_reverted_and_removed(workers: list[Server]) 
     bad = api(a, "POST", f"/entries/{entry_id}/revert", json={"version": 3})
     assert bad.status_code == 422 and "deletion" in bad.json()["error"]
 
-    page = api(a, "GET", "/entries", params={"contains": "voucher"}).json()
+    page = api(a, "GET", "/entries", params={"contains": "zebra"}).json()
     assert [e["id"] for e in page["items"]] == [entry_id] and page["total"] == 1
     first = api(a, "GET", "/entries", params={"limit": 5, "offset": 0}).json()
     assert len(first["items"]) == 5 and first["total"] == len(SAMPLE) + 1

@@ -100,7 +100,7 @@ def test_an_operator_import_is_answered_without_a_restart(server: Server, tmp_pa
     own.write_text("\n".join(json.dumps(e.to_dict()) for e in entries) + "\n")
     result = server.kb("import", str(own))
     assert result.returncode == 0, result.stderr
-    assert f"imported {len(entries)} entries" in result.stdout
+    assert f"1 added, 0 updated, {len(entries) - 1} unchanged" in result.stdout
     body = server.chat("k1", "Are dogs allowed in the shop?")
     assert body["mode"] == "faq" and body["reply"] == "Yes, well-behaved dogs are welcome."
 
