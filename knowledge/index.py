@@ -194,9 +194,23 @@ class SearchIndex:
         lexical = self._lexical_scores(text, without_entry, without_text)
         candidates = self._candidates(vector, lexical, k)
         candidates.discard(without_entry)  # type: ignore[arg-type]
-        hits = [self._score(i, vector, lexical, without_text) for i in candidates]
-        hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+        if not candidates:
+            return []
+        ids = list(candidates)
+        table = self._score_many(ids, vector, lexical)  # rows: candidates; columns: WEIGHTS
+        if without_text is not None and without_text[0] in candidates:
+            at = ids.index(without_text[0])
+            table[at] = self._score_without(without_text, vector, lexical)
+        final = table @ np.array(list(WEIGHTS.values()), dtype=np.float32) / _TOTAL
+        best = np.argsort(-final)[:k]
+        return [
+            Hit(
+                self._slots[ids[i]].entry,
+                round(float(final[i]), 4),
+                {n: round(float(v), 4) for n, v in zip(WEIGHTS, table[i], strict=True)},
+            )
+            for i in best
+        ]
 
     def _candidates(self, vector: np.ndarray, lexical: dict[str, float], k: int) -> set[str]:
         wanted = max(_CANDIDATES, 4 * k)
@@ -204,35 +218,34 @@ class SearchIndex:
         best_lexical = sorted(lexical, key=lambda i: -lexical[i])[:wanted]
         return {i for i in found if i is not None} | set(best_lexical)
 
-    def _score(
-        self,
-        entry_id: str,
-        vector: np.ndarray,
-        lexical: dict[str, float],
-        without_text: tuple[str, int] | None,
-    ) -> Hit:
+    def _score_many(
+        self, ids: list[str], vector: np.ndarray, lexical: dict[str, float]
+    ) -> np.ndarray:
+        """The four scores of each entry in `ids`, as one row each, in the order of WEIGHTS."""
+        slots = [self._slots[i] for i in ids]
+        rows = [r for s in slots for r in s.rows]
+        starts = np.cumsum([0] + [len(s.rows) for s in slots[:-1]])
+        phrasing = np.maximum.reduceat(self._rows.get(rows) @ vector, starts)
+        centroid = np.stack([s.centroid for s in slots]) @ vector
+        answer = self._rows.get([s.answer_row for s in slots]) @ vector
+        words = np.array([lexical.get(i, 0.0) for i in ids], dtype=np.float32)
+        return np.stack([phrasing, centroid, answer, words], axis=1)
+
+    def _score_without(
+        self, without_text: tuple[str, int], vector: np.ndarray, lexical: dict[str, float]
+    ) -> np.ndarray:
+        """An entry's scores as if one of its phrasings were not there (for calibration)."""
+        entry_id, position = without_text
         slot = self._slots[entry_id]
-        rows = slot.rows
-        centroid = slot.centroid
-        if without_text is not None and without_text[0] == entry_id:
-            rows = [r for n, r in enumerate(rows) if n != without_text[1]]
-            if rows:
-                mean = self._rows.get(rows).mean(axis=0)
-                centroid = mean / max(float(np.linalg.norm(mean)), 1e-9)
+        rows = [r for n, r in enumerate(slot.rows) if n != position]
         answer = float((self._rows.get([slot.answer_row]) @ vector)[0])
+        phrasing = central = answer  # with no phrasing left, only the answer can match
         if rows:
-            phrasing = float((self._rows.get(rows) @ vector).max())
-            central = float(centroid @ vector)
-        else:  # only the answer is left to match
-            phrasing = central = answer
-        scores = {
-            "phrasing": phrasing,
-            "centroid": central,
-            "answer": answer,
-            "lexical": lexical.get(entry_id, 0.0),
-        }
-        final = sum(WEIGHTS[n] * v for n, v in scores.items()) / _TOTAL
-        return Hit(slot.entry, round(final, 4), {n: round(v, 4) for n, v in scores.items()})
+            kept = self._rows.get(rows)
+            mean = kept.mean(axis=0)
+            phrasing = float((kept @ vector).max())
+            central = float(mean @ vector) / max(float(np.linalg.norm(mean)), 1e-9)
+        return np.array([phrasing, central, answer, lexical.get(entry_id, 0.0)], dtype=np.float32)
 
     def _lexical_scores(
         self, text: str, without_entry: str | None, without_text: tuple[str, int] | None

@@ -29,14 +29,17 @@ POOL = 4000
 
 
 def words(rng: np.random.Generator, vocabulary: list[str], low: int, high: int) -> str:
-    return " ".join(vocabulary[int(i)] for i in rng.zipf(1.3, rng.integers(low, high)) % 20_000)
+    picks = rng.zipf(1.3, rng.integers(low, high)) % len(vocabulary)
+    return " ".join(vocabulary[int(i)] for i in picks)
 
 
 def synthetic(count: int, rng: np.random.Generator) -> list[FaqEntry]:
-    syllables = ["ka", "lo", "mi", "ren", "to", "sa", "vi", "dor", "pel", "qua", "nix", "bro"]
-    vocabulary = sorted(
-        {"".join(rng.choice(syllables, int(rng.integers(2, 4)))) for _ in range(40_000)}
-    )[:20_000]
+    syllables = "ka lo mi ren to sa vi dor pel qua nix bro fu ge ha jo ly mo nu pi ru se ta we"
+    parts = syllables.split()
+    shuffled = [
+        "".join(rng.choice(parts, int(rng.integers(2, 5)))) for _ in range(60_000)
+    ]
+    vocabulary = list(dict.fromkeys(shuffled))[:20_000]
     return [
         FaqEntry(
             id=f"e{i}",
