@@ -36,9 +36,7 @@ def words(rng: np.random.Generator, vocabulary: list[str], low: int, high: int) 
 def synthetic(count: int, rng: np.random.Generator) -> list[FaqEntry]:
     syllables = "ka lo mi ren to sa vi dor pel qua nix bro fu ge ha jo ly mo nu pi ru se ta we"
     parts = syllables.split()
-    shuffled = [
-        "".join(rng.choice(parts, int(rng.integers(2, 5)))) for _ in range(60_000)
-    ]
+    shuffled = ["".join(rng.choice(parts, int(rng.integers(2, 5)))) for _ in range(60_000)]
     vocabulary = list(dict.fromkeys(shuffled))[:20_000]
     return [
         FaqEntry(
