@@ -86,14 +86,14 @@ class SearchIndex:
         cls, entries: list[FaqEntry], vectors: np.ndarray, ann_threshold: int = 20_000
     ) -> "SearchIndex":
         """An index of `entries`; `vectors` holds the rows of `texts_of(e)` for each in turn."""
-        index = cls(vectors.shape[1], ann_threshold=2**62)
+        index = cls(vectors.shape[1], ann_threshold)
+        index._rows.adopt(vectors)
+        index._row_owner = [None] * len(vectors)
         start = 0
         for entry in entries:
             count = len(entry.texts) + 1
-            index.upsert(entry, vectors[start : start + count])
+            index._place(entry, list(range(start, start + count)), vectors[start : start + count])
             start += count
-        index._rows.ann_threshold = ann_threshold
-        index._rows.settle()
         index.rebuild_lexical()
         return index
 
@@ -113,16 +113,18 @@ class SearchIndex:
         """Add or replace `entry`; `vectors` are the unit embeddings of `texts_of(entry)`."""
         if entry.id in self._slots:
             self.remove(entry.id)
-        phrasings = vectors[:-1]
         rows = self._rows.add(vectors)  # may reuse the rows of removed entries
         if max(rows) >= len(self._row_owner):
             self._row_owner.extend([None] * (max(rows) + 1 - len(self._row_owner)))
+        self._place(entry, rows, vectors)
+        self._lexical_stale.add(entry.id)
+
+    def _place(self, entry: FaqEntry, rows: list[int], vectors: np.ndarray) -> None:
         for row in rows:
             self._row_owner[row] = entry.id
-        centroid = phrasings.mean(axis=0)
+        centroid = vectors[:-1].mean(axis=0)
         centroid /= max(float(np.linalg.norm(centroid)), 1e-9)
         self._slots[entry.id] = _Slot(entry, rows[:-1], rows[-1], centroid.astype(np.float32))
-        self._lexical_stale.add(entry.id)
 
     def remove(self, entry_id: str) -> None:
         slot = self._slots.pop(entry_id, None)
