@@ -260,8 +260,13 @@ class SearchIndex:
         if not tokens:
             return {}
         scores = lexical.bm25.get_scores(tokens)
-        wanted = min(len(scores) - 1, 4 * _CANDIDATES)
-        top = np.argpartition(-scores, wanted)[: wanted + 1]
+        # Only documents sharing a word score above 0; selecting among those alone keeps this
+        # fast at millions of documents (argpartition over mostly-equal zeros is slow).
+        matched = np.flatnonzero(scores)
+        wanted = 4 * _CANDIDATES
+        if len(matched) > wanted:
+            matched = matched[np.argpartition(-scores[matched], wanted - 1)[:wanted]]
+        top = matched
         best: dict[str, float] = {}
         skip = -1
         if without_text is not None and without_text[0] in lexical.first:
