@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import bm25s
 import numpy as np
 import Stemmer
+from threadpoolctl import ThreadpoolController
 
 from knowledge.entry import FaqEntry
 from knowledge.vectors import VectorRows
@@ -77,6 +78,7 @@ class SearchIndex:
         self._stemmer = Stemmer.Stemmer("english")
         self._lexical: _Lexical | None = None
         self._lexical_stale: set[str] = set()  # entries changed since the BM25 index was built
+        self._blas = ThreadpoolController()
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -193,6 +195,19 @@ class SearchIndex:
         """
         if not self._slots:
             return []
+        # One query's products are small: BLAS threads only wait for each other (measured on a
+        # busy 2-core machine: 11 ms with them, 0.4 ms without, for 3,000 rows).
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._search(vector, text, k, without_entry, without_text)
+
+    def _search(
+        self,
+        vector: np.ndarray,
+        text: str,
+        k: int,
+        without_entry: str | None,
+        without_text: tuple[str, int] | None,
+    ) -> list[Hit]:
         lexical = self._lexical_scores(text, without_entry, without_text)
         candidates = self._candidates(vector, lexical, k)
         candidates.discard(without_entry)  # type: ignore[arg-type]
