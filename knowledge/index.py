@@ -146,10 +146,6 @@ class SearchIndex:
         """Whether dense candidates come from the approximate (IVF) index."""
         return self._rows.approximate
 
-    @property
-    def phrasings(self) -> int:
-        return sum(len(s.rows) for s in self._slots.values())
-
     def rebuild_lexical(self) -> None:
         """Re-index every phrasing for BM25 now (bm25s has no incremental update)."""
         self.install_lexical(*self.build_lexical(*self.lexical_snapshot()))

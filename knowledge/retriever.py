@@ -19,7 +19,7 @@ from knowledge.store import WHOLE_KB, KnowledgeStore
 
 log = logging.getLogger(__name__)
 
-_LEXICAL_INLINE = 50_000  # up to this many phrasings BM25 is rebuilt before the next answer
+_LEXICAL_INLINE = 20_000  # up to this many entries BM25 is rebuilt before the next answer
 
 
 class TextEmbedder(Protocol):
@@ -143,13 +143,14 @@ class Retriever:
         index = self._index
         if index is None or not index.lexical_stale:
             return
-        snapshot = index.lexical_snapshot()
-        if index.phrasings <= _LEXICAL_INLINE:
-            index.install_lexical(*await asyncio.to_thread(index.build_lexical, *snapshot))
+        if len(index) <= _LEXICAL_INLINE:
+            built = await asyncio.to_thread(index.build_lexical, *index.lexical_snapshot())
+            index.install_lexical(*built)
         elif self._lexical_task is None or self._lexical_task.done():
             # Large knowledge bases: changed entries count by their dense scores meanwhile.
             self._lexical_task = asyncio.create_task(self._build_lexical(index))
 
     async def _build_lexical(self, index: SearchIndex) -> None:
-        built = await asyncio.to_thread(index.build_lexical, *index.lexical_snapshot())
-        index.install_lexical(*built)
+        while index.lexical_stale and index is self._index:  # changes made during a build too
+            built = await asyncio.to_thread(index.build_lexical, *index.lexical_snapshot())
+            index.install_lexical(*built)
