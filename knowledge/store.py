@@ -51,6 +51,8 @@ class EntryRecord:
     @classmethod
     def from_json(cls, raw: bytes | str) -> "EntryRecord":
         data = json.loads(raw)
+        if "entry" not in data:  # written by answerdesk 0.1 before entries had versions
+            data = {"id": data.get("id"), "version": 1, "created": 0, "updated": 0, "entry": data}
         entry = data["entry"]
         return cls(
             id=data["id"],

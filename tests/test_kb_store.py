@@ -204,3 +204,11 @@ async def test_entries_changed_after_removals_are_found_by_their_vectors(
         found = {h.entry.id: h for h in index.search(vector, "", k=3)}
         assert found[entry.id].entry == entry
         assert found[entry.id].scores["phrasing"] > 0.99
+
+
+async def test_entries_stored_before_versions_existed_still_load(
+    redis_client: Redis, store: KnowledgeStore
+) -> None:
+    await redis_client.hset(store.keys.entries, RETURNS.id, json.dumps(RETURNS.to_dict()))
+    assert await store.entries() == [RETURNS]
+    assert (await store.update(FaqEntry(RETURNS.id, "Returns?", "30 days."))).version == 2
