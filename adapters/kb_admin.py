@@ -206,16 +206,16 @@ def kb_router(token: str | None) -> APIRouter:
         """What the assistant would find for a customer's question, with every score."""
         rt = runtime(request)
         hits = await rt.retriever.search(q, k)
-        records = {r.id: r for r in await rt.knowledge.records()}
+        records = await rt.knowledge.get_many([h.entry.id for h in hits])
         thresholds = rt.retriever.thresholds
         return SearchOut(
             answer_threshold=thresholds.answer,
             faq_threshold=thresholds.faq,
             calibrated=thresholds.calibrated,
             hits=[
-                HitOut(entry=EntryOut.of(records[h.entry.id]), score=h.score, scores=dict(h.scores))
+                HitOut(entry=EntryOut.of(record), score=h.score, scores=dict(h.scores))
                 for h in hits
-                if h.entry.id in records
+                if (record := records[h.entry.id]) is not None  # not deleted meanwhile
             ],
         )
 

@@ -105,7 +105,9 @@ class Retriever:
         else:
             version = await self._store.version()
             changed = list(dict.fromkeys(c.entry_id for c in changes))
-            current = await self._store.get_many(changed)
+            current = {
+                i: r.entry if r else None for i, r in (await self._store.get_many(changed)).items()
+            }
             await self._apply([e for e in current.values() if e is not None])
             assert self._index is not None
             for entry_id, entry in current.items():

@@ -102,13 +102,13 @@ class KnowledgeStore:
             raise EntryNotFound(f"No FAQ entry with id {entry_id!r}.")
         return EntryRecord.from_json(raw)
 
-    async def get_many(self, entry_ids: list[str]) -> dict[str, FaqEntry | None]:
-        """Current entries by id (None for ids that are gone), in one round trip."""
+    async def get_many(self, entry_ids: list[str]) -> dict[str, EntryRecord | None]:
+        """Current records by id (None for ids that are gone), in one round trip."""
         if not entry_ids:
             return {}
         raw = await self._read(self._redis.hmget(self.keys.entries, entry_ids))
         return {
-            i: None if r is None else EntryRecord.from_json(r).entry
+            i: None if r is None else EntryRecord.from_json(r)
             for i, r in zip(entry_ids, raw, strict=True)
         }
 

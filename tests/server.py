@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 from tests.conftest import MODEL_CACHE
 
@@ -86,3 +87,12 @@ class Server:
 
     def kb(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.cli("kb", *args)
+
+
+def drop_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key a test's servers wrote under `prefix` in the shared Redis."""
+    client = redis.Redis.from_url(redis_url)
+    stale = list(client.scan_iter(match=f"{prefix}:*"))
+    if stale:
+        client.delete(*stale)
+    client.close()

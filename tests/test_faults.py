@@ -7,9 +7,8 @@ import uuid
 from pathlib import Path
 
 import httpx
-import redis
 
-from tests.server import Server
+from tests.server import Server, drop_prefix
 
 
 def test_sigterm_mid_stream_finishes_the_reply_and_keeps_sessions(tmp_path: Path) -> None:
@@ -76,8 +75,4 @@ def test_two_workers_share_sessions_through_redis(tmp_path: Path, redis_url: str
     finally:
         a.stop()
         b.stop()
-        client = redis.Redis.from_url(redis_url)
-        stale = list(client.scan_iter(match=f"{env['ANSWERDESK_REDIS_PREFIX']}:*"))
-        if stale:
-            client.delete(*stale)
-        client.close()
+        drop_prefix(redis_url, env["ANSWERDESK_REDIS_PREFIX"])

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from knowledge import FORMATS, format_entries, read_entries, sample_faq_path
-from tests.server import Server
+from tests.server import Server, drop_prefix
 
 TOKEN = "kb-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,11 +39,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
     yield running
     for server in running:
         server.stop()
-    client = redis.Redis.from_url(redis_url)
-    stale = list(client.scan_iter(match=f"{env['ANSWERDESK_REDIS_PREFIX']}:*"))
-    if stale:
-        client.delete(*stale)
-    client.close()
+    drop_prefix(redis_url, env["ANSWERDESK_REDIS_PREFIX"])
 
 
 def api(server: Server, method: str, path: str, **kwargs: object) -> httpx.Response:
