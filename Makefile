@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint bench bench-load bench-retrieval clean
+.PHONY: install browser run test lint bench bench-engine bench-load bench-retrieval clean
 
 install: $(STAMP)
 
@@ -39,11 +39,15 @@ lint: install
 
 bench: install
 	$(BIN)/python -m tests.bench.bench_chat
+	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_retrieval
 	$(BIN)/python -m tests.bench.bench_load
 
 bench-load: install
 	$(BIN)/python -m tests.bench.bench_load
+
+bench-engine: install
+	$(BIN)/python -m tests.bench.bench_engine
 
 bench-retrieval: install
 	$(BIN)/python -m tests.bench.bench_retrieval

@@ -15,7 +15,7 @@ from adapters.sites import Site, SiteRegistry
 from adapters.telegram import TelegramTexts
 from adapters.telegram_service import TelegramService, make_bot
 from bot import AnswerPolicy, ConversationManager, RateLimiter, SessionKeys, SessionStore
-from engine import GenerationParams, LocalModel
+from engine import ChatModel, GenerationParams, LocalModel, RemoteModel
 from knowledge import (
     Embedder,
     KnowledgeKeys,
@@ -73,6 +73,32 @@ def demo_site(settings: Settings) -> Site:
     )
 
 
+def build_model(settings: Settings) -> ChatModel:
+    """The model server named by ANSWERDESK_MODEL_URL, else the local model as configured."""
+    if settings.model_url:
+        return RemoteModel(
+            settings.model_url,
+            model=settings.adapter or settings.model or "default",
+            api_key=settings.model_api_key,
+            timeout_s=settings.model_timeout_s,
+        )
+    return LocalModel.load(
+        settings.model,
+        settings.models_dir,
+        dtype=settings.dtype,
+        quantization=settings.quantization,
+        adapters=settings.adapters,
+        default_adapter=settings.adapter,
+        int8_decode=settings.int8_decode
+        and settings.dtype == "bfloat16"
+        and settings.quantization == "none",
+        threads=settings.threads,
+        max_batch=settings.model_max_batch,
+        max_waiting=settings.model_max_waiting,
+        prompt_lookup=settings.prompt_lookup,
+    )
+
+
 @asynccontextmanager
 async def build_runtime(
     settings: Settings, metrics: Metrics | None = None
@@ -84,14 +110,7 @@ async def build_runtime(
         )
         retriever = Retriever(knowledge, embedder)
         await seed_knowledge(knowledge, retriever, settings)
-        model = await asyncio.to_thread(
-            LocalModel.load,
-            settings.model,
-            settings.models_dir,
-            settings.dtype,
-            settings.threads,
-            settings.model_max_waiting,
-        )
+        model = await asyncio.to_thread(build_model, settings)
         sessions = SessionStore(
             redis,
             SessionKeys(settings.redis_prefix),

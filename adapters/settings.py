@@ -27,10 +27,28 @@ class Settings(BaseSettings):
     # Empty: the bundled SmolLM2-135M-Instruct GGUF. Else a GGUF file, HF directory or hub id.
     model: str | None = None
     model_cache_dir: Path | None = None  # default: data_dir/models
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    # bfloat16 + int8_decode is the fastest on a CPU (see README, "The model"); float32 is exact.
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    # Keep int8 copies of the weights to decode small batches about twice as fast (bfloat16 only).
+    int8_decode: bool = True
+    # bitsandbytes weight quantization of the local model: none, int8 (8-bit) or nf4 (4-bit).
+    quantization: Literal["none", "int8", "nf4"] = "none"
+    # LoRA adapters to load, name -> peft directory (JSON: {"support": "/srv/adapters/support"});
+    # a request picks one by name, `adapter` is the default, "base" means none.
+    adapters: dict[str, Path] = Field(default_factory=dict)
+    adapter: str | None = None
     threads: int | None = None
-    # Requests that may wait for the model; more get the closest FAQ entry instead of waiting.
+    # Replies generated together in one batch, and requests that may wait for a place in it;
+    # more get the closest FAQ entry (or a "busy" error) instead of waiting.
+    model_max_batch: int = Field(default=8, ge=1, le=256)
     model_max_waiting: int = Field(default=8, ge=0)
+    # Tokens guessed from the prompt and checked in one step while one greedy reply runs alone.
+    prompt_lookup: int = Field(default=10, ge=0, le=64)
+    # An OpenAI-compatible model server (vLLM, TGI, another answerdesk) to use instead of the
+    # local model: its base URL (http://gpu-box:8000/v1), key, and the model name to ask for.
+    model_url: str | None = None
+    model_api_key: str | None = Field(default=None, repr=False)
+    model_timeout_s: float = Field(default=60, gt=0)
     max_new_tokens: int = Field(default=160, ge=1, le=2048)
     # Empty: the bundled all-MiniLM-L6-v2. Else a sentence-transformers model directory.
     embedder: str | None = None

@@ -1,7 +1,7 @@
 """Text generation: a narrow `ChatModel` contract and the models that implement it.
 
-`LocalModel` pulls in torch and transformers, so it is loaded on first access only: importing
-`engine` for its contract stays light.
+`LocalModel` pulls in torch and transformers, and `RemoteModel` the openai SDK, so each is loaded
+on first access only: importing `engine` for its contract stays light.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -11,6 +11,7 @@ from engine.errors import EngineError, ModelBusy
 
 if TYPE_CHECKING:
     from engine.local_model import LocalModel
+    from engine.remote_model import RemoteModel
 
 __all__ = [
     "ChatMessage",
@@ -19,6 +20,7 @@ __all__ = [
     "GenerationParams",
     "LocalModel",
     "ModelBusy",
+    "RemoteModel",
     "generate",
 ]
 
@@ -28,4 +30,8 @@ def __getattr__(name: str) -> Any:
         from engine.local_model import LocalModel
 
         return LocalModel
+    if name == "RemoteModel":
+        from engine.remote_model import RemoteModel
+
+        return RemoteModel
     raise AttributeError(f"module 'engine' has no attribute {name!r}")

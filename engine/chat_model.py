@@ -17,10 +17,17 @@ class GenerationParams:
     top_p: float = 1.0
     repetition_penalty: float = 1.1
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # the reply ends before the first of these strings
+    adapter: str | None = None  # a LoRA adapter by name; None: the model's default
 
 
 class ChatModel(Protocol):
     name: str
+
+    @property
+    def pending(self) -> int:
+        """Replies being generated or waiting for their turn."""
+        ...
 
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams

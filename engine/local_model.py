@@ -1,80 +1,106 @@
-"""A causal LM loaded with transformers and run on this machine."""
+"""A causal LM loaded with transformers and run on this machine, batching concurrent replies."""
 
 import asyncio
+import contextlib
 import logging
-import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from transformers import (
-    AsyncTextIteratorStreamer,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
 
-from engine.bundled import resolve_model
+from engine.attention import use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
-from engine.errors import EngineError, ModelBusy
+from engine.errors import EngineError
+from engine.int8_decode import add_int8_decode
+from engine.loading import Dtype, Quantization, attach_adapters, load_base
+from engine.reply_text import ReplyText
+from engine.scheduler import BASE, BatchScheduler, Job
 
 log = logging.getLogger(__name__)
 
-Dtype = Literal["float32", "bfloat16"]
-
-
-class _Cancelled(StoppingCriteria):
-    """Stops generation as soon as the consumer of the stream has gone away."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self._event = event
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
-    ) -> Any:
-        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool)
+BASE_NAME = "base"  # the adapter name that means "the base model, no adapter"
 
 
 class LocalModel:
-    """Generates on the CPU (or a GPU when present) in a worker thread, streaming text chunks.
+    """Generates on this machine. Every reply in progress shares one batched decode loop (see
+    `engine.scheduler`); each request may pick one of the loaded LoRA adapters by name."""
 
-    One generation runs at a time for now; requests wait their turn on an asyncio lock.
-    """
-
-    def __init__(self, model: Any, tokenizer: Any, name: str, max_waiting: int = 8) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        name: str,
+        *,
+        adapters: Sequence[str] = (),
+        default_adapter: str | None = None,
+        max_batch: int = 8,
+        max_waiting: int = 8,
+        prompt_lookup: int = 10,
+        threads: int | None = None,
+    ) -> None:
         self._model = model
         self._tokenizer = tokenizer
-        self._lock = asyncio.Lock()
-        self._max_waiting = max_waiting
         self.name = name
-        self.pending = 0  # requests waiting for or using the model
+        self.adapters = tuple(adapters)
+        if default_adapter not in (None, BASE_NAME, *self.adapters):
+            raise EngineError(
+                f"The default adapter {default_adapter!r} is not loaded; "
+                f"loaded: {', '.join(self.adapters) or 'none'}."
+            )
+        self._default_adapter = default_adapter
+        self._scheduler = BatchScheduler(
+            model,
+            _eos_ids(model, tokenizer),
+            max_batch=max_batch,
+            max_waiting=max_waiting,
+            mixed_adapters=bool(self.adapters),
+            prompt_lookup=prompt_lookup,
+            threads=threads,
+        )
 
     @classmethod
     def load(
         cls,
         source: str | None,
         cache_dir: Path,
+        *,
         dtype: Dtype = "float32",
+        quantization: Quantization = "none",
+        adapters: Mapping[str, Path] | None = None,
+        default_adapter: str | None = None,
+        int8_decode: bool = False,
         threads: int | None = None,
+        max_batch: int = 8,
         max_waiting: int = 8,
+        prompt_lookup: int = 10,
     ) -> "LocalModel":
         """Load `source` (None = the bundled SmolLM2-135M-Instruct GGUF, a GGUF path, an HF
-        directory or hub id)."""
-        if threads:
-            torch.set_num_threads(threads)
-        path = resolve_model(source, cache_dir)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"Could not load the model from {path}: {exc}") from exc
-        if tokenizer.chat_template is None:
-            raise EngineError(f"The model at {path} has no chat template; use an instruct model.")
-        model.eval()
-        log.info("model loaded from %s (%s)", path, dtype)
-        return cls(model, tokenizer, source or "smollm2-135m-instruct", max_waiting)
+        directory or hub id), quantized as asked, with `adapters` (name -> peft directory).
+        `int8_decode` (bf16 only) adds int8 weights that decode a lone reply about twice as fast."""
+        torch.set_num_threads(1)  # only the decode thread computes on several (see scheduler)
+        tokenizer, model = load_base(source, cache_dir, dtype, quantization)
+        model = attach_adapters(model, adapters or {})
+        if int8_decode:
+            model = add_int8_decode(model)
+        if dtype == "bfloat16" and quantization == "none" and not torch.cuda.is_available():
+            use_float32_attention(model)
+        return cls(
+            model,
+            tokenizer,
+            source or "smollm2-135m-instruct",
+            adapters=list(adapters or {}),
+            default_adapter=default_adapter,
+            max_batch=max_batch,
+            max_waiting=max_waiting,
+            prompt_lookup=prompt_lookup,
+            threads=threads,
+        )
+
+    @property
+    def pending(self) -> int:
+        """Replies being generated or waiting for their turn."""
+        return self._scheduler.pending
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -82,55 +108,50 @@ class LocalModel:
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[str]:
-        inputs = self._tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        streamer = AsyncTextIteratorStreamer(
-            self._tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
-        cancel = threading.Event()
-        kwargs: dict[str, Any] = {
-            **inputs,
-            "streamer": streamer,
-            "max_new_tokens": params.max_new_tokens,
-            "repetition_penalty": params.repetition_penalty,
-            "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
-            "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
-        }
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        errors: list[BaseException] = []
+        prompt = self._tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_dict=True
+        )["input_ids"]
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
 
-        def run() -> None:
-            try:
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
-                with torch.inference_mode():
-                    self._model.generate(**kwargs)
-            except BaseException as exc:  # reported to the consumer below
-                errors.append(exc)
-                streamer.end()
+        def deliver(item: str | BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody listens
+                loop.call_soon_threadsafe(chunks.put_nowait, item)
 
-        if self.pending > self._max_waiting:  # one generating, max_waiting in line
-            raise ModelBusy(self.pending, retry_after_s=5)
-        self.pending += 1
+        job = Job(
+            prompt,
+            params,
+            self._adapter(params.adapter),
+            ReplyText(self._tokenizer, params.stop),
+            deliver,
+        )
+        self._scheduler.submit(job)
         try:
-            async with self._lock:
-                thread = threading.Thread(target=run, name="answerdesk-generate", daemon=True)
-                thread.start()
-                try:
-                    async for chunk in streamer:
-                        if chunk:
-                            yield chunk
-                finally:
-                    cancel.set()
-                    await asyncio.to_thread(thread.join)
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
-            self.pending -= 1
-        if errors:
-            raise EngineError(f"Generation failed: {errors[0]!r}") from errors[0]
+            job.cancelled.set()  # a reader that went away frees its place in the batch
+
+    def _adapter(self, name: str | None) -> str:
+        name = name or self._default_adapter
+        if name in (None, BASE_NAME):
+            return BASE
+        if name not in self.adapters:
+            raise EngineError(
+                f"No adapter named {name!r} is loaded; loaded: "
+                f"{', '.join(self.adapters) or 'none'} (see ANSWERDESK_ADAPTERS)."
+            )
+        return name
 
     async def close(self) -> None:
-        return None
+        await asyncio.to_thread(self._scheduler.close)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token that ends a reply: the tokenizer's and the generation config's."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {int(i) for i in ids if i is not None}

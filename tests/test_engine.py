@@ -1,15 +1,49 @@
-"""The real bundled model (SmolLM2-135M-Instruct from its GGUF), generating on the CPU."""
+"""The real bundled model (SmolLM2-135M-Instruct from its GGUF), generating on the CPU through
+answerdesk's batching scheduler."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from engine import GenerationParams, LocalModel, ModelBusy, generate
+from engine import EngineError, GenerationParams, LocalModel, ModelBusy, generate
+from tests.conftest import MODEL_CACHE
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Name three colours."},
 ]
+QUESTIONS = [
+    "Name three colours.",
+    "What is the capital of France?",
+    "Write one sentence about tents.",
+    "How do I boil an egg?",
+]
+
+
+def chat(question: str) -> list:
+    return [{"role": "user", "content": question}]
+
+
+def reference(model: LocalModel, messages: list, max_new_tokens: int) -> str:
+    """What transformers' own `generate` replies, greedy, with the same repetition penalty."""
+    import torch
+
+    tokenizer = model._tokenizer
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        out = model._model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            repetition_penalty=1.1,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 async def test_streaming_gives_the_same_text_as_a_whole_reply(local_model: LocalModel) -> None:
@@ -18,7 +52,34 @@ async def test_streaming_gives_the_same_text_as_a_whole_reply(local_model: Local
     whole = await generate(local_model, MESSAGES, params)
     assert len(chunks) > 1
     assert "".join(chunks) == whole
-    assert len(whole.split()) >= 3
+    assert whole == reference(local_model, MESSAGES, 24)
+
+
+async def test_concurrent_replies_are_batched_and_each_matches_its_reply_alone(
+    local_model: LocalModel,
+) -> None:
+    params = GenerationParams(max_new_tokens=20)
+    alone = [reference(local_model, chat(q), 20) for q in QUESTIONS]
+    together = await asyncio.gather(*(generate(local_model, chat(q), params) for q in QUESTIONS))
+    assert list(together) == alone
+    assert len(set(together)) == len(QUESTIONS)
+
+
+async def test_a_request_arriving_mid_batch_joins_without_waiting(local_model: LocalModel) -> None:
+    counting = chat("Count from 1 to 1000, one number per line.")
+    long = local_model.stream(
+        counting, GenerationParams(max_new_tokens=300, repetition_penalty=1.0)
+    )
+    assert await anext(long)
+    # The long reply is under way; a short one starts now and ends long before it.
+    short = asyncio.create_task(generate(local_model, chat(QUESTIONS[1]), GenerationParams(8)))
+    chunks_meanwhile = 0
+    while not short.done():
+        await anext(long)
+        chunks_meanwhile += 1
+    assert await short == reference(local_model, chat(QUESTIONS[1]), 8)
+    assert chunks_meanwhile < 100  # joined at once, not after the 300-token reply
+    await long.aclose()
 
 
 async def test_max_new_tokens_is_honoured(local_model: LocalModel) -> None:
@@ -27,26 +88,139 @@ async def test_max_new_tokens_is_honoured(local_model: LocalModel) -> None:
     assert 1 <= len(tokens) <= 6  # decoding and re-encoding may split one token in two
 
 
+async def test_a_stop_string_ends_the_reply_before_it(local_model: LocalModel) -> None:
+    full = await generate(local_model, MESSAGES, GenerationParams(max_new_tokens=40))
+    words = full.split()
+    assert len(words) > 6
+    stop = words[4]  # a word in the middle of the reply
+    cut = await generate(local_model, MESSAGES, GenerationParams(max_new_tokens=40, stop=(stop,)))
+    assert cut == full[: full.index(stop)]
+    streamed = "".join(
+        [c async for c in local_model.stream(MESSAGES, GenerationParams(40, stop=(stop,)))]
+    )
+    assert streamed == cut  # no chunk showed the beginning of the stop string
+
+
 async def test_a_cancelled_stream_stops_and_frees_the_model(local_model: LocalModel) -> None:
     # Uncancelled, this reply would take about a minute on a 2-core CPU.
-    counting = [{"role": "user", "content": "Count from 1 to 1000, one number per line."}]
+    counting = chat("Count from 1 to 1000, one number per line.")
     params = GenerationParams(max_new_tokens=2000, repetition_penalty=1.0)
     stream = local_model.stream(counting, params)
-    first = await anext(stream)
-    assert first
+    assert await anext(stream)
+    assert local_model.pending == 1
     await stream.aclose()  # the customer went away
-    # The next request is served at once: the cancelled generation no longer holds the model.
-    text = await asyncio.wait_for(
-        generate(local_model, MESSAGES, GenerationParams(max_new_tokens=4)), timeout=15
-    )
-    assert text
+    for _ in range(50):
+        if local_model.pending == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert local_model.pending == 0  # its place in the batch is free again
 
 
 async def test_a_full_queue_says_busy_instead_of_waiting(local_model: LocalModel) -> None:
-    small = LocalModel(local_model._model, local_model._tokenizer, "small-queue", max_waiting=0)
+    small = LocalModel(
+        local_model._model, local_model._tokenizer, "small", max_batch=1, max_waiting=1
+    )
     first = small.stream(MESSAGES, GenerationParams(max_new_tokens=200))
     assert await anext(first)
-    with pytest.raises(ModelBusy, match="busy"):
+    second = asyncio.create_task(generate(small, MESSAGES, GenerationParams(max_new_tokens=4)))
+    await asyncio.sleep(0.1)  # waiting for the batch of one to have room
+    with pytest.raises(ModelBusy, match=r"busy .*retry in \d+ s"):
         await anext(small.stream(MESSAGES, GenerationParams(max_new_tokens=4)))
     await first.aclose()
-    assert await generate(small, MESSAGES, GenerationParams(max_new_tokens=4))  # free again
+    assert await second  # the waiting request is served once there is room
+    assert await generate(small, MESSAGES, GenerationParams(max_new_tokens=4))
+    await small.close()
+
+
+async def test_an_error_mid_generation_fails_only_that_batch(local_model: LocalModel) -> None:
+    model = local_model._model
+    calls = {"n": 0}
+    original = type(model).forward
+
+    def failing_forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated kernel failure")
+        return original(self, *args, **kwargs)
+
+    own = LocalModel(model, local_model._tokenizer, "failing", prompt_lookup=0)
+    type(model).forward = failing_forward
+    try:
+        with pytest.raises(EngineError, match="simulated kernel failure"):
+            await generate(own, MESSAGES, GenerationParams(max_new_tokens=10))
+    finally:
+        type(model).forward = original
+    assert await generate(own, MESSAGES, GenerationParams(max_new_tokens=4))  # still serving
+    await own.close()
+
+
+async def test_an_unknown_adapter_is_a_clear_error(local_model: LocalModel) -> None:
+    with pytest.raises(EngineError, match="No adapter named 'support'"):
+        await generate(local_model, MESSAGES, GenerationParams(max_new_tokens=4, adapter="support"))
+
+
+def make_adapter(model: LocalModel, directory: Path, seed: int) -> Path:
+    """A small LoRA adapter with random (non-zero) weights, saved the way peft saves one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    base = type(model._model).from_pretrained(model._model.name_or_path)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(directory)
+    return directory
+
+
+async def test_each_request_gets_its_own_adapter_under_concurrency(
+    local_model: LocalModel, tmp_path: Path
+) -> None:
+    adapters = {
+        "alpha": make_adapter(local_model, tmp_path / "alpha", seed=1),
+        "beta": make_adapter(local_model, tmp_path / "beta", seed=2),
+    }
+    model = LocalModel.load(None, MODEL_CACHE, adapters=adapters)
+    params = {
+        name: GenerationParams(max_new_tokens=12, adapter=name)
+        for name in ("alpha", "beta", "base")
+    }
+    alone = {name: await generate(model, MESSAGES, p) for name, p in params.items()}
+    assert len(set(alone.values())) == 3  # each adapter changes the reply
+    assert alone["base"] == await generate(local_model, MESSAGES, GenerationParams(12))
+    order = ["alpha", "beta", "alpha", "beta", "base", "alpha"]
+    together = await asyncio.gather(*(generate(model, MESSAGES, params[n]) for n in order))
+    assert list(together) == [alone[n] for n in order]
+    await model.close()
+
+
+def test_a_missing_adapter_directory_says_what_to_check(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match=r"no adapter_config.json.*ANSWERDESK_ADAPTERS"):
+        LocalModel.load(None, MODEL_CACHE, adapters={"support": tmp_path})
+
+
+@pytest.mark.parametrize("quantization", ["int8", "nf4"])
+async def test_bitsandbytes_quantization_loads_smaller_and_generates(
+    local_model: LocalModel, quantization: str
+) -> None:
+    model = LocalModel.load(None, MODEL_CACHE, quantization=quantization)  # type: ignore[arg-type]
+    full = local_model._model.get_memory_footprint()
+    assert model._model.get_memory_footprint() < 0.5 * full
+    chunks = [c async for c in model.stream(MESSAGES, GenerationParams(max_new_tokens=8))]
+    assert chunks and "".join(chunks).strip()
+    await model.close()
+
+
+async def test_the_fast_cpu_settings_keep_the_models_quality(local_model: LocalModel) -> None:
+    """bf16 weights, int8 copies for decoding and float32 attention (the product's default):
+    the FAQ answers stay as likely under the model as with exact float32, and it still
+    streams, batches and matches its own replies alone."""
+    from tests.bench.bench_engine import answer_nll
+
+    fast = LocalModel.load(None, MODEL_CACHE, dtype="bfloat16", int8_decode=True)
+    exact_nll = answer_nll(local_model._model, local_model._tokenizer)
+    fast_nll = answer_nll(fast._model, fast._tokenizer)
+    assert fast_nll < exact_nll * 1.05, (fast_nll, exact_nll)
+    params = GenerationParams(max_new_tokens=16)
+    alone = [await generate(fast, chat(q), params) for q in QUESTIONS[:2]]
+    together = await asyncio.gather(*(generate(fast, chat(q), params) for q in QUESTIONS[:2]))
+    assert list(together) == alone and all(alone)
+    await fast.close()

@@ -1,0 +1,378 @@
+"""One model, many conversations: a decode loop that batches every reply in progress.
+
+A single thread owns the model. Each turn of its loop it admits new requests (their prompt is run
+alone, then their key/value cache joins the batch, left-padded to a common length) and runs one
+decode step for every reply in the batch at once: on a CPU a step reads all the weights whatever
+the batch size, so eight replies cost little more than one. Replies that finish, stop or lose
+their reader leave the batch at the next step. While a single greedy reply runs alone, each step
+also checks a guess of the next few tokens copied from the prompt (prompt lookup decoding): a
+support answer often repeats its FAQ entry, and checking ten tokens costs about one step.
+"""
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
+
+from engine.chat_model import GenerationParams
+from engine.errors import EngineError, ModelBusy
+from engine.kv_cache import GrowingLayer, growing_cache
+from engine.reply_text import ReplyText
+from engine.sampling import TokenChooser
+
+log = logging.getLogger(__name__)
+
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+LOOKUP_PAUSE = 8  # plain steps after a wrong guess: a reply that does not copy pays little
+Delivery = Callable[[str | BaseException | None], None]  # a chunk, an error, or None: the end
+
+
+@dataclass(eq=False)
+class Job:
+    """One reply being generated: its prompt, its settings and where its text goes."""
+
+    prompt: Sequence[int]
+    params: GenerationParams
+    adapter: str
+    text: ReplyText
+    deliver: Delivery  # called from the decode thread; must be thread-safe
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    tokens: list[int] = field(default_factory=list)
+    done: bool = False
+    lookup_pause: int = 0  # steps to go without guessing after a guess that was all wrong
+
+    def __post_init__(self) -> None:
+        self.chooser = TokenChooser(self.params)
+        self._history = torch.empty(len(self.prompt) + self.params.max_new_tokens, dtype=torch.long)
+        self._history[: len(self.prompt)] = torch.tensor(self.prompt, dtype=torch.long)
+        self._length = len(self.prompt)
+        self.started = time.monotonic()
+
+    def history(self) -> torch.Tensor:
+        """Prompt and reply so far, as the repetition penalty and prompt lookup see them."""
+        return self._history[: self._length]
+
+    def push(self, token: int) -> None:
+        self.tokens.append(token)
+        self._history[self._length] = token
+        self._length += 1
+
+
+class BatchScheduler:
+    def __init__(
+        self,
+        model: Any,
+        eos_ids: set[int],
+        *,
+        max_batch: int = 8,
+        max_waiting: int = 8,
+        mixed_adapters: bool = False,
+        prompt_lookup: int = 10,
+        threads: int | None = None,
+    ) -> None:
+        self._model = model
+        self._eos = eos_ids
+        self._max_batch = max(1, max_batch)
+        self._capacity = self._max_batch + max_waiting
+        self._mixed_adapters = mixed_adapters
+        self._lookup = (
+            PromptLookupCandidateGenerator(
+                eos_token_id=torch.tensor(sorted(eos_ids)),
+                num_output_tokens=prompt_lookup,
+                max_matching_ngram_size=2,
+                max_length=1 << 30,
+            )
+            if prompt_lookup > 0
+            else None
+        )
+        self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._in_flight = 0  # admitted and not finished: in the batch or in the inbox
+        self._reply_s = 5.0  # moving average of a reply's duration, for Retry-After
+        # The batch; touched only by the decode thread.
+        self._jobs: list[Job] = []
+        self._cache: Any = None  # a cache of `GrowingLayer`s
+        self._mask = torch.ones(0, 0, dtype=torch.long)  # [batch, cached positions]
+        self._next = torch.zeros(0, dtype=torch.long)  # each reply's token to feed next
+        self._pos = torch.zeros(0, dtype=torch.long)  # and its position
+        self._closed = False
+        self._threads = threads or os.cpu_count() or 1
+        self._thread = threading.Thread(target=self._run, name="answerdesk-decode", daemon=True)
+        ready = threading.Event()
+        self._thread_ready = ready
+        self._thread.start()
+        ready.wait()
+        # Every other thread computes on one CPU thread. With GNU OpenMP (torch's CPU wheels), a
+        # second thread team anywhere in the process halves the speed of the decode thread's
+        # team (measured: 27 -> 60 us for one int8 product); one team is fastest.
+        torch.set_num_threads(1)
+
+    @property
+    def pending(self) -> int:
+        """Replies being generated or waiting for a place in the batch."""
+        return self._in_flight
+
+    def submit(self, job: Job) -> None:
+        """Queue `job`; raises `ModelBusy` when the batch and the line behind it are full."""
+        with self._lock:
+            if self._closed:
+                raise EngineError("The model has been shut down; restart answerdesk.")
+            if self._in_flight >= self._capacity:
+                waiting = self._in_flight - self._max_batch
+                raise ModelBusy(waiting, retry_after_s=max(1, round(self._reply_s)))
+            self._in_flight += 1
+        self._inbox.put(job)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+
+    # The decode thread.
+
+    def _run(self) -> None:
+        torch.set_num_threads(self._threads)  # this thread's OpenMP team: the model's threads
+        torch.ones(
+            1 << 16
+        ).exp_()  # let torch fix this thread's setting now, before others change it
+        self._thread_ready.set()
+        with torch.inference_mode():
+            self._loop()
+
+    def _loop(self) -> None:
+        while True:
+            new: list[Job] = []
+            try:
+                while len(self._jobs) + len(new) < self._max_batch:
+                    job = self._inbox.get(block=not (self._jobs or new))
+                    if job is None:
+                        self._shut_down(new)
+                        return
+                    new.append(job)
+            except queue.Empty:
+                pass
+            for job in new:
+                self._admit(job)
+            self._retire()
+            if self._jobs:
+                try:
+                    self._step()
+                except Exception as exc:  # the whole batch fails together
+                    log.exception("generation failed")
+                    for job in self._jobs:
+                        self._fail(job, exc)
+                    self._retire()
+
+    def _shut_down(self, new: list[Job]) -> None:
+        stopped = EngineError("The model was shut down before the reply was finished.")
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                new.append(job)
+        for job in [*self._jobs, *new]:
+            self._fail(job, stopped)
+            self._end(job)
+        self._jobs = []
+
+    def _admit(self, job: Job) -> None:
+        """Run `job`'s prompt, choose its first token and put it into the batch."""
+        if job.cancelled.is_set():
+            self._end(job)
+            return
+        length = len(job.prompt)
+        cache = growing_cache(self._model.config)
+        try:
+            out = self._forward(
+                torch.tensor([job.prompt]),
+                torch.ones(1, length, dtype=torch.long),
+                torch.arange(length)[None],
+                cache,
+                [job.adapter],
+            )
+            token = job.chooser.choose(job.history(), out.logits[0, -1])
+        except Exception as exc:
+            log.exception("prompt processing failed")
+            self._fail(job, exc)
+            self._end(job)
+            return
+        if self._append(job, token):
+            self._end(job)
+            return
+        if not self._jobs:
+            self._cache, self._mask = cache, torch.ones(1, length, dtype=torch.long)
+            self._next, self._pos = torch.tensor([token]), torch.tensor([length])
+            self._jobs = [job]
+            return
+        width = max(self._mask.shape[1], length)
+        for mine, theirs in zip(self._layers(), _growing(cache), strict=True):
+            (keys, values), (new_keys, new_values) = mine.content(), theirs.content()
+            mine.replace(
+                torch.cat([_left_pad(keys, width), _left_pad(new_keys, width)]),
+                torch.cat([_left_pad(values, width), _left_pad(new_values, width)]),
+            )
+        ones = torch.ones(1, length, dtype=torch.long)
+        self._mask = torch.cat([_left_pad(self._mask, width), _left_pad(ones, width)])
+        self._next = torch.cat([self._next, torch.tensor([token])])
+        self._pos = torch.cat([self._pos, torch.tensor([length])])
+        self._jobs.append(job)
+
+    def _step(self) -> None:
+        """One more token for every reply in the batch (several for a lone greedy reply)."""
+        if len(self._jobs) == 1 and self._lookup is not None and self._jobs[0].chooser.greedy:
+            self._step_alone(self._jobs[0])
+            return
+        batch = len(self._jobs)
+        self._mask = torch.cat([self._mask, torch.ones(batch, 1, dtype=torch.long)], dim=1)
+        out = self._forward(
+            self._next[:, None], self._mask, self._pos[:, None], self._cache, self._adapters()
+        )
+        self._pos += 1
+        scores = out.logits[:, -1]
+        for row, job in enumerate(self._jobs):
+            token = job.chooser.choose(job.history(), scores[row])
+            job.done = self._append(job, token)
+            self._next[row] = token
+
+    def _step_alone(self, job: Job) -> None:
+        """A decode step that also verifies tokens guessed by prompt lookup."""
+        assert self._lookup is not None and self._cache is not None
+        guesses: list[int] = []
+        if job.lookup_pause > 0:
+            job.lookup_pause -= 1
+        else:
+            history = job.history()
+            candidates, _ = self._lookup.get_candidates(cast(torch.LongTensor, history[None]))
+            room = job.params.max_new_tokens - len(job.tokens) - 1
+            guesses = candidates[0, history.numel() :][: max(room, 0)].tolist()
+        inputs = torch.tensor([[int(self._next[0]), *guesses]])
+        width = inputs.shape[1]
+        cached = self._mask.shape[1]
+        self._mask = torch.cat([self._mask, torch.ones(1, width, dtype=torch.long)], dim=1)
+        positions = self._pos[0] + torch.arange(width)
+        out = self._forward(
+            inputs, self._mask, positions[None], self._cache, [job.adapter], keep=width
+        )
+        used = 0
+        for used in range(width):
+            token = job.chooser.choose(job.history(), out.logits[0, used])
+            job.done = self._append(job, token)
+            if job.done or used == width - 1 or token != guesses[used]:
+                break
+        if guesses and used == 0:
+            job.lookup_pause = LOOKUP_PAUSE
+        kept = cached + used + 1  # the cache keeps the inputs up to the last one used
+        if kept < cached + width:
+            for layer in self._layers():
+                layer.truncate(kept)
+            self._mask = self._mask[:, :kept]
+        self._pos += used + 1
+        self._next[0] = token
+
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: Any,
+        adapters: list[str],
+        keep: int = 1,
+    ) -> Any:
+        kwargs: dict[str, Any] = {}
+        if self._mixed_adapters:
+            kwargs["adapter_names"] = adapters
+        return self._model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=keep,
+            **kwargs,
+        )
+
+    def _layers(self) -> list[GrowingLayer]:
+        return _growing(self._cache)
+
+    def _adapters(self) -> list[str]:
+        return [job.adapter for job in self._jobs]
+
+    def _append(self, job: Job, token: int) -> bool:
+        """Add `token` to `job`'s reply and pass on the text it completes; True when it ends."""
+        ended = token in self._eos
+        if not ended:
+            job.push(token)
+            ended = len(job.tokens) >= job.params.max_new_tokens
+        chunk = job.text.update(job.tokens, final=ended)
+        if chunk:
+            job.deliver(chunk)
+        return ended or job.text.stopped
+
+    def _retire(self) -> None:
+        """Take finished and abandoned replies out of the batch."""
+        keep = [
+            i for i, job in enumerate(self._jobs) if not job.done and not job.cancelled.is_set()
+        ]
+        for i, job in enumerate(self._jobs):
+            if i not in keep:
+                self._end(job)
+        if len(keep) == len(self._jobs):
+            return
+        if not keep:
+            self._jobs, self._cache = [], None
+            return
+        rows = torch.tensor(keep)
+        self._jobs = [self._jobs[i] for i in keep]
+        mask = self._mask.index_select(0, rows)
+        first = int(mask.any(0).to(torch.int8).argmax())  # columns before it are padding only
+        self._mask = mask[:, first:]
+        self._next, self._pos = self._next.index_select(0, rows), self._pos.index_select(0, rows)
+        for layer in self._layers():
+            keys, values = layer.content()
+            layer.replace(
+                keys.index_select(0, rows)[:, :, first:], values.index_select(0, rows)[:, :, first:]
+            )
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        job.done = True
+        if isinstance(exc, EngineError):
+            job.deliver(exc)
+        elif isinstance(exc, RuntimeError | MemoryError) and "memory" in str(exc).lower():
+            job.deliver(
+                EngineError(
+                    "The model ran out of memory: lower ANSWERDESK_MODEL_MAX_BATCH or "
+                    "ANSWERDESK_MAX_NEW_TOKENS, or use a smaller model or quantization."
+                )
+            )
+        else:
+            job.deliver(EngineError(f"Generation failed: {exc!r}"))
+
+    def _end(self, job: Job) -> None:
+        """`job` leaves for good: its reader gets the end of the stream."""
+        job.done = True
+        job.deliver(None)
+        with self._lock:
+            self._in_flight -= 1
+            self._reply_s = 0.8 * self._reply_s + 0.2 * (time.monotonic() - job.started)
+
+
+def _growing(cache: Any) -> list[GrowingLayer]:
+    return cast(list[GrowingLayer], cache.layers)
+
+
+def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """`tensor` (a [batch, length] mask or [batch, heads, length, dim] cache) padded to `width`."""
+    if tensor.dim() == 2:
+        return F.pad(tensor, (width - tensor.shape[1], 0))
+    return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))
