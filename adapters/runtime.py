@@ -89,7 +89,7 @@ def build_model(settings: Settings) -> ChatModel:
         quantization=settings.quantization,
         adapters=settings.adapters,
         default_adapter=settings.adapter,
-        int8_decode=settings.int8_decode
+        cpu_kernels=settings.cpu_kernels
         and settings.dtype == "bfloat16"
         and settings.quantization == "none",
         threads=settings.threads,
@@ -104,13 +104,15 @@ async def build_runtime(
     settings: Settings, metrics: Metrics | None = None
 ) -> AsyncIterator[Runtime]:
     async with open_redis(settings.redis_url, settings.data_dir) as redis:
+        # The model first: its decode thread must be the process's only multi-threaded torch
+        # user, and loading it makes every thread started later compute on one (engine.scheduler).
+        model = await asyncio.to_thread(build_model, settings)
         knowledge = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
         embedder = await asyncio.to_thread(
             Embedder, settings.embedder, redis, KnowledgeKeys(settings.redis_prefix)
         )
         retriever = Retriever(knowledge, embedder)
         await seed_knowledge(knowledge, retriever, settings)
-        model = await asyncio.to_thread(build_model, settings)
         sessions = SessionStore(
             redis,
             SessionKeys(settings.redis_prefix),

@@ -27,10 +27,10 @@ class Settings(BaseSettings):
     # Empty: the bundled SmolLM2-135M-Instruct GGUF. Else a GGUF file, HF directory or hub id.
     model: str | None = None
     model_cache_dir: Path | None = None  # default: data_dir/models
-    # bfloat16 + int8_decode is the fastest on a CPU (see README, "The model"); float32 is exact.
+    # bfloat16 with cpu_kernels is the fastest on a CPU (README, "The model"); float32 is exact.
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    # Keep int8 copies of the weights to decode small batches about twice as fast (bfloat16 only).
-    int8_decode: bool = True
+    # bfloat16 linear layers on oneDNN-prepacked weights, plus int8 copies for a lone reply.
+    cpu_kernels: bool = True
     # bitsandbytes weight quantization of the local model: none, int8 (8-bit) or nf4 (4-bit).
     quantization: Literal["none", "int8", "nf4"] = "none"
     # LoRA adapters to load, name -> peft directory (JSON: {"support": "/srv/adapters/support"});

@@ -16,6 +16,10 @@ SPARE = 256  # positions allocated beyond what is needed when the buffer grows
 
 
 class GrowingLayer(DynamicLayer):
+    def __init__(self, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self._dtype = dtype  # None: the model's
+
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         super().lazy_initialization(key_states, value_states)
         self._length = 0
@@ -51,8 +55,8 @@ class GrowingLayer(DynamicLayer):
         buffer = self._key_buffer
         if buffer.dim() != 4 or buffer.shape[:2] != keys.shape[:2] or buffer.shape[2] < end:
             shape = (*keys.shape[:2], end + SPARE, keys.shape[3])
-            new_keys = keys.new_empty(shape)
-            new_values = values.new_empty(shape)
+            new_keys = keys.new_empty(shape, dtype=self._dtype or keys.dtype)
+            new_values = values.new_empty(shape, dtype=self._dtype or values.dtype)
             if start:
                 new_keys[:, :, :start] = self._key_buffer[:, :, :start]
                 new_values[:, :, :start] = self._value_buffer[:, :, :start]
@@ -64,7 +68,8 @@ class GrowingLayer(DynamicLayer):
         self.values = self._value_buffer[:, :, :end]
 
 
-def growing_cache(config: Any) -> Cache:
-    """An empty cache of `GrowingLayer`s for a model with `config`."""
+def growing_cache(config: Any, dtype: torch.dtype | None = None) -> Cache:
+    """An empty cache of `GrowingLayer`s for a model with `config`, storing `dtype` (None: the
+    model's; float32 where attention runs in float32, so it need not widen the cache each step)."""
     layers = getattr(config, "get_text_config", lambda: config)().num_hidden_layers
-    return Cache(layers=[GrowingLayer() for _ in range(layers)])
+    return Cache(layers=[GrowingLayer(dtype) for _ in range(layers)])

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from engine.attention import use_float32_attention
+from engine.attention import float32_attention_cache, use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
+from engine.cpu_linear import use_cpu_linears
 from engine.errors import EngineError
-from engine.int8_decode import add_int8_decode
 from engine.loading import Dtype, Quantization, attach_adapters, load_base
 from engine.reply_text import ReplyText
 from engine.scheduler import BASE, BatchScheduler, Job
@@ -57,6 +57,7 @@ class LocalModel:
             mixed_adapters=bool(self.adapters),
             prompt_lookup=prompt_lookup,
             threads=threads,
+            cache_dtype=float32_attention_cache(model),
         )
 
     @classmethod
@@ -69,7 +70,7 @@ class LocalModel:
         quantization: Quantization = "none",
         adapters: Mapping[str, Path] | None = None,
         default_adapter: str | None = None,
-        int8_decode: bool = False,
+        cpu_kernels: bool = False,
         threads: int | None = None,
         max_batch: int = 8,
         max_waiting: int = 8,
@@ -77,12 +78,12 @@ class LocalModel:
     ) -> "LocalModel":
         """Load `source` (None = the bundled SmolLM2-135M-Instruct GGUF, a GGUF path, an HF
         directory or hub id), quantized as asked, with `adapters` (name -> peft directory).
-        `int8_decode` (bf16 only) adds int8 weights that decode a lone reply about twice as fast."""
+        `cpu_kernels` (bf16 on a CPU) switches the linear layers to faster kernels (cpu_linear)."""
         torch.set_num_threads(1)  # only the decode thread computes on several (see scheduler)
         tokenizer, model = load_base(source, cache_dir, dtype, quantization)
         model = attach_adapters(model, adapters or {})
-        if int8_decode:
-            model = add_int8_decode(model)
+        if cpu_kernels:
+            model = use_cpu_linears(model)
         if dtype == "bfloat16" and quantization == "none" and not torch.cuda.is_available():
             use_float32_attention(model)
         return cls(

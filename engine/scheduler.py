@@ -77,6 +77,7 @@ class BatchScheduler:
         mixed_adapters: bool = False,
         prompt_lookup: int = 10,
         threads: int | None = None,
+        cache_dtype: torch.dtype | None = None,
     ) -> None:
         self._model = model
         self._eos = eos_ids
@@ -105,6 +106,7 @@ class BatchScheduler:
         self._pos = torch.zeros(0, dtype=torch.long)  # and its position
         self._closed = False
         self._threads = threads or os.cpu_count() or 1
+        self._cache_dtype = cache_dtype
         self._thread = threading.Thread(target=self._run, name="answerdesk-decode", daemon=True)
         ready = threading.Event()
         self._thread_ready = ready
@@ -192,7 +194,7 @@ class BatchScheduler:
             self._end(job)
             return
         length = len(job.prompt)
-        cache = growing_cache(self._model.config)
+        cache = growing_cache(self._model.config, self._cache_dtype)
         try:
             out = self._forward(
                 torch.tensor([job.prompt]),
