@@ -18,7 +18,11 @@ from adapters.sites import Site
 from bot import ConversationError, Inbound, Reply, ReplyChunk
 from engine import GenerationParams
 
-MODELS = ("default",)  # LoRA adapters the engine serves; one until adapters are configured
+DEFAULT_MODEL = "default"  # the engine's default adapter (or none); configured adapters by name
+
+
+def _models(runtime: Runtime) -> list[str]:
+    return [DEFAULT_MODEL, *runtime.settings.adapters]
 
 
 class OpenAIError(Exception):
@@ -53,7 +57,11 @@ class CompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=2048)
     temperature: float | None = Field(default=None, ge=0, le=2)
     user: str | None = Field(default=None, max_length=64)
-    raw: bool = Field(default=False, description="Skip the FAQ: talk to the model itself.")
+    stop: str | list[str] | None = Field(default=None, max_length=4)
+    raw: bool = Field(
+        default=False,
+        description="Skip the FAQ: talk to the model itself (with `model`'s adapter).",
+    )
 
 
 def openai_router() -> APIRouter:
@@ -83,8 +91,9 @@ def openai_router() -> APIRouter:
             await site_of(request, authorization)
         except OpenAIError as exc:
             return exc.response()
+        models = _models(request.app.state.runtime)
         data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "answerdesk"} for m in MODELS
+            {"id": m, "object": "model", "created": 0, "owned_by": "answerdesk"} for m in models
         ]
         return {"object": "list", "data": data}
 
@@ -98,7 +107,7 @@ def openai_router() -> APIRouter:
         `raw`, the whole conversation to the model), streamed or not."""
         try:
             site = await site_of(request, authorization)
-            if body.model not in MODELS:
+            if body.model not in _models(request.app.state.runtime):
                 raise OpenAIError(
                     404,
                     f"The model {body.model!r} does not exist; see /v1/models.",
@@ -175,6 +184,8 @@ async def _raw(runtime: Runtime, body: CompletionRequest) -> AsyncIterator[Reply
         or body.max_tokens
         or runtime.settings.max_new_tokens,
         temperature=body.temperature or 0.0,
+        stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
+        adapter=None if body.model == DEFAULT_MODEL else body.model,
     )
     async for chunk in model.stream(messages, params):  # type: ignore[arg-type]
         yield ReplyChunk(chunk)

@@ -15,7 +15,7 @@ from engine.cpu_linear import use_cpu_linears
 from engine.errors import EngineError
 from engine.loading import Dtype, Quantization, attach_adapters, load_base
 from engine.reply_text import ReplyText
-from engine.scheduler import BASE, BatchScheduler, Job
+from engine.scheduler import BASE, BatchScheduler, DecodeStats, Job
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,10 @@ class LocalModel:
     def pending(self) -> int:
         """Replies being generated or waiting for their turn."""
         return self._scheduler.pending
+
+    @property
+    def decode_stats(self) -> DecodeStats:
+        return self._scheduler.stats
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])

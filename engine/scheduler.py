@@ -66,6 +66,15 @@ class Job:
         self._length += 1
 
 
+@dataclass
+class DecodeStats:
+    """Counters of the decode loop since start (read by benchmarks and metrics)."""
+
+    steps: int = 0
+    step_rows: int = 0  # replies advanced, summed over steps (a lone reply may gain several tokens)
+    step_s: float = 0.0  # time spent in decode steps (prompts excluded)
+
+
 class BatchScheduler:
     def __init__(
         self,
@@ -105,6 +114,7 @@ class BatchScheduler:
         self._next = torch.zeros(0, dtype=torch.long)  # each reply's token to feed next
         self._pos = torch.zeros(0, dtype=torch.long)  # and its position
         self._closed = False
+        self.stats = DecodeStats()
         self._threads = threads or os.cpu_count() or 1
         self._cache_dtype = cache_dtype
         self._thread = threading.Thread(target=self._run, name="answerdesk-decode", daemon=True)
@@ -151,21 +161,22 @@ class BatchScheduler:
             self._loop()
 
     def _loop(self) -> None:
+        """Admit at most one new reply per step, so that the replies under way keep streaming
+        while a burst of new prompts is being read."""
         while True:
-            new: list[Job] = []
-            try:
-                while len(self._jobs) + len(new) < self._max_batch:
-                    job = self._inbox.get(block=not (self._jobs or new))
+            if len(self._jobs) < self._max_batch:
+                try:
+                    job = self._inbox.get(block=not self._jobs)
+                except queue.Empty:
+                    pass
+                else:
                     if job is None:
-                        self._shut_down(new)
+                        self._shut_down()
                         return
-                    new.append(job)
-            except queue.Empty:
-                pass
-            for job in new:
-                self._admit(job)
+                    self._admit(job)
             self._retire()
             if self._jobs:
+                started = time.perf_counter()
                 try:
                     self._step()
                 except Exception as exc:  # the whole batch fails together
@@ -173,9 +184,13 @@ class BatchScheduler:
                     for job in self._jobs:
                         self._fail(job, exc)
                     self._retire()
+                self.stats.steps += 1
+                self.stats.step_rows += len(self._jobs)
+                self.stats.step_s += time.perf_counter() - started
 
-    def _shut_down(self, new: list[Job]) -> None:
+    def _shut_down(self) -> None:
         stopped = EngineError("The model was shut down before the reply was finished.")
+        new: list[Job] = []
         while True:
             try:
                 job = self._inbox.get_nowait()

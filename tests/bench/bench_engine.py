@@ -9,6 +9,7 @@ conversation manager builds for a grounded answer: system text + 3 FAQ entries +
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -162,9 +163,14 @@ async def run_transformers(args: argparse.Namespace) -> None:
     levels = args.concurrency if args.worker in args.concurrency_modes else [1]
     for concurrency in levels:
         batch = prompts(concurrency)
+        before = dataclasses.replace(model.decode_stats)
         started = time.perf_counter()
         replies = await asyncio.gather(*(timed_reply(model, m, params) for m in batch))
         out = line(args.worker, "transformers", concurrency, replies, time.perf_counter() - started)
+        stats = model.decode_stats
+        if concurrency > 1:  # tokens per second of decode steps, prompts excluded
+            rows = stats.step_rows - before.step_rows
+            out["step_decode_tok_s"] = round(rows / (stats.step_s - before.step_s), 1)
         out.update(weights_mb=weights_mb, load_s=round(load_s, 1), prompt_lookup=args.prompt_lookup)
         out["prompt_tokens"] = len(model._tokenizer.apply_chat_template(batch[0])["input_ids"])
         emit(out, args)
