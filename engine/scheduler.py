@@ -112,8 +112,6 @@ class BatchScheduler:
         self._jobs: list[Job] = []
         self._cache: Any = None  # a cache of `GrowingLayer`s
         self._mask = torch.ones(0, 0, dtype=torch.long)  # [batch, cached positions]
-        self._next = torch.zeros(0, dtype=torch.long)  # each reply's token to feed next
-        self._pos = torch.zeros(0, dtype=torch.long)  # and its position
         self._closed = False
         self.stats = DecodeStats()
         self._threads = threads or os.cpu_count() or 1
@@ -230,7 +228,6 @@ class BatchScheduler:
             return
         if not self._jobs:
             self._cache, self._mask = cache, torch.ones(1, length, dtype=torch.long)
-            self._next, self._pos = torch.tensor([token]), torch.tensor([length])
             self._jobs = [job]
             return
         width = max(self._mask.shape[1], length)
@@ -242,43 +239,39 @@ class BatchScheduler:
             )
         ones = torch.ones(1, length, dtype=torch.long)
         self._mask = torch.cat([_left_pad(self._mask, width), _left_pad(ones, width)])
-        self._next = torch.cat([self._next, torch.tensor([token])])
-        self._pos = torch.cat([self._pos, torch.tensor([length])])
         self._jobs.append(job)
 
     def _step(self) -> None:
         """One more token for every reply in the batch (several for a lone greedy reply)."""
-        if len(self._jobs) == 1 and self._lookup is not None and self._jobs[0].chooser.greedy:
+        if len(self._jobs) == 1:
             self._step_alone(self._jobs[0])
             return
-        batch = len(self._jobs)
-        self._mask = torch.cat([self._mask, torch.ones(batch, 1, dtype=torch.long)], dim=1)
-        out = self._forward(
-            self._next[:, None], self._mask, self._pos[:, None], self._cache, self._adapters()
-        )
-        self._pos += 1
+        # Each reply feeds its last token, at the position after its real (unpadded) tokens.
+        inputs = torch.tensor([[job.tokens[-1]] for job in self._jobs])
+        positions = self._mask.sum(dim=1, keepdim=True)
+        self._mask = torch.cat([self._mask, torch.ones_like(positions)], dim=1)
+        out = self._forward(inputs, self._mask, positions, self._cache, self._adapters())
         scores = out.logits[:, -1]
         for row, job in enumerate(self._jobs):
             token = job.chooser.choose(job.history(), scores[row])
             job.done = self._append(job, token)
-            self._next[row] = token
 
     def _step_alone(self, job: Job) -> None:
-        """A decode step that also verifies tokens guessed by prompt lookup."""
-        assert self._lookup is not None and self._cache is not None
+        """A decode step for a lone reply; a greedy one also verifies tokens guessed by prompt
+        lookup."""
         guesses: list[int] = []
         if job.lookup_pause > 0:
             job.lookup_pause -= 1
-        else:
+        elif self._lookup is not None and job.chooser.greedy:
             history = job.history()
             candidates, _ = self._lookup.get_candidates(cast(torch.LongTensor, history[None]))
             room = job.params.max_new_tokens - len(job.tokens) - 1
             guesses = candidates[0, history.numel() :][: max(room, 0)].tolist()
-        inputs = torch.tensor([[int(self._next[0]), *guesses]])
+        inputs = torch.tensor([[job.tokens[-1], *guesses]])
         width = inputs.shape[1]
         cached = self._mask.shape[1]
+        positions = self._mask.sum() + torch.arange(width)
         self._mask = torch.cat([self._mask, torch.ones(1, width, dtype=torch.long)], dim=1)
-        positions = self._pos[0] + torch.arange(width)
         out = self._forward(
             inputs, self._mask, positions[None], self._cache, [job.adapter], keep=width
         )
@@ -295,8 +288,6 @@ class BatchScheduler:
             for layer in self._layers():
                 layer.truncate(kept)
             self._mask = self._mask[:, :kept]
-        self._pos += used + 1
-        self._next[0] = token
 
     def _forward(
         self,
@@ -355,7 +346,6 @@ class BatchScheduler:
         mask = self._mask.index_select(0, rows)
         first = int(mask.any(0).to(torch.int8).argmax())  # columns before it are padding only
         self._mask = mask[:, first:]
-        self._next, self._pos = self._next.index_select(0, rows), self._pos.index_select(0, rows)
         for layer in self._layers():
             keys, values = layer.content()
             layer.replace(
