@@ -184,7 +184,20 @@ def test_the_official_openai_client_gets_faq_answers(web: Server) -> None:
         max_tokens=8,
         extra_body={"raw": True},
     )
-    assert raw.choices[0].message.content.strip()
+    raw_text = raw.choices[0].message.content
+    assert raw_text.strip()
+    words = raw_text.split()
+    assert len(words) >= 2
+    stopped = client.chat.completions.create(
+        model="default",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        stop=[words[1]],
+        extra_body={"raw": True},
+    )  # the model's reply, cut before the stop string
+    assert (
+        stopped.choices[0].message.content.strip() == raw_text[: raw_text.index(words[1])].strip()
+    )
 
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.chat.completions.create(model="gpt-9", messages=question)
