@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint bench bench-engine bench-load bench-retrieval clean
+.PHONY: install browser run test lint bench bench-engine bench-load bench-retrieval adapter clean
 
 install: $(STAMP)
 
@@ -51,6 +51,30 @@ bench-engine: install
 
 bench-retrieval: install
 	$(BIN)/python -m tests.bench.bench_retrieval
+
+# The shipped grounding adapter (engine/grounding_adapter): QLoRA on the NF4-quantized bundled
+# model, trained on grounded-answer chats built from FAQs written for this project.
+ADAPTER := engine/grounding_adapter
+FAQS := $(ADAPTER)/faqs
+adapter: install
+	$(BIN)/answerdesk train make-data --out .cache/grounding-chats.jsonl \
+	  --kb knowledge/sample_faq.jsonl --business "Pinecone Outfitters" \
+	  --kb $(FAQS)/clinic.jsonl --business "Oakridge Family Clinic" \
+	  --kb $(FAQS)/ferry.jsonl --business "Saltmarsh Ferries" \
+	  --kb $(FAQS)/kestrel-self-storage.jsonl --business "Kestrel Self Storage" \
+	  --kb $(FAQS)/library.jsonl --business "Millbrook Public Library" \
+	  --kb $(FAQS)/notesapp.jsonl --business "Quillnote" \
+	  --kb $(FAQS)/telecom.jsonl --business "Brightwave Mobile" \
+	  --kb $(FAQS)/tidewater-ferries.jsonl --business "Tidewater Island Ferries" \
+	  --kb $(FAQS)/university.jsonl --business "Harlow Valley University"
+	rm -rf .cache/grounding-adapter
+	$(BIN)/answerdesk train --data .cache/grounding-chats.jsonl --out .cache/grounding-adapter \
+	  --quant nf4 --layers $(ADAPTER_LAYERS) --steps $(ADAPTER_STEPS) --lr 1e-3 --batch-size 8 \
+	  --data-note "$$(cat $(FAQS)/README.md)"
+	cp .cache/grounding-adapter/adapter_config.json .cache/grounding-adapter/adapter_model.safetensors \
+	  .cache/grounding-adapter/MODEL_CARD.md .cache/grounding-adapter/metrics.json $(ADAPTER)/
+ADAPTER_LAYERS ?= 10
+ADAPTER_STEPS ?= 70
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache *.egg-info

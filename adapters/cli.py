@@ -8,6 +8,7 @@ import click
 from adapters.kb_cli import kb
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
+from adapters.train_cli import evaluation, train
 from knowledge import KnowledgeError, read_entries
 
 
@@ -187,3 +188,5 @@ def sites_rm(key: str) -> None:
 
 
 main.add_command(kb)
+main.add_command(train)
+main.add_command(evaluation)

@@ -29,6 +29,7 @@ from knowledge import (
 from knowledge.calibration import calibrate
 from knowledge.evaluation import evaluate, hold_out, read_queries
 from knowledge.formats import slug_id
+from knowledge.retriever import TextEmbedder
 
 T = TypeVar("T")
 
@@ -64,6 +65,12 @@ async def open_kb(settings: Settings, search: bool) -> AsyncIterator[Kb]:
             embedder = await asyncio.to_thread(Embedder, settings.embedder, redis, keys)
             retriever = Retriever(store, embedder)
         yield Kb(store, retriever)
+
+
+async def index_of(embedder: TextEmbedder, entries: list[FaqEntry]) -> SearchIndex:
+    """A search index of `entries` alone (not the stored knowledge base)."""
+    vectors = await embedder.embed([t for e in entries for t in SearchIndex.texts_of(e)])
+    return SearchIndex.build(entries, vectors)
 
 
 def show(record: EntryRecord) -> str:
@@ -296,8 +303,7 @@ def kb_eval(
     async def work(kb: Kb) -> dict[str, Any]:
         assert kb.retriever is not None
         embedder = kb.retriever.embedder
-        vectors = await embedder.embed([t for e in entries for t in SearchIndex.texts_of(e)])
-        index = SearchIndex.build(entries, vectors)
+        index = await index_of(embedder, entries)
         thresholds = await asyncio.to_thread(calibrate, index, 0)
         result = await evaluate(index, labelled, embedder.embed_query, thresholds.answer)
         return {"kb": str(kb_file), "entries": len(entries), "hold_out": hold_out_share, **result}

@@ -13,7 +13,7 @@ from fastapi.sse import format_sse_event
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.errors import status_of
-from adapters.runtime import Runtime
+from adapters.runtime import Runtime, local_adapters
 from adapters.sites import Site
 from bot import ConversationError, Inbound, Reply, ReplyChunk
 from engine import GenerationParams
@@ -22,7 +22,9 @@ DEFAULT_MODEL = "default"  # the engine's default adapter (or none); configured 
 
 
 def _models(runtime: Runtime) -> list[str]:
-    return [DEFAULT_MODEL, *runtime.settings.adapters]
+    settings = runtime.settings
+    adapters = settings.adapters if settings.model_url else local_adapters(settings)[0]
+    return [DEFAULT_MODEL, *adapters]
 
 
 class OpenAIError(Exception):

@@ -5,6 +5,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -15,7 +16,7 @@ from adapters.sites import Site, SiteRegistry
 from adapters.telegram import TelegramTexts
 from adapters.telegram_service import TelegramService, make_bot
 from bot import AnswerPolicy, ConversationManager, RateLimiter, SessionKeys, SessionStore
-from engine import ChatModel, GenerationParams, LocalModel, RemoteModel
+from engine import ChatModel, GenerationParams, LocalModel, RemoteModel, shipped_adapter
 from knowledge import (
     Embedder,
     KnowledgeKeys,
@@ -26,6 +27,8 @@ from knowledge import (
 )
 
 log = logging.getLogger(__name__)
+
+GROUNDING = "grounding"  # the name the shipped adapter is loaded under
 
 
 @dataclass
@@ -73,6 +76,17 @@ def demo_site(settings: Settings) -> Site:
     )
 
 
+def local_adapters(settings: Settings) -> tuple[dict[str, Path], str | None]:
+    """The adapters the local model loads, and its default one: ANSWERDESK_ADAPTER, else the
+    shipped grounding adapter (for the bundled model only: it was trained on that one)."""
+    adapters = dict(settings.adapters)
+    shipped = shipped_adapter()
+    if settings.adapter is not None or settings.model is not None or shipped is None:
+        return adapters, settings.adapter
+    adapters.setdefault(GROUNDING, shipped)
+    return adapters, GROUNDING
+
+
 def build_model(settings: Settings) -> ChatModel:
     """The model server named by ANSWERDESK_MODEL_URL, else the local model as configured."""
     if settings.model_url:
@@ -82,16 +96,15 @@ def build_model(settings: Settings) -> ChatModel:
             api_key=settings.model_api_key,
             timeout_s=settings.model_timeout_s,
         )
+    adapters, default = local_adapters(settings)
     return LocalModel.load(
         settings.model,
         settings.models_dir,
         dtype=settings.dtype,
         quantization=settings.quantization,
-        adapters=settings.adapters,
-        default_adapter=settings.adapter,
-        cpu_kernels=settings.cpu_kernels
-        and settings.dtype == "bfloat16"
-        and settings.quantization == "none",
+        adapters=adapters,
+        default_adapter=default,
+        cpu_kernels=settings.cpu_kernels,
         threads=settings.threads,
         max_batch=settings.model_max_batch,
         max_waiting=settings.model_max_waiting,

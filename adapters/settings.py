@@ -27,14 +27,16 @@ class Settings(BaseSettings):
     # Empty: the bundled SmolLM2-135M-Instruct GGUF. Else a GGUF file, HF directory or hub id.
     model: str | None = None
     model_cache_dir: Path | None = None  # default: data_dir/models
-    # bfloat16 with cpu_kernels is the fastest on a CPU (README, "The model"); float32 is exact.
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    # bfloat16 with cpu_kernels is the fastest on a CPU that computes in bfloat16 (AVX-512 BF16,
+    # AMX; README, "The model"); auto picks it there and float32 elsewhere.
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # bfloat16 linear layers on oneDNN-prepacked weights, plus int8 copies for a lone reply.
     cpu_kernels: bool = True
     # bitsandbytes weight quantization of the local model: none, int8 (8-bit) or nf4 (4-bit).
     quantization: Literal["none", "int8", "nf4"] = "none"
     # LoRA adapters to load, name -> peft directory (JSON: {"support": "/srv/adapters/support"});
-    # a request picks one by name, `adapter` is the default, "base" means none.
+    # a request picks one by name, `adapter` is the default. Unset: the shipped grounding adapter
+    # (engine/grounding_adapter, loaded as "grounding"); "base" means none.
     adapters: dict[str, Path] = Field(default_factory=dict)
     adapter: str | None = None
     threads: int | None = None

@@ -2,11 +2,26 @@
 `answerdesk telegram set-webhook`, answered at once and processed in the background."""
 
 import json
+import logging
 import secrets
 
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 
 from adapters.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _problem(exc: Exception) -> str:
+    """What is wrong with an update, without its values (they may hold a customer's text)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'update'}: {e['msg']}" for e in exc.errors()
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc.msg})"
+    return type(exc).__name__
 
 
 def telegram_webhook_router() -> APIRouter:
@@ -24,7 +39,8 @@ def telegram_webhook_router() -> APIRouter:
         try:
             update = json.loads(await request.body())
             telegram.feed(update)
-        except (ValueError, TypeError):  # not JSON, or not an Update: Telegram would not send it
+        except (ValueError, TypeError) as exc:  # not JSON, or not an Update
+            log.warning("malformed Telegram update ignored: %s", _problem(exc))
             return Response(status_code=400)
         return Response(status_code=200)
 

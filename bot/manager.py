@@ -13,7 +13,7 @@ from bot.grounding import supported_prefix
 from bot.handoff import HandoffDesk, state_turn
 from bot.intents import intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
-from bot.prompt import REFUSAL, approximate_tokens, build_messages
+from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
@@ -292,7 +292,7 @@ class ConversationManager:
         self, generated: str, question: str, hits: list[Hit], sources: tuple[Source, ...]
     ) -> tuple[Mode, str, tuple[Source, ...]]:
         """Keep a generated reply only if it is an answer that invents no facts."""
-        if REFUSAL.lower().rstrip(".") in generated.lower():
+        if is_refusal(generated):
             return "fallback", self.policy.fallback_message, ()
         faq = "\n".join(f"{h.entry.question}\n{h.entry.answer}" for h in hits)
         reply = supported_prefix(generated, faq, question)

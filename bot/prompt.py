@@ -19,6 +19,11 @@ SYSTEM = (
 )
 
 
+def is_refusal(reply: str) -> bool:
+    """Whether a generated reply says the FAQ does not answer the question."""
+    return REFUSAL.lower().rstrip(".") in reply.lower()
+
+
 def approximate_tokens(text: str) -> int:
     """About four characters a token for English text, rounded up."""
     return len(text) // 4 + 1

@@ -6,6 +6,7 @@ on first access only: importing `engine` for its contract stays light.
 
 from typing import TYPE_CHECKING, Any
 
+from engine.bundled import shipped_adapter
 from engine.chat_model import ChatMessage, ChatModel, GenerationParams, generate
 from engine.errors import EngineError, ModelBusy
 
@@ -22,6 +23,7 @@ __all__ = [
     "ModelBusy",
     "RemoteModel",
     "generate",
+    "shipped_adapter",
 ]
 
 

@@ -29,6 +29,12 @@ def bundled_gguf() -> Path:
     return path
 
 
+def shipped_adapter() -> Path | None:
+    """The grounding adapter that ships with answerdesk (engine/grounding_adapter), if built."""
+    path = Path(__file__).parent / "grounding_adapter"
+    return path if (path / "adapter_config.json").is_file() else None
+
+
 def resolve_model(source: str | None, cache_dir: Path) -> Path | str:
     """A local directory (or hub id) that `from_pretrained` loads quickly.
 

@@ -15,7 +15,7 @@ class GenerationParams:
     max_new_tokens: int = 160
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0
-    repetition_penalty: float = 1.1
+    repetition_penalty: float = 1.1  # on the reply's own tokens, never the prompt's
     seed: int | None = None
     stop: tuple[str, ...] = ()  # the reply ends before the first of these strings
     adapter: str | None = None  # a LoRA adapter by name; None: the model's default

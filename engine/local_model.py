@@ -13,7 +13,7 @@ from engine.attention import float32_attention_cache, use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
 from engine.cpu_linear import use_cpu_linears
 from engine.errors import EngineError
-from engine.loading import Dtype, Quantization, attach_adapters, load_base
+from engine.loading import Dtype, Quantization, attach_adapters, fast_dtype, load_base
 from engine.reply_text import ReplyText
 from engine.scheduler import BASE, BatchScheduler, DecodeStats, Job
 
@@ -78,13 +78,16 @@ class LocalModel:
     ) -> "LocalModel":
         """Load `source` (None = the bundled SmolLM2-135M-Instruct GGUF, a GGUF path, an HF
         directory or hub id), quantized as asked, with `adapters` (name -> peft directory).
-        `cpu_kernels` (bf16 on a CPU) switches the linear layers to faster kernels (cpu_linear)."""
+        `dtype` auto is bfloat16 where the hardware has it, else float32; `cpu_kernels` (bf16,
+        unquantized, on a CPU) switches the linear layers to faster kernels (cpu_linear)."""
         torch.set_num_threads(1)  # only the decode thread computes on several (see scheduler)
+        dtype = fast_dtype(dtype)
         tokenizer, model = load_base(source, cache_dir, dtype, quantization)
         model = attach_adapters(model, adapters or {})
-        if cpu_kernels:
+        on_cpu = not torch.cuda.is_available()
+        if cpu_kernels and dtype == "bfloat16" and quantization == "none" and on_cpu:
             model = use_cpu_linears(model)
-        if dtype == "bfloat16" and quantization == "none" and not torch.cuda.is_available():
+        if dtype == "bfloat16" and quantization == "none" and on_cpu:
             use_float32_attention(model)
         return cls(
             model,

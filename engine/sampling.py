@@ -17,14 +17,20 @@ class TokenChooser:
     """The per-conversation sampling settings, applied to one row of scores at a time.
 
     Greedy when the temperature is 0; a seed makes sampling repeatable. The processors are
-    transformers' own, so a reply is chosen exactly as `generate` would choose it.
+    transformers' own, so a reply is chosen exactly as `generate` would choose it with the same
+    processors (the repetition penalty ignoring the prompt).
     """
 
-    def __init__(self, params: GenerationParams) -> None:
+    def __init__(self, params: GenerationParams, prompt_length: int) -> None:
         self.greedy = params.temperature <= 0
         processors = LogitsProcessorList()
         if params.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+            # On the reply's own tokens only: a grounded answer copies the FAQ in its prompt.
+            processors.append(
+                RepetitionPenaltyLogitsProcessor(
+                    params.repetition_penalty, prompt_ignore_length=prompt_length
+                )
+            )
         if not self.greedy:
             processors.append(TemperatureLogitsWarper(params.temperature))
             if params.top_p < 1.0:

@@ -51,7 +51,7 @@ class Job:
     lookup_pause: int = 0  # steps to go without guessing after a guess that was all wrong
 
     def __post_init__(self) -> None:
-        self.chooser = TokenChooser(self.params)
+        self.chooser = TokenChooser(self.params, len(self.prompt))
         self._history = torch.empty(len(self.prompt) + self.params.max_new_tokens, dtype=torch.long)
         self._history[: len(self.prompt)] = torch.tensor(self.prompt, dtype=torch.long)
         self._length = len(self.prompt)

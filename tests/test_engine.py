@@ -26,8 +26,10 @@ def chat(question: str) -> list:
 
 
 def reference(model: LocalModel, messages: list, max_new_tokens: int) -> str:
-    """What transformers' own `generate` replies, greedy, with the same repetition penalty."""
+    """What transformers' own `generate` replies, greedy, with the same repetition penalty
+    (on the reply's tokens, not the prompt's)."""
     import torch
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
     tokenizer = model._tokenizer
     inputs = tokenizer.apply_chat_template(
@@ -38,7 +40,9 @@ def reference(model: LocalModel, messages: list, max_new_tokens: int) -> str:
             **inputs,
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            repetition_penalty=1.1,
+            logits_processor=LogitsProcessorList(
+                [RepetitionPenaltyLogitsProcessor(1.1, inputs["input_ids"].shape[1])]
+            ),
             temperature=None,
             top_p=None,
             top_k=None,

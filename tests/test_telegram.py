@@ -171,8 +171,12 @@ async def test_a_wrong_or_missing_secret_is_rejected(webhook: Server, fake: Fake
     async with httpx.AsyncClient(timeout=30) as client:
         r = await client.post(f"{webhook.url}/telegram/webhook", json=update)
     assert r.status_code == 401
-    assert (await post_update(webhook, {"update_id": "x"}, secret(fake))).status_code == 400
+    malformed = {"update_id": "x", "message": {"text": "my card number is 4111"}}
+    assert (await post_update(webhook, malformed, secret(fake))).status_code == 400
     assert await turns(webhook, 560) == [] and not fake.sent("sendMessage", 560)
+    # Ignored and logged: what is wrong, never what the update said.
+    [logged] = [line for line in webhook.log().splitlines() if "malformed Telegram" in line]
+    assert "update_id: Input should be a valid integer" in logged and "4111" not in logged
 
 
 async def test_an_update_delivered_3_times_is_answered_once(
