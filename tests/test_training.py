@@ -2,6 +2,7 @@
 and the answer metrics of `eval answers`."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,24 +59,25 @@ async def test_a_tiny_qlora_adapter_trains_loads_and_changes_the_reply(tmp_path:
     held_out = write_chats(tmp_path / "eval.jsonl", GATE[::2])
     out = tmp_path / "adapter"
     args = ["train", "--data", str(data), "--eval-data", str(held_out), "--out", str(out)]
-    args += ["--quant", "nf4", "--layers", "4", "--rank", "4", "--steps", "12", "--lr", "3e-3"]
+    args += ["--quant", "nf4", "--layers", "8", "--rank", "4", "--steps", "20", "--lr", "5e-3"]
     args += ["--batch-size", "3"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output.strip().splitlines()[-1])
-    assert metrics["steps"] == 12 and metrics["train_chats"] == 6
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["steps"] == 20 and metrics["train_chats"] == 6
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"] / 2
     assert (out / "adapter_model.safetensors").is_file()
     card = (out / "MODEL_CARD.md").read_text()
     assert "nf4" in card and "rank 4" in card
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 12
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 20
 
     model = LocalModel.load(None, MODEL_CACHE, adapters={"tiny": out})
     messages = write_chats(tmp_path / "q.jsonl", GATE[:1])
     prompt = read_chats(messages)[0][:-1]
+    greedy = GenerationParams(max_new_tokens=16, repetition_penalty=1.0)
     try:
-        base = await generate(model, prompt, GenerationParams(max_new_tokens=16))
-        tuned = await generate(model, prompt, GenerationParams(max_new_tokens=16, adapter="tiny"))
+        base = await generate(model, prompt, greedy)
+        tuned = await generate(model, prompt, replace(greedy, adapter="tiny"))
     finally:
         await model.close()
     assert tuned != base
