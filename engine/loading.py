@@ -18,14 +18,19 @@ Dtype = Literal["auto", "float32", "bfloat16"]
 Quantization = Literal["none", "int8", "nf4"]
 
 
+def bf16_hardware() -> bool:
+    """Whether this machine computes in bfloat16: a GPU, or a CPU with AVX-512 BF16 or AMX
+    (oneDNN's test; the CPU kernels of engine.cpu_linear need it)."""
+    return torch.cuda.is_available() or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def fast_dtype(dtype: Dtype) -> Literal["float32", "bfloat16"]:
     """`auto`: bfloat16 where the hardware computes in it (a GPU, or a CPU with AVX-512 BF16 or
     AMX), else float32: without those instructions bfloat16 matrix products are emulated, and
     measured on an AVX2 CPU even one 2048x2048 product took over a minute (float32: 0.14 s)."""
     if dtype != "auto":
         return dtype
-    bf16 = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bfloat16" if bf16 else "float32"
+    return "bfloat16" if bf16_hardware() else "float32"
 
 
 def load_base(

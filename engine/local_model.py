@@ -13,7 +13,14 @@ from engine.attention import float32_attention_cache, use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
 from engine.cpu_linear import use_cpu_linears
 from engine.errors import EngineError
-from engine.loading import Dtype, Quantization, attach_adapters, fast_dtype, load_base
+from engine.loading import (
+    Dtype,
+    Quantization,
+    attach_adapters,
+    bf16_hardware,
+    fast_dtype,
+    load_base,
+)
 from engine.reply_text import ReplyText
 from engine.scheduler import BASE, BatchScheduler, DecodeStats, Job
 
@@ -86,7 +93,10 @@ class LocalModel:
         model = attach_adapters(model, adapters or {})
         on_cpu = not torch.cuda.is_available()
         if cpu_kernels and dtype == "bfloat16" and quantization == "none" and on_cpu:
-            model = use_cpu_linears(model)
+            if bf16_hardware():
+                model = use_cpu_linears(model)
+            else:
+                log.warning("this CPU has no bfloat16 instructions: CPU kernels off; use float32")
         if dtype == "bfloat16" and quantization == "none" and on_cpu:
             use_float32_attention(model)
         return cls(
