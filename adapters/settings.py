@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     # bitsandbytes weight quantization of the local model: none, int8 (8-bit) or nf4 (4-bit).
     quantization: Literal["none", "int8", "nf4"] = "none"
     # LoRA adapters to load, name -> peft directory (JSON: {"support": "/srv/adapters/support"});
-    # a request picks one by name, `adapter` is the default. Unset: the shipped grounding adapter
-    # (engine/grounding_adapter, loaded as "grounding"); "base" means none.
+    # a request picks one by name, `adapter` is the default ("base": none). "grounding" is the
+    # shipped grounding adapter (engine/grounding_adapter).
     adapters: dict[str, Path] = Field(default_factory=dict)
     adapter: str | None = None
     threads: int | None = None

@@ -1,10 +1,13 @@
 """The composition root with real parts: what it registers in Redis at start."""
 
+from dataclasses import replace
 from pathlib import Path
 
-from adapters.runtime import build_runtime, local_adapters
+from adapters.runtime import build_model, build_runtime, local_adapters
 from adapters.settings import Settings
-from engine import shipped_adapter
+from bot.prompt import build_messages, is_refusal
+from engine import GenerationParams, generate, shipped_adapter
+from knowledge import FaqEntry, Hit
 from tests.conftest import MODEL_CACHE
 
 
@@ -27,14 +30,39 @@ async def test_the_demo_site_follows_the_setting(
         assert await runtime.sites.all() == []  # turned off: gone, not just unused
 
 
-def test_the_shipped_grounding_adapter_is_the_default_and_can_be_turned_off(
-    tmp_path: Path,
-) -> None:
+def test_the_shipped_grounding_adapter_is_one_setting_away(tmp_path: Path) -> None:
     shipped = shipped_adapter()
     assert shipped is not None and (shipped / "adapter_model.safetensors").is_file()
-    assert local_adapters(Settings()) == ({"grounding": shipped}, "grounding")
-    assert local_adapters(Settings(adapter="base")) == ({}, "base")  # the base model alone
+    assert local_adapters(Settings()) == ({}, None)  # the base model alone, by measurement
+    assert local_adapters(Settings(adapter="grounding")) == ({"grounding": shipped}, "grounding")
     mine = {"mine": tmp_path}
     assert local_adapters(Settings(adapters=mine, adapter="mine")) == (mine, "mine")
-    # It was trained on the bundled model; another base model does not get it.
-    assert local_adapters(Settings(model=str(tmp_path))) == ({}, None)
+    assert local_adapters(Settings(adapters={"grounding": tmp_path}, adapter="grounding")) == (
+        {"grounding": tmp_path},
+        "grounding",
+    )
+
+
+async def test_the_shipped_adapter_copies_the_faq_or_refuses(
+    sample_entries: list[FaqEntry],
+) -> None:
+    model = build_model(Settings(adapter="grounding", model_cache_dir=MODEL_CACHE))
+    by_id = {e.id: e for e in sample_entries}
+    reset, create, shipping = (
+        by_id[i] for i in ("account-reset-password", "account-create", "shipping-time")
+    )
+    question = "I forgot my password, what now?"
+    answerable = build_messages(question, [Hit(reset, 0.7), Hit(create, 0.5)], [], "Pinecone")
+    unanswerable = build_messages(question, [Hit(create, 0.5), Hit(shipping, 0.3)], [], "Pinecone")
+    params = GenerationParams(max_new_tokens=60)
+    try:
+        answered = await generate(model, answerable, params)
+        refused = await generate(model, unanswerable, params)
+        base = await generate(model, answerable, replace(params, adapter="base"))
+    finally:
+        await model.close()
+    # The operator's words or the refusal sentence, nothing of its own (it still refuses too
+    # often where the FAQ answers: README, "Fine-tuning"); the base model's reply differs.
+    assert answered.startswith(reset.answer[:40]) or is_refusal(answered)
+    assert is_refusal(refused)
+    assert answered != base
