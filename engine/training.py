@@ -313,6 +313,8 @@ def model_card(config: TrainConfig, metrics: dict[str, Any]) -> str:
     targets = ", ".join(config.targets)
     layers = f"the top {config.layers} layers" if config.layers else "every layer"
     seen = metrics["steps"] * config.batch_size
+    loss = metrics["train_loss"]
+    train_loss = "- (interrupted)" if loss is None else f"{loss:.4f}"
     return f"""# LoRA adapter
 
 - Base model: {base}
@@ -326,7 +328,7 @@ def model_card(config: TrainConfig, metrics: dict[str, Any]) -> str:
 ({seen / metrics["train_chats"]:.0%} of an epoch); {metrics["eval_chats"]} held out for eval \
 loss; {metrics["skipped_chats"]} longer than {config.max_tokens} tokens left out
 - Eval loss: {metrics["eval_loss_before"]} before, {metrics["eval_loss_after"]} after; \
-train loss {metrics["train_loss"]:.4f}; {metrics["seconds"]} s on the training machine
+train loss {train_loss}; {metrics["seconds"]} s on the training machine
 
 ## Data
 
