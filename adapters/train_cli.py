@@ -17,27 +17,32 @@ from adapters.settings import Settings
 from bot.answer_eval import Scored, answer_cases, summarize
 from bot.grounded_chats import GroundedCase, Search, grounded_case, training_chats
 from engine import EngineError, GenerationParams
-from knowledge import FaqEntry, KnowledgeError, KnowledgeKeys, read_entries
+from knowledge import FaqEntry, Hit, KnowledgeError, KnowledgeKeys, read_entries
 from knowledge.evaluation import read_queries
+from knowledge.retriever import TextEmbedder
 
 QUANTS = click.Choice(["none", "int8", "nf4"])
 existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @asynccontextmanager
-async def kb_search(settings: Settings, entries: list[FaqEntry]) -> AsyncIterator[Search]:
-    """Retrieval over `entries` alone (the stored knowledge base is not touched)."""
+async def open_embedder(settings: Settings) -> AsyncIterator[TextEmbedder]:
+    """The configured embedder, its cache in the configured Redis."""
     from knowledge import Embedder
 
     async with open_redis(settings.redis_url, settings.data_dir) as redis:
         keys = KnowledgeKeys(settings.redis_prefix)
-        embedder = await asyncio.to_thread(Embedder, settings.embedder, redis, keys)
-        index = await index_of(embedder, entries)
+        yield await asyncio.to_thread(Embedder, settings.embedder, redis, keys)
 
-        async def search(question: str, k: int) -> list[Any]:
-            return index.search(await embedder.embed_query(question), question, k=k)
 
-        yield search
+async def search_over(embedder: TextEmbedder, entries: list[FaqEntry]) -> Search:
+    """Retrieval over `entries` alone (the stored knowledge base is not touched)."""
+    index = await index_of(embedder, entries)
+
+    async def search(question: str, k: int) -> list[Hit]:
+        return index.search(await embedder.embed_query(question), question, k=k)
+
+    return search
 
 
 @click.group(invoke_without_command=True)
@@ -136,10 +141,11 @@ def make_data(
 
     async def work() -> list[dict[str, object]]:
         chats: list[dict[str, object]] = []
-        for n, path in enumerate(kb_files):
-            entries = read_entries(path)
-            business = names[n] if names else settings.business_name
-            async with kb_search(settings, entries) as search:
+        async with open_embedder(settings) as embedder:
+            for n, path in enumerate(kb_files):
+                entries = read_entries(path)
+                business = names[n] if names else settings.business_name
+                search = await search_over(embedder, entries)
                 chats += await training_chats(entries, search, business, k, refusal_share, seed)
         return chats
 
@@ -225,7 +231,8 @@ def eval_answers(
 
     async def work() -> list[Scored]:
         cases: list[GroundedCase] = []
-        async with kb_search(settings, entries) as search:
+        async with open_embedder(settings) as embedder:
+            search = await search_over(embedder, entries)
             for q in usable:
                 gold = [by_id[i] for i in sorted(q.relevant)]
                 for answerable in (True, False) if gold else (False,):
