@@ -65,6 +65,11 @@ class RedisServer:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    @property
+    def pid(self) -> int | None:
+        """The process id of the redis-server this object started, if it runs."""
+        return self._process.pid if self._process and self._process.poll() is None else None
+
     def start(self, timeout_s: float = 10.0) -> "RedisServer":
         self.folder.mkdir(parents=True, exist_ok=True)
         if self._answers():

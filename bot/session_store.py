@@ -2,13 +2,14 @@
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
 from bot.errors import ConversationError, StorageUnavailable
 from bot.keys import SessionKeys
@@ -29,6 +30,11 @@ class SessionStore:
         self.ttl_s = ttl_s
         self._max_turns = max_turns
         self._lock_lease_s = lock_lease_s
+        # session id -> (token, when) of a lock this process may still hold in Redis because
+        # Redis failed while it was taken or released (a crash restored from the append-only file
+        # brings the lock back). Released before the session's next turn here, instead of making
+        # that turn wait out the lease.
+        self._orphans: dict[str, tuple[bytes, float]] = {}
 
     async def append(
         self,
@@ -119,18 +125,38 @@ class SessionStore:
             timeout=self._lock_lease_s,
             blocking_timeout=self._lock_lease_s,
         )
+        token = uuid.uuid4().hex.encode()
         try:
-            acquired = await lock.acquire()
+            await self._release_orphan(session_id, lock)
+            acquired = await lock.acquire(token=token)
         except RedisError as exc:
+            # Keep an orphan not yet released; else this acquire's SET may have landed.
+            self._orphans.setdefault(session_id, (token, time.monotonic()))
             raise StorageUnavailable(f"Cannot reach the session store: {exc}") from exc
         if not acquired:
             raise ConversationError("This conversation is busy with another message; try again.")
         try:
             yield
         finally:
-            # If the lease ran out or Redis went away, the lock expires by itself.
-            with suppress(LockError, RedisError):
+            try:
                 await lock.release()
+            except LockError:
+                pass  # the lease ran out: nothing left to release
+            except RedisError:
+                self._orphans[session_id] = (token, time.monotonic())
+
+    async def _release_orphan(self, session_id: str, lock: Any) -> None:
+        orphan = self._orphans.get(session_id)
+        if orphan is None:
+            return
+        token, since = orphan
+        if time.monotonic() - since < self._lock_lease_s:
+            with suppress(LockNotOwnedError):
+                await lock.do_release(token)  # only if Redis still holds this very token
+        del self._orphans[session_id]
+        now = time.monotonic()  # forget other sessions' orphans whose lease has run out
+        for stale in [s for s, (_, t) in self._orphans.items() if now - t >= self._lock_lease_s]:
+            del self._orphans[stale]
 
 
 def turn_from_json(raw: str | bytes) -> Turn:

@@ -166,6 +166,7 @@ def train(
         raise TrainingError(f"Every chat is longer than {config.max_tokens} tokens.")
     if config.quant != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        _keep_4bit_weights_unpacked(model)
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in config.targets if t not in present]
     if missing:
@@ -287,6 +288,18 @@ def _encode_all(
     if len(kept) < len(encoded):
         log.warning("%d chats longer than %d tokens left out", len(encoded) - len(kept), max_tokens)
     return kept, len(encoded) - len(kept)
+
+
+def _keep_4bit_weights_unpacked(model: Any) -> None:
+    """On CPUs with AVX-512 BF16, bitsandbytes (0.50) repacks a 4-bit weight the first time it
+    runs without gradients (the eval before training), and its training forward then reads the
+    repacked weight as if it were not: measured, train loss fell while eval loss rose from 2.47
+    to 16.5. Training keeps the layout that both paths read."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _eval_loss(trainer: Any) -> float:

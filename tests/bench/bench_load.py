@@ -49,6 +49,9 @@ class Result:
     accepted: dict[str, int] = field(default_factory=dict)  # session -> answered turns
     lost_turns: int = 0
     seconds: float = 0.0
+    # (time.monotonic() when the answer came, HTTP status, Retry-After); status 0 and the
+    # exception's name when no answer came
+    timeline: list[tuple[float, int, str | None]] = field(default_factory=list)
 
     def lines(self, command: str, users: int) -> list[dict[str, object]]:
         out = []
@@ -73,13 +76,16 @@ class Result:
         return out
 
 
-async def run_load(url: str, users: int, seconds: float, seed: int = 7) -> Result:
-    """`users` customers, each asking, reading (0.2-0.6 s) and asking again until `seconds`."""
+async def run_load(
+    url: str, users: int, seconds: float, seed: int = 7, answer_within_s: float = 120
+) -> Result:
+    """`users` customers, each asking, reading (0.2-0.6 s) and asking again until `seconds`.
+    A request without an answer within `answer_within_s` seconds counts as an error."""
     rng = random.Random(seed)
     result = Result()
     run = uuid.uuid4().hex[:6]
     limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=answer_within_s, limits=limits) as client:
         deadline = time.monotonic() + seconds
 
         async def customer(n: int) -> None:
@@ -92,9 +98,11 @@ async def run_load(url: str, users: int, seconds: float, seed: int = 7) -> Resul
                     r = await client.post(
                         "/api/chat", json={"session_id": session, "message": question}
                     )
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    status, retry_after = r.status_code, r.headers.get("retry-after")
+                except httpx.HTTPError as exc:
+                    status, retry_after = 0, type(exc).__name__
+                result.timeline.append((time.monotonic(), status, retry_after))
+                ok = status == 200
                 if ok:
                     result.latencies.setdefault(kind, []).append(time.perf_counter() - started)
                     result.accepted[session] = result.accepted.get(session, 0) + 1
