@@ -1,8 +1,10 @@
 """FAQ files, the Redis-backed store and retrieval with the real bundled embedder."""
 
+import asyncio
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from redis.asyncio import Redis
 
@@ -134,3 +136,22 @@ async def test_embeddings_are_cached_in_redis(redis_url: str, prefix: str) -> No
     again = await NoEncoding(None, client, keys).embed(texts)
     assert (again == vectors).all()
     await client.aclose()
+
+
+async def test_questions_asked_at_once_are_encoded_together_with_the_same_vectors(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    questions = [f"can I return order number {n} after {n % 7 + 2} weeks?" for n in range(24)]
+    alone = [await embedder.embed_query(q) for q in questions]
+    batches: list[int] = []
+    encode = embedder.encode
+
+    def counted(texts: list[str]) -> np.ndarray:
+        batches.append(len(texts))
+        return encode(texts)
+
+    monkeypatch.setattr(embedder, "encode", counted)
+    together = await asyncio.gather(*(embedder.embed_query(q) for q in questions))
+    assert sum(batches) == len(questions) and len(batches) < len(questions) / 2
+    for a, b in zip(alone, together, strict=True):
+        assert float(a @ b) > 0.9999  # the same direction, whichever batch it rode in
