@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint bench bench-engine bench-load bench-retrieval adapter clean
+.PHONY: install browser run test lint audit bench bench-engine bench-load bench-retrieval adapter clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ lint: install
 	$(BIN)/mypy
 	@if command -v docker-compose >/dev/null; then docker-compose -f docker/compose.yaml config -q && echo "docker/compose.yaml: valid"; \
 	  else echo "docker/compose.yaml not checked: install docker-compose (apt-get install docker-compose)"; fi
+	$(MAKE) audit
+
+# Known vulnerabilities in every installed package, from PyPI's per-release JSON
+# (pypi.org/pypi/NAME/VERSION/json). --strict: a package that could not be checked fails too.
+audit: install
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
 
 bench: install
 	$(BIN)/python -m tests.bench.bench_chat

@@ -60,9 +60,9 @@ async def open_kb(settings: Settings, search: bool) -> AsyncIterator[Kb]:
         store = KnowledgeStore(redis, keys)
         retriever = None
         if search:
-            from knowledge import Embedder
+            from adapters.runtime import build_embedder
 
-            embedder = await asyncio.to_thread(Embedder, settings.embedder, redis, keys)
+            embedder = await asyncio.to_thread(build_embedder, settings, redis)
             retriever = Retriever(store, embedder)
         yield Kb(store, retriever)
 

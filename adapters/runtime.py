@@ -115,6 +115,19 @@ def build_model(settings: Settings) -> ChatModel:
     )
 
 
+def build_embedder(settings: Settings, redis: Redis) -> Embedder:
+    """The configured embedder, its vectors cached in `redis`. `auto` is the model's test: bfloat16
+    where the CPU computes in it."""
+    from engine.loading import fast_dtype
+
+    return Embedder(
+        settings.embedder,
+        redis,
+        KnowledgeKeys(settings.redis_prefix),
+        dtype=fast_dtype(settings.embedder_dtype),
+    )
+
+
 @asynccontextmanager
 async def build_runtime(
     settings: Settings, metrics: Metrics | None = None
@@ -124,9 +137,7 @@ async def build_runtime(
         # user, and loading it makes every thread started later compute on one (engine.scheduler).
         model = await asyncio.to_thread(build_model, settings)
         knowledge = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
-        embedder = await asyncio.to_thread(
-            Embedder, settings.embedder, redis, KnowledgeKeys(settings.redis_prefix)
-        )
+        embedder = await asyncio.to_thread(build_embedder, settings, redis)
         retriever = Retriever(knowledge, embedder)
         await seed_knowledge(knowledge, retriever, settings)
         sessions = SessionStore(

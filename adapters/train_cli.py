@@ -17,7 +17,7 @@ from adapters.settings import Settings
 from bot.answer_eval import Scored, answer_cases, summarize
 from bot.grounded_chats import GroundedCase, Search, grounded_case, training_chats
 from engine import EngineError, GenerationParams
-from knowledge import FaqEntry, Hit, KnowledgeError, KnowledgeKeys, read_entries
+from knowledge import FaqEntry, Hit, KnowledgeError, read_entries
 from knowledge.evaluation import read_queries
 from knowledge.retriever import TextEmbedder
 
@@ -28,11 +28,10 @@ existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @asynccontextmanager
 async def open_embedder(settings: Settings) -> AsyncIterator[TextEmbedder]:
     """The configured embedder, its cache in the configured Redis."""
-    from knowledge import Embedder
+    from adapters.runtime import build_embedder
 
     async with open_redis(settings.redis_url, settings.data_dir) as redis:
-        keys = KnowledgeKeys(settings.redis_prefix)
-        yield await asyncio.to_thread(Embedder, settings.embedder, redis, keys)
+        yield await asyncio.to_thread(build_embedder, settings, redis)
 
 
 async def search_over(embedder: TextEmbedder, entries: list[FaqEntry]) -> Search:

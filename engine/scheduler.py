@@ -8,11 +8,18 @@ vs 24-27 ms on a 2-core CPU). Replies that finish, stop or lose
 their reader leave the batch at the next step. While a single greedy reply runs alone, each step
 also checks a guess of the next few tokens copied from the prompt (prompt lookup decoding): a
 support answer often repeats its FAQ entry, and checking ten tokens costs about one step.
+
+The decode thread and its OpenMP workers run at a lower CPU priority (nice +10, Linux) than the
+rest of the process: a reply being generated takes seconds, while a customer whose question the
+FAQ answers exactly should have the answer in milliseconds, so when both want the CPU the FAQ
+answer goes first and generation takes what is left. Measured with 50 simulated customers on 2
+cores: FAQ answers p95 280 -> 115 ms, the model's output 551 -> 341 chunks in 30 s.
 """
 
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -151,6 +158,7 @@ class BatchScheduler:
     # The decode thread.
 
     def _run(self) -> None:
+        _yield_cpu_to_the_rest_of_the_process()  # before the OpenMP workers exist: they inherit it
         torch.set_num_threads(self._threads)  # this thread's OpenMP team: the model's threads
         torch.ones(
             1 << 16
@@ -384,3 +392,20 @@ def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
     if tensor.dim() == 2:
         return F.pad(tensor, (width - tensor.shape[1], 0))
     return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))
+
+
+DECODE_NICE = 10  # added to the process's nice value
+
+
+def _yield_cpu_to_the_rest_of_the_process() -> None:
+    """Lower the calling thread's CPU priority (threads started from it inherit it). On Linux a
+    thread's nice value is its own; elsewhere `setpriority` would lower the whole process."""
+    if not sys.platform.startswith("linux"):
+        return
+    me = threading.get_native_id()
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + DECODE_NICE)
+        )
+    except OSError as exc:  # e.g. a seccomp profile that forbids it: run at normal priority
+        log.warning("Could not lower the decode thread's priority: %s", exc)

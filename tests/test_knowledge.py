@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
+from engine.loading import bf16_hardware
 from knowledge import (
     Embedder,
     FaqEntry,
@@ -130,11 +131,30 @@ async def test_embeddings_are_cached_in_redis(redis_url: str, prefix: str) -> No
     assert len([k async for k in client.scan_iter(match=f"{prefix}:emb:*")]) == 2
 
     class NoEncoding(Embedder):
-        def _encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
+        def encode(self, texts: list[str]) -> np.ndarray:
             raise AssertionError(f"re-embedded {texts}")
 
     again = await NoEncoding(None, client, keys).embed(texts)
     assert (again == vectors).all()
+    await client.aclose()
+
+
+@pytest.mark.skipif(
+    not bf16_hardware(), reason="this CPU has no bfloat16 instructions (AVX-512 BF16 / AMX)"
+)
+async def test_the_bfloat16_embedder_finds_the_same_entries_and_is_cached_apart(
+    redis_url: str, prefix: str, embedder: Embedder, sample_entries: list[FaqEntry]
+) -> None:
+    client = Redis.from_url(redis_url)
+    fast = Embedder(None, client, KnowledgeKeys(prefix), dtype="bfloat16")
+    texts = [e.question for e in sample_entries]
+    exact, rounded = await embedder.embed(texts), await fast.embed(texts)
+    assert float((exact * rounded).sum(axis=1).min()) > 0.99
+    assert fast.name != embedder.name  # float32's cached vectors are not mixed in
+    questions = ["do you deliver to austria", "my password doesnt work", "when are you open"]
+    for question in questions:
+        a, b = await embedder.embed_query(question), await fast.embed_query(question)
+        assert int(np.argmax(exact @ a)) == int(np.argmax(rounded @ b))
     await client.aclose()
 
 

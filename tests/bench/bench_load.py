@@ -1,9 +1,14 @@
 """Load: simulated customers over HTTP with a mix of FAQ, generated and out-of-scope questions.
 
-Run: `make bench-load` (50 users, 5 minutes, against a server it starts itself) or
-`python -m tests.bench.bench_load --users 50 --seconds 300 [--url http://host:port]`.
-Prints one JSON line per answer mode: requests, errors, rps, p50/p95 latency, lost turns (turns a
-customer got an answer for that are missing from the stored history afterwards).
+Run: `make bench-load` (50 users asking 100 questions a second in all, for 5 minutes, against a
+server it starts itself) or
+`python -m tests.bench.bench_load --users 50 --rps 100 --seconds 300 [--url http://host:port]`.
+The questions arrive at the given rate whatever the server does (an open loop: each customer asks
+at random, Poisson-distributed times, and may ask again before the last answer came, as people do
+in a chat), so a slow server is measured at that rate, not at the lower rate its slowness allows.
+Prints one JSON line per question kind: requests, errors, rps, p50/p95 latency, the reply modes
+those questions got, lost turns (turns a customer got an answer for that are missing from the
+stored history afterwards).
 """
 
 import argparse
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 QUESTIONS = {
     "faq": [
@@ -33,6 +39,7 @@ QUESTIONS = {
     "fallback": ["what is the capital of France?", "write me a poem", "how do I cook pasta"],
 }
 MIX = {"faq": 0.7, "fallback": 0.2, "grounded": 0.1}
+MAX_UNANSWERED = 3  # questions one customer has sent and not yet had answered
 # A customer here sends hundreds of messages: no rate limit, and a history long enough to hold
 # every turn, so that "lost_turns" counts losses, not the history cap.
 SERVER_ENV = {
@@ -47,13 +54,18 @@ class Result:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     accepted: dict[str, int] = field(default_factory=dict)  # session -> answered turns
+    # question kind -> the reply modes it got: a grounded question may be answered "grounded" by
+    # the model or, while the model is busy, with the closest FAQ entry
+    modes: dict[str, dict[str, int]] = field(default_factory=dict)
     lost_turns: int = 0
-    seconds: float = 0.0
+    generated_chunks: float | None = None  # text chunks the model streamed (from /metrics)
+    seconds: float = 0.0  # questions were asked during this window
+    drain_s: float = 0.0  # and the last answer came this long after it
     # (time.monotonic() when the answer came, HTTP status, Retry-After); status 0 and the
     # exception's name when no answer came
     timeline: list[tuple[float, int, str | None]] = field(default_factory=list)
 
-    def lines(self, command: str, users: int) -> list[dict[str, object]]:
+    def lines(self, command: str, users: int, offered_rps: float) -> list[dict[str, object]]:
         out = []
         for kind in MIX:
             times = sorted(self.latencies.get(kind, []))
@@ -63,13 +75,17 @@ class Result:
                     "bench": "load",
                     "mode": kind,
                     "users": users,
+                    "offered_rps": offered_rps,
                     "seconds": round(self.seconds, 1),
+                    "drain_s": round(self.drain_s, 1),
                     "requests": n + self.errors.get(kind, 0),
                     "errors": self.errors.get(kind, 0),
                     "rps": round(n / self.seconds, 1) if self.seconds else 0,
                     "p50_ms": round(statistics.median(times) * 1000, 1) if n else None,
                     "p95_ms": round(times[min(n - 1, int(0.95 * n))] * 1000, 1) if n else None,
+                    "reply_modes": self.modes.get(kind, {}),
                     "lost_turns": self.lost_turns,
+                    "generated_chunks": self.generated_chunks,
                     "command": command,
                 }
             )
@@ -77,10 +93,15 @@ class Result:
 
 
 async def run_load(
-    url: str, users: int, seconds: float, seed: int = 7, answer_within_s: float = 120
+    url: str,
+    users: int,
+    seconds: float,
+    rps: float = 100,
+    seed: int = 7,
+    answer_within_s: float = 120,
 ) -> Result:
-    """`users` customers, each asking, reading (0.2-0.6 s) and asking again until `seconds`.
-    A request without an answer within `answer_within_s` seconds counts as an error."""
+    """`users` customers asking `rps` questions a second in all until `seconds`. A request
+    without an answer within `answer_within_s` seconds counts as an error."""
     rng = random.Random(seed)
     result = Result()
     run = uuid.uuid4().hex[:6]
@@ -88,47 +109,78 @@ async def run_load(
     async with httpx.AsyncClient(base_url=url, timeout=answer_within_s, limits=limits) as client:
         deadline = time.monotonic() + seconds
 
+        async def ask(session: str) -> None:
+            kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
+            question = rng.choice(QUESTIONS[kind])
+            started = time.perf_counter()
+            try:
+                r = await client.post(
+                    "/api/chat", json={"session_id": session, "message": question}
+                )
+                status, retry_after = r.status_code, r.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                status, retry_after = 0, type(exc).__name__
+            result.timeline.append((time.monotonic(), status, retry_after))
+            if status == 200:
+                result.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+                result.accepted[session] = result.accepted.get(session, 0) + 1
+                modes = result.modes.setdefault(kind, {})
+                modes[r.json()["mode"]] = modes.get(r.json()["mode"], 0) + 1
+            else:
+                result.errors[kind] = result.errors.get(kind, 0) + 1
+
         async def customer(n: int) -> None:
-            session = f"load-{run}-{n}"
-            while time.monotonic() < deadline:
-                kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
-                question = rng.choice(QUESTIONS[kind])
-                started = time.perf_counter()
-                try:
-                    r = await client.post(
-                        "/api/chat", json={"session_id": session, "message": question}
-                    )
-                    status, retry_after = r.status_code, r.headers.get("retry-after")
-                except httpx.HTTPError as exc:
-                    status, retry_after = 0, type(exc).__name__
-                result.timeline.append((time.monotonic(), status, retry_after))
-                ok = status == 200
-                if ok:
-                    result.latencies.setdefault(kind, []).append(time.perf_counter() - started)
-                    result.accepted[session] = result.accepted.get(session, 0) + 1
-                else:
-                    result.errors[kind] = result.errors.get(kind, 0) + 1
-                await asyncio.sleep(rng.uniform(0.2, 0.6))
+            """Questions at random (Poisson) times, whether or not the last one was answered,
+            but never more than `MAX_UNANSWERED` at once: then the next waits for an answer."""
+            session, asked = f"load-{run}-{n}", []
+            unanswered = asyncio.Semaphore(MAX_UNANSWERED)
+
+            async def ask_when_allowed() -> None:
+                async with unanswered:
+                    await ask(session)
+
+            due = time.monotonic() + rng.expovariate(rps / users)
+            while due < deadline:
+                await asyncio.sleep(due - time.monotonic())
+                await unanswered.acquire()  # a customer with three questions unanswered waits
+                unanswered.release()
+                asked.append(asyncio.create_task(ask_when_allowed()))
+                due += rng.expovariate(rps / users)  # late (busy client, cap): catch up
+            await asyncio.gather(*asked)
 
         started = time.monotonic()
         await asyncio.gather(*(customer(n) for n in range(users)))
-        result.seconds = time.monotonic() - started
+        result.seconds = seconds
+        result.drain_s = max(0.0, time.monotonic() - started - seconds)
         for session, answered in result.accepted.items():
             history = (await client.get(f"/api/chat/{session}/history")).json()["turns"]
             stored = sum(1 for t in history if t["role"] == "assistant")
             result.lost_turns += max(0, answered - stored)
+        result.generated_chunks = await generated_chunks(client)
     return result
+
+
+async def generated_chunks(client: httpx.AsyncClient) -> float | None:
+    """The server's count of text chunks its model streamed so far, if it exposes /metrics."""
+    r = await client.get("/metrics")
+    if r.status_code != 200:
+        return None
+    for family in text_string_to_metric_families(r.text):
+        if family.name == "answerdesk_generated_chunks":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--rps", type=float, default=100, help="questions a second, all users")
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--url", help="a running answerdesk; default: start one")
     args = parser.parse_args()
     command = " ".join([Path(sys.executable).name, "-m", "tests.bench.bench_load", *sys.argv[1:]])
     if args.url:
-        result = asyncio.run(run_load(args.url, args.users, args.seconds))
+        result = asyncio.run(run_load(args.url, args.users, args.seconds, args.rps))
     else:
         from tests.server import Server
 
@@ -136,10 +188,10 @@ def main() -> None:
             server = Server(Path(tmp), extra_env=SERVER_ENV)
             server.start()
             try:
-                result = asyncio.run(run_load(server.url, args.users, args.seconds))
+                result = asyncio.run(run_load(server.url, args.users, args.seconds, args.rps))
             finally:
                 server.stop()
-    for line in result.lines(command, args.users):
+    for line in result.lines(command, args.users, args.rps):
         print(json.dumps(line), flush=True)
 
 
