@@ -53,6 +53,8 @@ SERVER_ENV = {
 class Result:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    # question kind -> what its failures were: an HTTP status, or the exception of no answer
+    error_kinds: dict[str, dict[str, int]] = field(default_factory=dict)
     accepted: dict[str, int] = field(default_factory=dict)  # session -> answered turns
     # question kind -> the reply modes it got: a grounded question may be answered "grounded" by
     # the model or, while the model is busy, with the closest FAQ entry
@@ -80,6 +82,7 @@ class Result:
                     "drain_s": round(self.drain_s, 1),
                     "requests": n + self.errors.get(kind, 0),
                     "errors": self.errors.get(kind, 0),
+                    "error_kinds": self.error_kinds.get(kind, {}),
                     "rps": round(n / self.seconds, 1) if self.seconds else 0,
                     "p50_ms": round(statistics.median(times) * 1000, 1) if n else None,
                     "p95_ms": round(times[min(n - 1, int(0.95 * n))] * 1000, 1) if n else None,
@@ -128,6 +131,9 @@ async def run_load(
                 modes[r.json()["mode"]] = modes.get(r.json()["mode"], 0) + 1
             else:
                 result.errors[kind] = result.errors.get(kind, 0) + 1
+                failed = result.error_kinds.setdefault(kind, {})
+                what = str(status) if status else str(retry_after)
+                failed[what] = failed.get(what, 0) + 1
 
         async def customer(n: int) -> None:
             """Questions at random (Poisson) times, whether or not the last one was answered,
