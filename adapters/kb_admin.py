@@ -120,6 +120,7 @@ class CalibrationOut(BaseModel):
     oos_reject: float
     version: int
     at: float
+    embedder: str
 
     @classmethod
     def of(cls, calibration: Calibration) -> "CalibrationOut":

@@ -30,6 +30,7 @@ from knowledge.calibration import calibrate
 from knowledge.evaluation import evaluate, hold_out, read_queries
 from knowledge.formats import slug_id
 from knowledge.retriever import TextEmbedder
+from knowledge.tuning import TuningPlan
 
 T = TypeVar("T")
 
@@ -314,6 +315,67 @@ def kb_eval(
     else:
         for key, value in result.items():
             click.echo(f"{key}\t{value}")
+
+
+@kb.command("tune")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--kb",
+    "kb_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Tune on this FAQ file instead of the stored knowledge base.",
+)
+@click.option(
+    "--base",
+    default=None,
+    help="The sentence-transformers model to start from. Default: the bundled all-MiniLM-L6-v2.",
+)
+@click.option("--epochs", default=TuningPlan.epochs, show_default=True, type=float)
+@click.option("--min-steps", default=TuningPlan.min_steps, show_default=True)
+@click.option("--max-steps", default=TuningPlan.max_steps, show_default=True)
+@click.option("--batch-size", default=TuningPlan.batch_size, show_default=True)
+@click.option("--lr", default=TuningPlan.learning_rate, show_default=True)
+@click.option("--seed", default=TuningPlan.seed, show_default=True)
+def kb_tune(
+    out: Path,
+    kb_file: Path | None,
+    base: str | None,
+    epochs: float,
+    min_steps: int,
+    max_steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> None:
+    """Fine-tune the embedder on the FAQ's own questions, phrasings and answers; save it to --out.
+
+    Customers' wordings are then matched to the right entry more often. Point every server at
+    the result with ANSWERDESK_EMBEDDER=OUT and restart them: the FAQ is embedded again once and
+    the answer thresholds are chosen again for the new embedder. Tune again after large FAQ changes.
+    """
+    if batch_size < 2 or min_steps < 1 or max_steps < min_steps or epochs <= 0 or lr <= 0:
+        raise click.UsageError(
+            "--batch-size must be at least 2, --epochs and --lr above 0, and "
+            "1 <= --min-steps <= --max-steps"
+        )
+    plan = TuningPlan(epochs, min_steps, max_steps, batch_size, lr, seed)
+    try:
+        if kb_file is not None:
+            entries = read_entries(kb_file)
+        else:
+            entries = run(Settings(), lambda kb: kb.store.entries())
+        from knowledge.tuner import tune_embedder
+
+        report = tune_embedder(entries, base, out, plan)
+    except KnowledgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"tuned {report.base} on {report.pairs} pairs from {report.entries} entries: "
+        f"{report.steps} steps in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "
+        f"{report.last_loss:.3f}\n"
+        f"saved to {out}; to use it, set ANSWERDESK_EMBEDDER={out.resolve()} for every server "
+        "and restart them"
+    )
 
 
 @kb.command("unanswered")

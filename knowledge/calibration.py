@@ -39,17 +39,21 @@ class Calibration:
     oos_reject: float  # of the out-of-scope probes: declined, at `answer`
     version: int  # the knowledge-base version it was computed on
     at: float
+    embedder: str = ""  # whose scores they are: another embedder's scores need other thresholds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Calibration":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def calibrate(index: SearchIndex, version: int, probes: int = 2000, seed: int = 0) -> Calibration:
-    """Thresholds for `index`, from up to `probes` left-out phrasings."""
+def calibrate(
+    index: SearchIndex, version: int, probes: int = 2000, seed: int = 0, embedder: str = ""
+) -> Calibration:
+    """Thresholds for `index` (its vectors from `embedder`), from up to `probes` left-out
+    phrasings."""
     entries = index.entries()
     if len(entries) < 2:
         raise KnowledgeError(
@@ -78,4 +82,5 @@ def calibrate(index: SearchIndex, version: int, probes: int = 2000, seed: int = 
         oos_reject=round(float(np.mean(np.array(outside) < answer)), 4),
         version=version,
         at=time.time(),
+        embedder=embedder,
     )

