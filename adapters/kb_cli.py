@@ -305,7 +305,7 @@ def kb_eval(
         assert kb.retriever is not None
         embedder = kb.retriever.embedder
         index = await index_of(embedder, entries)
-        thresholds = await asyncio.to_thread(calibrate, index, 0)
+        thresholds = await asyncio.to_thread(calibrate, index, 0, shift=embedder.threshold_shift)
         result = await evaluate(index, labelled, embedder.embed_query, thresholds.answer)
         return {"kb": str(kb_file), "entries": len(entries), "hold_out": hold_out_share, **result}
 
@@ -372,7 +372,7 @@ def kb_tune(
     click.echo(
         f"tuned {report.base} on {report.pairs} pairs from {report.entries} entries: "
         f"{report.steps} steps in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "
-        f"{report.last_loss:.3f}\n"
+        f"{report.last_loss:.3f}; thresholds shifted by {report.threshold_shift or 'nothing'}\n"
         f"saved to {out}; to use it, set ANSWERDESK_EMBEDDER={out.resolve()} for every server "
         "and restart them"
     )

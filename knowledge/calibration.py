@@ -16,6 +16,7 @@ a single phrasing, which are then matched by their answer alone).
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,11 +50,26 @@ class Calibration:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+def thresholds(
+    outside: list[float], shift: Mapping[str, float] | None = None
+) -> tuple[float, float]:
+    """The answer and verbatim thresholds for these scores of questions the FAQ does not cover."""
+    shift = shift or {}
+    answer = float(np.percentile(outside, ANSWER_QUANTILE)) + shift.get("answer", 0.0)
+    faq = max(answer, float(np.percentile(outside, FAQ_QUANTILE)) + shift.get("faq", 0.0))
+    return answer, faq
+
+
 def calibrate(
-    index: SearchIndex, version: int, probes: int = 2000, seed: int = 0, embedder: str = ""
+    index: SearchIndex,
+    version: int,
+    probes: int = 2000,
+    seed: int = 0,
+    embedder: str = "",
+    shift: Mapping[str, float] | None = None,
 ) -> Calibration:
     """Thresholds for `index` (its vectors from `embedder`), from up to `probes` left-out
-    phrasings."""
+    phrasings; `shift` is added to them (an embedder tuned on this FAQ flatters the probes)."""
     entries = index.entries()
     if len(entries) < 2:
         raise KnowledgeError(
@@ -72,8 +88,7 @@ def calibrate(
         hits = index.search(vector, text, k=1, without_entry=entry.id)
         if hits:
             outside.append(hits[0].score)
-    answer = float(np.percentile(outside, ANSWER_QUANTILE))
-    faq = max(answer, float(np.percentile(outside, FAQ_QUANTILE)))
+    answer, faq = thresholds(outside, shift)
     return Calibration(
         answer=round(answer, 4),
         faq=round(faq, 4),

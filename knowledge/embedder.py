@@ -2,7 +2,9 @@
 
 import asyncio
 import hashlib
+import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -12,6 +14,7 @@ from redis.asyncio import Redis
 
 from knowledge.errors import KnowledgeError
 from knowledge.keys import KnowledgeKeys
+from knowledge.tuning import TUNING_FILE
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -62,6 +65,20 @@ def model_name(source: str) -> str:
     return f"{path.name}-{digest.hexdigest()[:12]}"
 
 
+def tuned_threshold_shift(source: str) -> dict[str, float]:
+    """What `answerdesk kb tune` measured its model's thresholds must be raised by (else none)."""
+    report = Path(source) / TUNING_FILE
+    if not report.is_file():
+        return {}
+    try:
+        shift = json.loads(report.read_text(encoding="utf-8"))["threshold_shift"]
+        return {str(k): float(v) for k, v in shift.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise KnowledgeError(
+            f"{report} is damaged ({exc}): tune the embedder again with `answerdesk kb tune`."
+        ) from exc
+
+
 class Embedder:
     """Turns texts into unit-length float32 vectors; cached so a restart re-embeds nothing.
 
@@ -83,6 +100,9 @@ class Embedder:
         elsewhere it is emulated and slow."""
         self._model = load_sentence_model(source, dtype)
         self.name = BUNDLED_EMBEDDER if source is None else model_name(source)
+        self.threshold_shift: Mapping[str, float] = (
+            {} if source is None else tuned_threshold_shift(source)
+        )
         if dtype != "float32":  # its vectors differ a little: cached apart from float32's
             self.name += f"@{dtype}"
         self.dimensions = int(self._model.get_embedding_dimension() or 0)

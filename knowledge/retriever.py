@@ -7,6 +7,7 @@ before answering, so an operator's edit reaches every worker at its next questio
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,7 @@ _LEXICAL_INLINE = 20_000  # up to this many entries BM25 is rebuilt before the n
 class TextEmbedder(Protocol):
     name: str
     dimensions: int
+    threshold_shift: Mapping[str, float]  # added to calibrated thresholds (a tuned embedder's)
 
     async def embed(self, texts: list[str]) -> np.ndarray: ...
 
@@ -90,7 +92,13 @@ class Retriever:
         await self.refresh()
         assert self._index is not None
         result = await asyncio.to_thread(
-            calibrate, self._index, self._version, probes, 0, self._embedder.name
+            calibrate,
+            self._index,
+            self._version,
+            probes,
+            0,
+            self._embedder.name,
+            self._embedder.threshold_shift,
         )
         await self._store.save_calibration(result.to_dict())
         self._calibration = result

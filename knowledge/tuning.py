@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from knowledge.entry import FaqEntry
 
+TUNING_FILE = "answerdesk_tuning.json"  # in the tuned model's directory: how it was made
 PAIRS_PER_ENTRY = 32  # an entry with many phrasings must not dominate the training
 
 
@@ -44,6 +45,7 @@ class TuningReport:
     seconds: float
     first_loss: float
     last_loss: float
+    threshold_shift: dict[str, float]  # added to the calibrated "answer" and "faq" thresholds
 
 
 def training_pairs(

@@ -15,15 +15,18 @@ from redis.asyncio import Redis
 from knowledge import (
     Embedder,
     FaqEntry,
+    KnowledgeError,
     KnowledgeKeys,
     KnowledgeStore,
     Retriever,
+    SearchIndex,
     sample_faq_path,
 )
+from knowledge.calibration import calibrate
 from knowledge.embedder import load_sentence_model, model_name
 from knowledge.tuning import TuningPlan, training_pairs
 
-STEPS = 24
+STEPS = 16
 
 
 def tune(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,6 +96,34 @@ def test_tuning_keeps_the_faqs_entries_further_apart(
     report = json.loads((tuned / "answerdesk_tuning.json").read_text())
     assert report["steps"] == STEPS and report["entries"] == len(sample_entries)
     assert report["last_loss"] < report["first_loss"]
+
+
+async def test_the_tuned_embedders_thresholds_are_raised_by_the_shift_tuning_measured(
+    tuned: Path, redis_client: Redis, prefix: str, sample_entries: list[FaqEntry]
+) -> None:
+    report = tuned / "answerdesk_tuning.json"
+    original = report.read_text()
+    shift = json.loads(original)["threshold_shift"]
+    # A model tuned without some entries scores their phrasings higher against the rest than
+    # the phrasings it was trained on: real uncovered questions are what it never saw.
+    assert shift["answer"] > 0 and set(shift) == {"answer", "faq"}
+    embedder = Embedder(str(tuned), redis_client, KnowledgeKeys(prefix))
+    assert embedder.threshold_shift == shift
+    store = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
+    await store.replace(sample_entries)
+    retriever = Retriever(store, embedder)
+    calibration = await retriever.calibrate()
+    vectors = await embedder.embed([t for e in sample_entries for t in SearchIndex.texts_of(e)])
+    unshifted = calibrate(SearchIndex.build(sample_entries, vectors), 0, probes=400)
+    assert calibration.answer == pytest.approx(unshifted.answer + shift["answer"], abs=2e-4)
+    assert retriever.thresholds.answer == calibration.answer
+
+    report.write_text("{not json")
+    try:
+        with pytest.raises(KnowledgeError, match="tune the embedder again"):
+            Embedder(str(tuned), redis_client, KnowledgeKeys(prefix))
+    finally:
+        report.write_text(original)
 
 
 @pytest.mark.parametrize(
