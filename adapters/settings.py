@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     model_api_key: str | None = Field(default=None, repr=False)
     model_timeout_s: float = Field(default=60, gt=0)
     max_new_tokens: int = Field(default=160, ge=1, le=2048)
-    # Empty: the bundled all-MiniLM-L6-v2. Else a sentence-transformers model directory.
+    # Empty: the bundled all-MiniLM-L6-v2. Else a sentence-transformers model directory, such as
+    # one `answerdesk kb tune` wrote.
     embedder: str | None = None
     # auto: bfloat16 on a CPU that computes in it (AVX-512 BF16, AMX), where it encodes a question
     # in about half the time; float32 elsewhere.

@@ -29,13 +29,13 @@ from knowledge.tuning import TuningPlan, training_pairs
 STEPS = 16
 
 
-def tune(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def tune(out: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(Path(sys.executable).with_name("answerdesk")), "kb", "tune", "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
     )
 
 
@@ -176,8 +176,15 @@ async def test_thresholds_chosen_for_another_embedder_are_chosen_again(
     assert other_worker.calibration == after
 
 
+@pytest.fixture
+async def stored_sample(redis_client: Redis, prefix: str, sample_entries: list[FaqEntry]) -> str:
+    """The sample FAQ stored under `prefix`, which it returns."""
+    await KnowledgeStore(redis_client, KnowledgeKeys(prefix)).replace(sample_entries)
+    return prefix
+
+
 def test_tuning_again_replaces_the_model_and_a_bad_file_leaves_it_alone(
-    tuned: Path, tmp_path: Path
+    tuned: Path, tmp_path: Path, redis_url: str, stored_sample: str, sample_entries: list[FaqEntry]
 ) -> None:
     out = tmp_path / "embedder"
     shutil.copytree(tuned, out)
@@ -196,10 +203,15 @@ def test_tuning_again_replaces_the_model_and_a_bad_file_leaves_it_alone(
     assert failed.returncode != 0 and "at least 2 FAQ entries" in failed.stderr
     assert model_name(str(out)) == first
 
+    # Without --kb: the stored knowledge base.
     again = tune(
-        out, "--kb", str(sample_faq_path()), "--seed", "1", "--max-steps", "3", "--min-steps", "3"
+        out,
+        *("--seed", "1", "--max-steps", "3", "--min-steps", "3"),
+        ANSWERDESK_REDIS_URL=redis_url,
+        ANSWERDESK_REDIS_PREFIX=stored_sample,
     )
     assert again.returncode == 0, again.stderr[-2000:]
     assert model_name(str(out)) != first  # its vectors are cached under a new name
-    assert json.loads((out / "answerdesk_tuning.json").read_text())["steps"] == 3
+    report = json.loads((out / "answerdesk_tuning.json").read_text())
+    assert report["steps"] == 3 and report["entries"] == len(sample_entries)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["embedder", "faq.jsonl", "one.jsonl"]
