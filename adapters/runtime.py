@@ -111,6 +111,7 @@ def build_model(settings: Settings) -> ChatModel:
         threads=settings.threads,
         max_batch=settings.model_max_batch,
         max_waiting=settings.model_max_waiting,
+        max_wait_s=settings.model_max_wait_s,
         prompt_lookup=settings.prompt_lookup,
     )
 

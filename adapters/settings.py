@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # more get the closest FAQ entry (or a "busy" error) instead of waiting.
     model_max_batch: int = Field(default=8, ge=1, le=256)
     model_max_waiting: int = Field(default=8, ge=0)
+    # A new reply that would wait longer than this for a place in the batch is told "busy" at
+    # once (the chat then gives the closest FAQ entry), whatever room the line has.
+    model_max_wait_s: float = Field(default=5.0, gt=0)
     # Tokens guessed from the prompt and checked in one step while one greedy reply runs alone.
     prompt_lookup: int = Field(default=10, ge=0, le=64)
     # An OpenAI-compatible model server (vLLM, TGI, another answerdesk) to use instead of the

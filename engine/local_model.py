@@ -43,6 +43,7 @@ class LocalModel:
         default_adapter: str | None = None,
         max_batch: int = 8,
         max_waiting: int = 8,
+        max_wait_s: float | None = None,
         prompt_lookup: int = 10,
         threads: int | None = None,
     ) -> None:
@@ -61,6 +62,7 @@ class LocalModel:
             _eos_ids(model, tokenizer),
             max_batch=max_batch,
             max_waiting=max_waiting,
+            max_wait_s=max_wait_s,
             mixed_adapters=bool(self.adapters),
             prompt_lookup=prompt_lookup,
             threads=threads,
@@ -81,6 +83,7 @@ class LocalModel:
         threads: int | None = None,
         max_batch: int = 8,
         max_waiting: int = 8,
+        max_wait_s: float | None = None,
         prompt_lookup: int = 10,
     ) -> "LocalModel":
         """Load `source` (None = the bundled SmolLM2-135M-Instruct GGUF, a GGUF path, an HF
@@ -107,6 +110,7 @@ class LocalModel:
             default_adapter=default_adapter,
             max_batch=max_batch,
             max_waiting=max_waiting,
+            max_wait_s=max_wait_s,
             prompt_lookup=prompt_lookup,
             threads=threads,
         )

@@ -56,13 +56,13 @@ class Job:
     tokens: list[int] = field(default_factory=list)
     done: bool = False
     lookup_pause: int = 0  # steps to go without guessing after a guess that was all wrong
+    admitted: float | None = None  # when its prompt started to run (monotonic)
 
     def __post_init__(self) -> None:
         self.chooser = TokenChooser(self.params, len(self.prompt))
         self._history = torch.empty(len(self.prompt) + self.params.max_new_tokens, dtype=torch.long)
         self._history[: len(self.prompt)] = torch.tensor(self.prompt, dtype=torch.long)
         self._length = len(self.prompt)
-        self.started = time.monotonic()
 
     def history(self) -> torch.Tensor:
         """Prompt and reply so far, as the repetition penalty and prompt lookup see them."""
@@ -91,6 +91,7 @@ class BatchScheduler:
         *,
         max_batch: int = 8,
         max_waiting: int = 8,
+        max_wait_s: float | None = None,
         mixed_adapters: bool = False,
         prompt_lookup: int = 10,
         threads: int | None = None,
@@ -100,6 +101,7 @@ class BatchScheduler:
         self._eos = eos_ids
         self._max_batch = max(1, max_batch)
         self._capacity = self._max_batch + max_waiting
+        self._max_wait_s = max_wait_s
         self._mixed_adapters = mixed_adapters
         self._lookup = (
             PromptLookupCandidateGenerator(
@@ -114,7 +116,7 @@ class BatchScheduler:
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_flight = 0  # admitted and not finished: in the batch or in the inbox
-        self._reply_s = 5.0  # moving average of a reply's duration, for Retry-After
+        self._in_batch_s = 5.0  # moving average of a reply's time in the batch, prompt included
         # The batch; touched only by the decode thread.
         self._jobs: list[Job] = []
         self._cache: Any = None  # a cache of `GrowingLayer`s
@@ -139,13 +141,20 @@ class BatchScheduler:
         return self._in_flight
 
     def submit(self, job: Job) -> None:
-        """Queue `job`; raises `ModelBusy` when the batch and the line behind it are full."""
+        """Queue `job`; raises `ModelBusy` when the batch and the line behind it are full, or when
+        it would wait longer than `max_wait_s` for a place in the batch."""
         with self._lock:
             if self._closed:
                 raise EngineError("The model has been shut down; restart answerdesk.")
-            if self._in_flight >= self._capacity:
-                waiting = self._in_flight - self._max_batch
-                raise ModelBusy(waiting, retry_after_s=max(1, round(self._reply_s)))
+            waiting = max(0, self._in_flight - self._max_batch)
+            wait_s = 0.0
+            if self._in_flight >= self._max_batch:
+                # A place frees every (time in the batch / batch size) seconds on average, and
+                # this request needs the (waiting + 1)th.
+                wait_s = (waiting + 1) * self._in_batch_s / self._max_batch
+            too_long = self._max_wait_s is not None and wait_s > self._max_wait_s
+            if self._in_flight >= self._capacity or too_long:
+                raise ModelBusy(waiting, retry_after_s=max(1, round(wait_s)))
             self._in_flight += 1
         self._inbox.put(job)
 
@@ -215,6 +224,7 @@ class BatchScheduler:
         if job.cancelled.is_set():
             self._end(job)
             return
+        job.admitted = time.monotonic()
         length = len(job.prompt)
         cache = growing_cache(self._model.config, self._cache_dtype)
         try:
@@ -380,7 +390,9 @@ class BatchScheduler:
         job.deliver(None)
         with self._lock:
             self._in_flight -= 1
-            self._reply_s = 0.8 * self._reply_s + 0.2 * (time.monotonic() - job.started)
+            if job.admitted is not None:
+                spent = time.monotonic() - job.admitted
+                self._in_batch_s = 0.8 * self._in_batch_s + 0.2 * spent
 
 
 def _growing(cache: Any) -> list[GrowingLayer]:

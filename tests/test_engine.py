@@ -146,6 +146,38 @@ async def test_a_full_queue_says_busy_instead_of_waiting(local_model: LocalModel
     await small.close()
 
 
+async def test_a_request_that_would_wait_too_long_is_told_busy_although_the_line_has_room(
+    local_model: LocalModel,
+) -> None:
+    patient = LocalModel(
+        local_model._model, local_model._tokenizer, "patient", max_batch=1, max_waiting=8
+    )
+    hurried = LocalModel(
+        local_model._model,
+        local_model._tokenizer,
+        "hurried",
+        max_batch=1,
+        max_waiting=8,
+        max_wait_s=1.0,
+    )
+    for model in (patient, hurried):
+        first = model.stream(MESSAGES, GenerationParams(max_new_tokens=200))
+        assert await anext(first)  # the batch of one is taken
+        second = model.stream(MESSAGES, GenerationParams(max_new_tokens=4))
+        if model is hurried:
+            # A place frees only when the 200-token reply ends: seconds, not one.
+            with pytest.raises(ModelBusy, match=r"busy .*retry in \d+ s") as busy:
+                await anext(second)
+            assert busy.value.retry_after_s > 1
+        else:
+            waited = asyncio.create_task(anext(second))
+            await first.aclose()
+            assert await waited  # served once the first reply left
+            await second.aclose()
+        await first.aclose()
+        await model.close()
+
+
 def nice_values() -> dict[int, int]:
     """Thread id -> nice value, for every thread of this process (Linux's /proc)."""
     nice = {}
