@@ -79,7 +79,10 @@ def threshold_shift(
     seen = [e for e in entries if e.id not in unseen]
     if len(unseen) < 2 or len(seen) < 2:
         return {}  # too small a FAQ to measure it
-    model = _train(seen, base, plan)[0]
+    try:
+        model = _train(seen, base, plan)[0]
+    except KnowledgeError:  # too few of the rest have two texts to train on
+        return {}
     texts = [t for e in seen for t in SearchIndex.texts_of(e)]
     index = SearchIndex.build(seen, _encode(model, texts))
     flattered = calibrate(index, 0)
