@@ -51,6 +51,18 @@ def load_sentence_model(
         raise KnowledgeError(f"Could not load the embedder from {path}: {exc}") from exc
 
 
+def unit_vectors(model: "SentenceTransformer", texts: list[str]) -> np.ndarray:
+    """Rows of unit-length float32 vectors of `texts` (a progress bar past 1,000 texts)."""
+    vectors = model.encode(
+        texts,
+        batch_size=64,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=len(texts) > 1000,
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
 def model_name(source: str) -> str:
     """The name cached vectors are filed under. A local model directory's name carries a digest
     of its weights, so that a model tuned again in the same place never reuses the old vectors."""
@@ -148,14 +160,7 @@ class Embedder:
         return await mine
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        vectors = self._model.encode(
-            texts,
-            batch_size=64,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=len(texts) > 1000,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return unit_vectors(self._model, texts)
 
 
 def _settle(

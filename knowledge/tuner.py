@@ -18,7 +18,7 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 
 from knowledge.calibration import calibrate, thresholds
-from knowledge.embedder import BUNDLED_EMBEDDER, load_sentence_model
+from knowledge.embedder import BUNDLED_EMBEDDER, load_sentence_model, unit_vectors
 from knowledge.entry import FaqEntry
 from knowledge.errors import KnowledgeError
 from knowledge.index import SearchIndex
@@ -84,12 +84,12 @@ def threshold_shift(
     except KnowledgeError:  # too few of the rest have two texts to train on
         return {}
     texts = [t for e in seen for t in SearchIndex.texts_of(e)]
-    index = SearchIndex.build(seen, _encode(model, texts))
+    index = SearchIndex.build(seen, unit_vectors(model, texts))
     flattered = calibrate(index, 0)
     probes = [t for e in entries if e.id in unseen for t in e.texts]
     outside = [
         hits[0].score
-        for text, vector in zip(probes, _encode(model, probes), strict=True)
+        for text, vector in zip(probes, unit_vectors(model, probes), strict=True)
         if (hits := index.search(vector, text, k=1))
     ]
     answer, faq = thresholds(outside)
@@ -99,13 +99,6 @@ def threshold_shift(
         "answer": round(max(0.0, answer - flattered.answer), 4),
         "faq": round(max(0.0, faq - flattered.faq), 4),
     }
-
-
-def _encode(model: Any, texts: list[str]) -> np.ndarray:
-    return np.asarray(
-        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True),
-        dtype=np.float32,
-    )
 
 
 def _train(
