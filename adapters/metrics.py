@@ -1,11 +1,10 @@
 """Prometheus metrics of one answerdesk process (prometheus-client, a registry per app)."""
 
 import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -72,19 +71,31 @@ class Metrics:
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            # The router records the matched route in the scope: label by its path template
-            # (/api/chat/{session_id}/history), so labels stay few.
-            matched = request.scope.get("route")
-            route = str(getattr(matched, "path", "unmatched"))
-            self.requests.labels(route, request.method, str(status)).inc()
-            self.request_seconds.labels(route).observe(time.perf_counter() - started)
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Times each HTTP request, its whole response included (a stream to its end), and
+        counts it by route, method and status. Plain ASGI: starlette's BaseHTTPMiddleware costs
+        a task group and a wrapped response per request."""
+
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def noted(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, noted)
+            finally:
+                # The router records the matched route in the scope: label by its path template
+                # (/api/chat/{session_id}/history), so labels stay few.
+                route = str(getattr(scope.get("route"), "path", "unmatched"))
+                self.requests.labels(route, scope["method"], str(status)).inc()
+                self.request_seconds.labels(route).observe(time.perf_counter() - started)
+
+        return timed

@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="answerdesk", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(SiteCORS)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(metrics.middleware)
     app.add_middleware(CorrelationIdMiddleware, validator=None)
     app.add_middleware(
         BodyLimit,

@@ -117,6 +117,7 @@ class BatchScheduler:
         self._lock = threading.Lock()
         self._in_flight = 0  # admitted and not finished: in the batch or in the inbox
         self._in_batch_s = 5.0  # moving average of a reply's time in the batch, prompt included
+        self._started: dict[Job, float] = {}  # replies in the batch -> when their prompt began
         # The batch; touched only by the decode thread.
         self._jobs: list[Job] = []
         self._cache: Any = None  # a cache of `GrowingLayer`s
@@ -150,8 +151,12 @@ class BatchScheduler:
             wait_s = 0.0
             if self._in_flight >= self._max_batch:
                 # A place frees every (time in the batch / batch size) seconds on average, and
-                # this request needs the (waiting + 1)th.
-                wait_s = (waiting + 1) * self._in_batch_s / self._max_batch
+                # this request needs the (waiting + 1)th. A reply still in the batch has spent at
+                # least its age there: when the CPU turns slow (a burst, a cold start), that
+                # shows before any reply has finished.
+                oldest = min(self._started.values(), default=time.monotonic())
+                in_batch_s = max(self._in_batch_s, time.monotonic() - oldest)
+                wait_s = (waiting + 1) * in_batch_s / self._max_batch
             too_long = self._max_wait_s is not None and wait_s > self._max_wait_s
             if self._in_flight >= self._capacity or too_long:
                 raise ModelBusy(waiting, retry_after_s=max(1, round(wait_s)))
@@ -225,6 +230,8 @@ class BatchScheduler:
             self._end(job)
             return
         job.admitted = time.monotonic()
+        with self._lock:
+            self._started[job] = job.admitted
         length = len(job.prompt)
         cache = growing_cache(self._model.config, self._cache_dtype)
         try:
@@ -385,14 +392,16 @@ class BatchScheduler:
             job.deliver(EngineError(f"Generation failed: {exc!r}"))
 
     def _end(self, job: Job) -> None:
-        """`job` leaves for good: its reader gets the end of the stream."""
+        """`job` leaves for good: its reader gets the end of the stream. Its place is given back
+        first, so that a customer who asks again at once is not told the model is busy."""
         job.done = True
-        job.deliver(None)
         with self._lock:
             self._in_flight -= 1
+            self._started.pop(job, None)
             if job.admitted is not None:
                 spent = time.monotonic() - job.admitted
                 self._in_batch_s = 0.8 * self._in_batch_s + 0.2 * spent
+        job.deliver(None)
 
 
 def _growing(cache: Any) -> list[GrowingLayer]:

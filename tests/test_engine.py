@@ -5,6 +5,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,32 @@ async def test_a_request_that_would_wait_too_long_is_told_busy_although_the_line
             assert await waited  # served once the first reply left
             await second.aclose()
         await first.aclose()
+        await model.close()
+
+
+async def test_a_reply_that_runs_long_makes_the_next_request_busy_before_any_reply_ends(
+    local_model: LocalModel,
+) -> None:
+    """After quick replies the average says a place frees in no time; a reply that has been in
+    the batch for seconds (a cold start, a burst) says otherwise, and the next request is told."""
+    model = LocalModel(
+        local_model._model, local_model._tokenizer, "slow", max_batch=1, max_wait_s=2.0
+    )
+    try:
+        # Quick replies, each asked the moment the last one ended (never told busy for that):
+        # the average time in the batch falls below 0.3 s.
+        for _ in range(15):
+            assert [chunk async for chunk in model.stream(MESSAGES, GenerationParams(1))]
+        counting = [{"role": "user", "content": "Count from 1 to 500: 1, 2, 3, 4,"}]
+        long = model.stream(counting, GenerationParams(max_new_tokens=600, repetition_penalty=1))
+        started = time.monotonic()
+        while time.monotonic() - started < 2.5:
+            assert await anext(long, None) is not None, "the long reply ended too soon"
+        with pytest.raises(ModelBusy) as busy:
+            await anext(model.stream(MESSAGES, GenerationParams(max_new_tokens=4)))
+        assert busy.value.retry_after_s >= 2
+        await long.aclose()
+    finally:
         await model.close()
 
 
