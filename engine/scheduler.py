@@ -117,7 +117,7 @@ class BatchScheduler:
         self._lock = threading.Lock()
         self._in_flight = 0  # admitted and not finished: in the batch or in the inbox
         self._in_batch_s = 5.0  # moving average of a reply's time in the batch, prompt included
-        self._started: dict[Job, float] = {}  # replies in the batch -> when their prompt began
+        self._running: set[Job] = set()  # replies in the batch (their `admitted` is set)
         # The batch; touched only by the decode thread.
         self._jobs: list[Job] = []
         self._cache: Any = None  # a cache of `GrowingLayer`s
@@ -154,7 +154,7 @@ class BatchScheduler:
                 # this request needs the (waiting + 1)th. A reply still in the batch has spent at
                 # least its age there: when the CPU turns slow (a burst, a cold start), that
                 # shows before any reply has finished.
-                oldest = min(self._started.values(), default=time.monotonic())
+                oldest = min((j.admitted or 0.0 for j in self._running), default=time.monotonic())
                 in_batch_s = max(self._in_batch_s, time.monotonic() - oldest)
                 wait_s = (waiting + 1) * in_batch_s / self._max_batch
             too_long = self._max_wait_s is not None and wait_s > self._max_wait_s
@@ -231,7 +231,7 @@ class BatchScheduler:
             return
         job.admitted = time.monotonic()
         with self._lock:
-            self._started[job] = job.admitted
+            self._running.add(job)
         length = len(job.prompt)
         cache = growing_cache(self._model.config, self._cache_dtype)
         try:
@@ -397,7 +397,7 @@ class BatchScheduler:
         job.done = True
         with self._lock:
             self._in_flight -= 1
-            self._started.pop(job, None)
+            self._running.discard(job)
             if job.admitted is not None:
                 spent = time.monotonic() - job.admitted
                 self._in_batch_s = 0.8 * self._in_batch_s + 0.2 * spent
