@@ -63,7 +63,7 @@ bench-retrieval: install
 ADAPTER := engine/grounding_adapter
 FAQS := $(ADAPTER)/faqs
 adapter: install
-	$(BIN)/answerdesk train make-data --out .cache/grounding-chats.jsonl \
+	$(BIN)/answerdesk train make-data --out .cache/grounding-chats.jsonl --refusal-share 0.15 \
 	  --kb knowledge/sample_faq.jsonl --business "Pinecone Outfitters" \
 	  --kb $(FAQS)/clinic.jsonl --business "Oakridge Family Clinic" \
 	  --kb $(FAQS)/ferry.jsonl --business "Saltmarsh Ferries" \
@@ -80,7 +80,7 @@ adapter: install
 	cp .cache/grounding-adapter/adapter_config.json .cache/grounding-adapter/adapter_model.safetensors \
 	  .cache/grounding-adapter/MODEL_CARD.md .cache/grounding-adapter/metrics.json $(ADAPTER)/
 ADAPTER_LAYERS ?= 10
-ADAPTER_STEPS ?= 70
+ADAPTER_STEPS ?= 120
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache *.egg-info

@@ -78,16 +78,17 @@ def demo_site(settings: Settings) -> Site:
 
 def local_adapters(settings: Settings) -> tuple[dict[str, Path], str | None]:
     """The adapters the local model loads, and its default one. `grounding` names the shipped
-    grounding adapter unless ANSWERDESK_ADAPTERS gives that name a folder of its own.
-
-    It is not the default yet: measured (README, "Fine-tuning"), it stops inventing facts and
-    copies the FAQ, but refuses about half of the questions its FAQ entry answers, where the base
-    model with the manager's check answers them."""
+    grounding adapter unless ANSWERDESK_ADAPTERS gives that name a folder of its own. With no
+    ANSWERDESK_ADAPTER, the bundled model answers through the shipped adapter, which was trained
+    for it (README, "Fine-tuning"); a model of the operator's own gets none."""
     adapters = dict(settings.adapters)
     shipped = shipped_adapter()
-    if settings.adapter == GROUNDING and shipped is not None:
+    default = settings.adapter
+    if default is None and settings.model is None and shipped is not None:
+        default = GROUNDING
+    if default == GROUNDING and shipped is not None:
         adapters.setdefault(GROUNDING, shipped)
-    return adapters, settings.adapter
+    return adapters, default
 
 
 def build_model(settings: Settings) -> ChatModel:
@@ -154,6 +155,7 @@ async def build_runtime(
             business=settings.business_name,
             handoff_after_fallbacks=settings.handoff_after_fallbacks,
             generation=GenerationParams(max_new_tokens=settings.max_new_tokens),
+            reply_timeout_s=settings.reply_timeout_s,
         )
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
         manager = ConversationManager(sessions, retriever, model, policy, limiter, metrics)

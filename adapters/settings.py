@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     quantization: Literal["none", "int8", "nf4"] = "none"
     # LoRA adapters to load, name -> peft directory (JSON: {"support": "/srv/adapters/support"});
     # a request picks one by name, `adapter` is the default ("base": none). "grounding" is the
-    # shipped grounding adapter (engine/grounding_adapter).
+    # shipped grounding adapter (engine/grounding_adapter), the default for the bundled model.
     adapters: dict[str, Path] = Field(default_factory=dict)
     adapter: str | None = None
     threads: int | None = None
@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     model_api_key: str | None = Field(default=None, repr=False)
     model_timeout_s: float = Field(default=60, gt=0)
     max_new_tokens: int = Field(default=160, ge=1, le=2048)
+    # A generated reply not finished within this many seconds gives way to the closest FAQ entry.
+    reply_timeout_s: float = Field(default=30, gt=0)
     # Empty: the bundled all-MiniLM-L6-v2. Else a sentence-transformers model directory, such as
     # one `answerdesk kb tune` wrote.
     embedder: str | None = None

@@ -1,6 +1,8 @@
 """The conversation core with real Redis and real retrieval. The model here is scripted (these are
 fast unit tests of the manager's decisions); the real model answers in test_server.py."""
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -108,13 +110,49 @@ async def test_an_invented_reply_is_replaced_by_the_closest_faq_entry(
     assert by_id(sample_entries, "payments-methods").answer in reply.text
 
 
-async def test_the_models_refusal_becomes_a_fallback(
-    redis_client: Redis, prefix: str, sample_retriever: Retriever
+async def test_the_models_refusal_gives_the_closest_faq_entry_hedged(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever, sample_entries: list[FaqEntry]
 ) -> None:
     model = ScriptedModel("I'm sorry, I can't find the answer to that in our FAQ.")
     bot = manager(redis_client, prefix, sample_retriever, model)
     reply = await bot.ask(Inbound("s1", "can I pay later"))
-    assert reply.mode == "fallback" and reply.sources == ()
+    assert reply.mode == "grounded"
+    assert reply.text.startswith("I'm not completely sure")
+    assert by_id(sample_entries, "payments-methods").answer in reply.text
+    assert [s.id for s in reply.sources] == ["payments-methods"]
+
+
+class StallingModel(ScriptedModel):
+    """Writes a few words, then nothing more: a model starved of CPU."""
+
+    closed = False
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        try:
+            yield "We accept "
+            await asyncio.sleep(3600)
+        finally:
+            self.closed = True
+
+
+async def test_a_reply_the_model_does_not_finish_in_time_gives_way_to_the_closest_entry(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever, sample_entries: list[FaqEntry]
+) -> None:
+    model = StallingModel()
+    sessions = SessionStore(redis_client, SessionKeys(prefix))
+    policy = AnswerPolicy(business="Pinecone", reply_timeout_s=0.5)
+    bot = ConversationManager(sessions, sample_retriever, model, policy)
+    started = time.monotonic()
+    reply = await bot.ask(Inbound("s1", "can I pay later"))
+    assert time.monotonic() - started < 5
+    assert reply.mode == "grounded" and reply.text.startswith("I'm not completely sure")
+    assert by_id(sample_entries, "payments-methods").answer in reply.text
+    assert model.closed  # its place in the model's batch is given back
+    # The customer's next message is not held up behind it.
+    assert (await bot.ask(Inbound("s1", "how do I reset my password?"))).mode == "faq"
+    assert len(await bot.history("s1")) == 4
 
 
 async def test_an_engine_failure_still_answers_politely(

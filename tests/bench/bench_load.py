@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +51,10 @@ SERVER_ENV = {
 @dataclass
 class Result:
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    # the same, for the questions a customer asked while none of theirs was unanswered: answers
+    # of one session come in order, so a question asked behind one the model is still writing
+    # waits for that reply
+    latencies_alone: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     # question kind -> what its failures were: an HTTP status, or the exception of no answer
     error_kinds: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -72,6 +75,7 @@ class Result:
         for kind in MIX:
             times = sorted(self.latencies.get(kind, []))
             n = len(times)
+            alone = sorted(self.latencies_alone.get(kind, []))
             out.append(
                 {
                     "bench": "load",
@@ -84,8 +88,11 @@ class Result:
                     "errors": self.errors.get(kind, 0),
                     "error_kinds": self.error_kinds.get(kind, {}),
                     "rps": round(n / self.seconds, 1) if self.seconds else 0,
-                    "p50_ms": round(statistics.median(times) * 1000, 1) if n else None,
-                    "p95_ms": round(times[min(n - 1, int(0.95 * n))] * 1000, 1) if n else None,
+                    "p50_ms": _percentile_ms(times, 0.5),
+                    "p95_ms": _percentile_ms(times, 0.95),
+                    "alone_share": round(len(alone) / n, 3) if n else None,
+                    "alone_p50_ms": _percentile_ms(alone, 0.5),
+                    "alone_p95_ms": _percentile_ms(alone, 0.95),
                     "reply_modes": self.modes.get(kind, {}),
                     "lost_turns": self.lost_turns,
                     "generated_chunks": self.generated_chunks,
@@ -93,6 +100,12 @@ class Result:
                 }
             )
         return out
+
+
+def _percentile_ms(ordered: list[float], share: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 1)
 
 
 async def run_load(
@@ -112,9 +125,13 @@ async def run_load(
     async with httpx.AsyncClient(base_url=url, timeout=answer_within_s, limits=limits) as client:
         deadline = time.monotonic() + seconds
 
+        open_questions: dict[str, int] = {}  # session -> questions asked, not yet answered
+
         async def ask(session: str) -> None:
             kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
             question = rng.choice(QUESTIONS[kind])
+            alone = not open_questions.get(session)
+            open_questions[session] = open_questions.get(session, 0) + 1
             started = time.perf_counter()
             try:
                 r = await client.post(
@@ -123,9 +140,13 @@ async def run_load(
                 status, retry_after = r.status_code, r.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 status, retry_after = 0, type(exc).__name__
+            open_questions[session] -= 1
             result.timeline.append((time.monotonic(), status, retry_after))
             if status == 200:
-                result.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                result.latencies.setdefault(kind, []).append(took)
+                if alone:
+                    result.latencies_alone.setdefault(kind, []).append(took)
                 result.accepted[session] = result.accepted.get(session, 0) + 1
                 modes = result.modes.setdefault(kind, {})
                 modes[r.json()["mode"]] = modes.get(r.json()["mode"], 0) + 1
