@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -13,10 +14,8 @@ from adapters.metrics import Metrics
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from adapters.sites import Site, SiteRegistry
-from adapters.telegram import TelegramTexts
-from adapters.telegram_service import TelegramService, make_bot
 from bot import AnswerPolicy, ConversationManager, RateLimiter, SessionKeys, SessionStore
-from engine import ChatModel, GenerationParams, LocalModel, RemoteModel, shipped_adapter
+from engine import ChatModel, GenerationParams, shipped_adapter
 from knowledge import (
     Embedder,
     KnowledgeKeys,
@@ -25,6 +24,9 @@ from knowledge import (
     read_entries,
     sample_faq_path,
 )
+
+if TYPE_CHECKING:  # aiogram takes seconds to import; a server without Telegram never does
+    from adapters.telegram_service import TelegramService
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class Runtime:
     retriever: Retriever
     manager: ConversationManager
     sites: SiteRegistry
-    telegram: TelegramService | None = None
+    telegram: "TelegramService | None" = None
 
 
 async def seed_knowledge(store: KnowledgeStore, retriever: Retriever, settings: Settings) -> None:
@@ -94,12 +96,16 @@ def local_adapters(settings: Settings) -> tuple[dict[str, Path], str | None]:
 def build_model(settings: Settings) -> ChatModel:
     """The model server named by ANSWERDESK_MODEL_URL, else the local model as configured."""
     if settings.model_url:
+        from engine import RemoteModel  # each model's libraries load only when it is used
+
         return RemoteModel(
             settings.model_url,
             model=settings.adapter or settings.model or "default",
             api_key=settings.model_api_key,
             timeout_s=settings.model_timeout_s,
         )
+    from engine import LocalModel
+
     adapters, default = local_adapters(settings)
     return LocalModel.load(
         settings.model,
@@ -170,6 +176,9 @@ async def build_runtime(
             await sites.put(demo)
         telegram = None
         if settings.telegram_token:
+            from adapters.telegram import TelegramTexts
+            from adapters.telegram_service import TelegramService, make_bot
+
             texts = TelegramTexts(
                 greeting=settings.telegram_greeting.format(business=settings.business_name),
                 help=settings.telegram_help,
