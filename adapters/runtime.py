@@ -133,6 +133,7 @@ def build_embedder(settings: Settings, redis: Redis) -> Embedder:
         redis,
         KnowledgeKeys(settings.redis_prefix),
         dtype=fast_dtype(settings.embedder_dtype),
+        onnx_dir=settings.models_dir if settings.query_encoder == "onnx" else None,
     )
 
 

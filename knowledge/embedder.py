@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from knowledge.errors import KnowledgeError
 from knowledge.keys import KnowledgeKeys
+from knowledge.query_encoder import OnnxQueryEncoder
 from knowledge.tuning import TUNING_FILE
 
 if TYPE_CHECKING:
@@ -106,12 +107,21 @@ class Embedder:
         redis: Redis,
         keys: KnowledgeKeys,
         dtype: Literal["float32", "bfloat16"] = "float32",
+        onnx_dir: Path | None = None,
     ) -> None:
         """`dtype` bfloat16 is for CPUs that compute in it (AVX-512 BF16, AMX): there it encodes
-        a question in 6.7 ms instead of 11.7 and its vectors are within 0.004 cosine of float32's;
-        elsewhere it is emulated and slow."""
+        texts about twice as fast as float32, and its vectors are within 0.004 cosine of
+        float32's; elsewhere it is emulated and slow. With `onnx_dir`, questions are encoded by
+        onnxruntime from the model exported there (see `knowledge.query_encoder`)."""
         self._model = load_sentence_model(source, dtype)
         self.name = BUNDLED_EMBEDDER if source is None else model_name(source)
+        self._onnx: OnnxQueryEncoder | None = None
+        if onnx_dir is not None:
+            self._onnx = OnnxQueryEncoder(
+                self._model,
+                onnx_dir / f"{self.name}.onnx",
+                lambda: self._model if dtype == "float32" else load_sentence_model(source),
+            )
         self.threshold_shift: Mapping[str, float] = (
             {} if source is None else tuned_threshold_shift(source)
         )
@@ -153,7 +163,9 @@ class Embedder:
         async with self._encoding:
             if not mine.done():  # else an earlier caller's batch already carried it
                 batch, self._queries = self._queries, []
-                job = loop.run_in_executor(self._thread, self.encode, [t for t, _ in batch])
+                job = loop.run_in_executor(
+                    self._thread, self._encode_queries, [t for t, _ in batch]
+                )
                 # The batch is settled even if this caller is cancelled while it waits.
                 job.add_done_callback(lambda done: _settle([f for _, f in batch], done))
                 await asyncio.wait([job])
@@ -161,6 +173,9 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return unit_vectors(self._model, texts)
+
+    def _encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self.encode(texts) if self._onnx is None else self._onnx(texts)
 
 
 def _settle(

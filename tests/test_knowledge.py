@@ -121,6 +121,33 @@ async def test_an_import_by_another_process_is_seen_at_the_next_question(
     assert hits[0].entry == dogs
 
 
+async def test_questions_encoded_by_onnxruntime_match_torch_and_are_exported_once(
+    redis_url: str, prefix: str, embedder: Embedder, tmp_path: Path
+) -> None:
+    client = Redis.from_url(redis_url)
+    fast = Embedder(None, client, KnowledgeKeys(prefix), onnx_dir=tmp_path)
+    exported = tmp_path / f"{fast.name}.onnx"
+    assert exported.is_file()
+    questions = [
+        "do you deliver to austria",
+        "my password doesnt work",
+        "when are you open " * 200,  # longer than the model reads: cut the same way
+    ]
+    alone = [await fast.embed_query(q) for q in questions]
+    together = await asyncio.gather(*(fast.embed_query(q) for q in questions))  # one batch
+    for question, a, b in zip(questions, alone, together, strict=True):
+        exact = await embedder.embed_query(question)
+        assert float(exact @ a) > 0.9999 and float(exact @ b) > 0.9999
+
+    stamp = exported.stat().st_mtime_ns
+    Embedder(None, client, KnowledgeKeys(prefix), onnx_dir=tmp_path)  # a restart reuses it
+    assert exported.stat().st_mtime_ns == stamp
+    exported.write_bytes(b"half a model")
+    with pytest.raises(KnowledgeError, match="delete it to export it again"):
+        Embedder(None, client, KnowledgeKeys(prefix), onnx_dir=tmp_path)
+    await client.aclose()
+
+
 async def test_embeddings_are_cached_in_redis(redis_url: str, prefix: str) -> None:
     client = Redis.from_url(redis_url)
     keys = KnowledgeKeys(prefix)
