@@ -20,6 +20,7 @@ from knowledge import (
     Embedder,
     KnowledgeKeys,
     KnowledgeStore,
+    OnnxQueries,
     Retriever,
     read_entries,
     sample_faq_path,
@@ -127,13 +128,15 @@ def build_embedder(settings: Settings, redis: Redis) -> Embedder:
     """The configured embedder, its vectors cached in `redis`. `auto` is the model's test: bfloat16
     where the CPU computes in it."""
     from engine.loading import fast_dtype
+    from engine.onnx_export import export_onnx
 
+    onnx = OnnxQueries(settings.models_dir, export_onnx)
     return Embedder(
         settings.embedder,
         redis,
         KnowledgeKeys(settings.redis_prefix),
         dtype=fast_dtype(settings.embedder_dtype),
-        onnx_dir=settings.models_dir if settings.query_encoder == "onnx" else None,
+        onnx=onnx if settings.query_encoder == "onnx" else None,
     )
 
 

@@ -12,6 +12,7 @@ from knowledge.files import sample_faq_path
 from knowledge.formats import FORMATS, format_entries, parse_entries, read_entries, write_entries
 from knowledge.index import Hit, SearchIndex
 from knowledge.keys import KnowledgeKeys
+from knowledge.query_encoder import OnnxQueries
 from knowledge.retriever import Retriever, Thresholds
 from knowledge.store import EntryRecord, ImportResult, KnowledgeStore
 
@@ -31,6 +32,7 @@ __all__ = [
     "KnowledgeError",
     "KnowledgeKeys",
     "KnowledgeStore",
+    "OnnxQueries",
     "Retriever",
     "SearchIndex",
     "Thresholds",

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from knowledge.errors import KnowledgeError
 from knowledge.keys import KnowledgeKeys
-from knowledge.query_encoder import OnnxQueryEncoder
+from knowledge.query_encoder import OnnxQueries, OnnxQueryEncoder
 from knowledge.tuning import TUNING_FILE
 
 if TYPE_CHECKING:
@@ -107,20 +107,21 @@ class Embedder:
         redis: Redis,
         keys: KnowledgeKeys,
         dtype: Literal["float32", "bfloat16"] = "float32",
-        onnx_dir: Path | None = None,
+        onnx: OnnxQueries | None = None,
     ) -> None:
         """`dtype` bfloat16 is for CPUs that compute in it (AVX-512 BF16, AMX): there it encodes
         texts about twice as fast as float32, and its vectors are within 0.004 cosine of
-        float32's; elsewhere it is emulated and slow. With `onnx_dir`, questions are encoded by
+        float32's; elsewhere it is emulated and slow. With `onnx`, questions are encoded by
         onnxruntime from the model exported there (see `knowledge.query_encoder`)."""
         self._model = load_sentence_model(source, dtype)
         self.name = BUNDLED_EMBEDDER if source is None else model_name(source)
         self._onnx: OnnxQueryEncoder | None = None
-        if onnx_dir is not None:
+        if onnx is not None:
             self._onnx = OnnxQueryEncoder(
                 self._model,
-                onnx_dir / f"{self.name}.onnx",
+                onnx.folder / f"{self.name}.onnx",
                 lambda: self._model if dtype == "float32" else load_sentence_model(source),
+                onnx.export,
             )
         self.threshold_shift: Mapping[str, float] = (
             {} if source is None else tuned_threshold_shift(source)

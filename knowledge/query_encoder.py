@@ -10,11 +10,10 @@ The export runs once per model and is kept next to the language model's files.
 """
 
 import logging
-import os
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +24,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# (module, forward(named inputs) -> output, sample inputs, file): engine.onnx_export.export_onnx
+Exporter = Callable[[Any, Callable[[dict[str, Any]], Any], Mapping[str, Any], Path], None]
+
+
+@dataclass(frozen=True)
+class OnnxQueries:
+    """Where the exported embedder is kept, and what exports it."""
+
+    folder: Path
+    export: Exporter
+
 
 class OnnxQueryEncoder:
     """Unit-length float32 vectors of questions, computed by onnxruntime on the caller's thread."""
@@ -34,12 +44,28 @@ class OnnxQueryEncoder:
         model: "SentenceTransformer",
         file: Path,
         float32_model: Callable[[], "SentenceTransformer"],
+        export: Exporter,
     ) -> None:
         """`model` tokenizes; unless `file` exists already, `float32_model()` is exported to it."""
         import onnxruntime
 
         if not file.is_file():
-            export(float32_model(), file)
+            exported = float32_model()
+            sample = exported.tokenize(["How do I reset my password?"])
+            try:
+                export(
+                    exported,
+                    lambda features: exported(features)["sentence_embedding"],
+                    {
+                        n: sample[n]
+                        for n in ("input_ids", "attention_mask", "token_type_ids")
+                        if n in sample
+                    },
+                    file,
+                )
+            except Exception as exc:  # the exporter's own errors, whatever they are
+                raise KnowledgeError(f"Could not export the embedder to ONNX: {exc}") from exc
+            log.info("embedder exported to %s for questions", file)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # queries keep to one thread (see Embedder)
         options.inter_op_num_threads = 1
@@ -57,45 +83,5 @@ class OnnxQueryEncoder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         features = self._model.tokenize(texts)
         feed = {name: features[name].numpy() for name in self._inputs}
-        return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
-
-
-def export(model: "SentenceTransformer", file: Path) -> None:
-    """Write `model` (tokenized inputs -> normalized sentence embedding) as ONNX to `file`,
-    completely or not at all."""
-    import torch
-
-    class Sentence(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            vector = self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
-            return torch.nn.functional.normalize(vector, dim=-1)
-
-    sample = model.tokenize(["How do I reset my password?"])
-    names: list[str] = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-    file.parent.mkdir(parents=True, exist_ok=True)
-    partial = file.with_name(f".{file.name}.{os.getpid()}")
-    try:
-        # The tracer warns about Python-level checks in transformers' masking code; the export
-        # is verified against torch on padded batches and on texts longer than the model reads.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                Sentence().eval(),
-                tuple(sample[n] for n in names),
-                str(partial),
-                input_names=names,
-                output_names=["vector"],
-                dynamic_axes={n: {0: "texts", 1: "tokens"} for n in names},
-                dynamo=False,  # the TorchScript exporter: no extra packages, dynamic axes
-                opset_version=17,
-            )
-        partial.replace(file)
-    except Exception as exc:  # the exporter raises many kinds of errors
-        raise KnowledgeError(f"Could not export the embedder to ONNX: {exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    log.info("embedder exported to %s for questions", file)
+        vectors = np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -12,6 +12,7 @@ import pytest
 
 from engine import EngineError, GenerationParams, LocalModel, ModelBusy, generate
 from engine.loading import bf16_hardware
+from engine.onnx_export import export_onnx
 from tests.conftest import MODEL_CACHE
 
 # The CPU kernels compute in bfloat16 with oneDNN, which needs AVX-512 BF16 or AMX; elsewhere
@@ -341,3 +342,20 @@ async def test_the_fast_cpu_settings_keep_the_models_quality(local_model: LocalM
     together = await asyncio.gather(*(generate(fast, chat(q), params) for q in QUESTIONS))
     assert all(len(reply.split()) >= 3 for reply in together) and len(set(together)) == 4
     await fast.close()
+
+
+def test_an_export_that_fails_leaves_no_file_and_says_why(tmp_path: Path) -> None:
+    import torch
+
+    layer = torch.nn.Linear(4, 2)
+    sample = {"input_ids": torch.ones(1, 3, 4)}
+    file = tmp_path / "model.onnx"
+
+    def broken(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise RuntimeError("this model cannot be traced")
+
+    with pytest.raises(EngineError, match="Could not export the model to ONNX: this model"):
+        export_onnx(layer, broken, sample, file)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial one
+    export_onnx(layer, lambda inputs: layer(inputs["input_ids"]), sample, file)
+    assert file.stat().st_size > 0

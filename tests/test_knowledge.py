@@ -9,12 +9,14 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.loading import bf16_hardware
+from engine.onnx_export import export_onnx
 from knowledge import (
     Embedder,
     FaqEntry,
     KnowledgeError,
     KnowledgeKeys,
     KnowledgeStore,
+    OnnxQueries,
     Retriever,
     read_entries,
 )
@@ -125,7 +127,8 @@ async def test_questions_encoded_by_onnxruntime_match_torch_and_are_exported_onc
     redis_url: str, prefix: str, embedder: Embedder, tmp_path: Path
 ) -> None:
     client = Redis.from_url(redis_url)
-    fast = Embedder(None, client, KnowledgeKeys(prefix), onnx_dir=tmp_path)
+    onnx = OnnxQueries(tmp_path, export_onnx)
+    fast = Embedder(None, client, KnowledgeKeys(prefix), onnx=onnx)
     exported = tmp_path / f"{fast.name}.onnx"
     assert exported.is_file()
     questions = [
@@ -140,11 +143,11 @@ async def test_questions_encoded_by_onnxruntime_match_torch_and_are_exported_onc
         assert float(exact @ a) > 0.9999 and float(exact @ b) > 0.9999
 
     stamp = exported.stat().st_mtime_ns
-    Embedder(None, client, KnowledgeKeys(prefix), onnx_dir=tmp_path)  # a restart reuses it
+    Embedder(None, client, KnowledgeKeys(prefix), onnx=onnx)  # a restart reuses it
     assert exported.stat().st_mtime_ns == stamp
     exported.write_bytes(b"half a model")
     with pytest.raises(KnowledgeError, match="delete it to export it again"):
-        Embedder(None, client, KnowledgeKeys(prefix), onnx_dir=tmp_path)
+        Embedder(None, client, KnowledgeKeys(prefix), onnx=onnx)
     await client.aclose()
 
 
