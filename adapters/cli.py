@@ -65,6 +65,10 @@ def setup_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(logging.Formatter(fields.replace(" %(message)s", ": %(message)s")))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    # bitsandbytes (imported by peft even without quantization) warns on every start that it could
+    # not download an optional 4-bit CPU kernel from the Hugging Face Hub; answerdesk never
+    # downloads models, so the advice in it cannot apply.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @main.group(invoke_without_command=True)
