@@ -51,7 +51,7 @@ class OnnxQueryEncoder:
 
         if not file.is_file():
             exported = float32_model()
-            sample = exported.tokenize(["How do I reset my password?"])
+            sample = exported.preprocess(["How do I reset my password?"])
             try:
                 export(
                     exported,
@@ -81,7 +81,7 @@ class OnnxQueryEncoder:
         self._model = model
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        features = self._model.tokenize(texts)
+        features = self._model.preprocess(texts)
         feed = {name: features[name].numpy() for name in self._inputs}
         vectors = np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
