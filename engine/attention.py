@@ -25,14 +25,14 @@ def _sdpa_float32(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, Any]:
     if query.shape[2] == 1:
-        return _one_query(query, key, value, attention_mask, kwargs.get("scaling")), None
+        return one_query_attention(query, key, value, attention_mask, kwargs.get("scaling")), None
     out, weights = sdpa_attention_forward(
         module, query.float(), key.float(), value.float(), attention_mask, **kwargs
     )
     return out.to(query.dtype), weights
 
 
-def _one_query(
+def one_query_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -59,7 +59,7 @@ def _one_query(
 def float32_attention_cache(model: Any) -> torch.dtype | None:
     """float32 when `model` attends in float32 (its cache then need not be widened each step)."""
     uses = getattr(getattr(model, "config", None), "_attn_implementation", None) == NAME
-    return torch.float32 if uses else None
+    return torch.float32 if uses else getattr(model, "cache_dtype", None)
 
 
 def use_float32_attention(model: Any) -> None:

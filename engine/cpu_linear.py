@@ -1,18 +1,22 @@
 """Faster linear layers for a bf16 model on the CPU.
 
 Decoding reads every weight once per token, so its speed is set by how fast the kernels stream
-the weights. Measured on this project's 2-core Xeon (AVX-512, AMX), all linear layers of
-SmolLM2-135M per decode step:
+the weights. Measured on this project's 2-core EPYC (AVX-512 BF16), all linear layers of
+SmolLM2-135M per decode step (30 layers, distinct weights, so they stream from memory):
 
-| rows | `F.linear` bf16 | oneDNN bf16, weights prepacked | int8 (`_weight_int8pack_mm`) |
+| rows | oneDNN bf16, prepacked | int8 `_weight_int8pack_mm` | 4-bit `_weight_int4pack_mm_for_cpu` |
 |---|---|---|---|
-| 1 | 15.1 ms | 8.4 ms | 6.5 ms |
-| 4 | 16.9 ms | 9.4 ms | 10.7 ms |
-| 8 | 19.0 ms | 12.5 ms | 18.9 ms |
+| 1 | 12.9-14.1 ms | 7.7 ms | 4.0-4.6 ms |
+| 4 | 11.7-16.4 ms | 11.1 ms | 7.8-8.1 ms |
+| 8 | 13.2-21.2 ms | 20.5-26.4 ms | 11.7-12.1 ms |
+| 16 | 18.0 ms | 37.6 ms | 22.3 ms |
 
-So each layer keeps its weight twice: prepacked for oneDNN (exactly the same results as
-`F.linear`; prompts and batches) and int8 with one scale per output channel (one row: a lone
-reply), both the ops torch's own CPU inductor and torchao use.
+So each layer keeps its weight prepacked for oneDNN (exactly the same results as `F.linear`;
+prompts and large batches) and a copy for up to eight rows (decode steps): in 4 bits when the
+weight already lies on a 4-bit grid, as every linear weight of a Q4_1 GGUF file does (groups of 32
+inputs with a scale and a minimum each; stored again that way it loses nothing), else in int8
+with one scale per output channel (an adapter merged into the weights moves them off the grid;
+int8 is then used for one row only). These are the ops torch's own CPU inductor and torchao use.
 """
 
 import torch
@@ -20,47 +24,93 @@ from torch import nn
 
 from engine.errors import EngineError
 
-ROWS_INT8 = 1  # up to this many rows use the int8 weights
+ROWS_INT4 = 8  # up to this many rows use the 4-bit weights
+ROWS_INT8 = 1  # up to this many rows use the int8 weights (of a layer that has no 4-bit ones)
+GROUP = 32  # inputs per 4-bit scale and zero, as in GGUF's Q4_0 / Q4_1 blocks
 
 
 class CpuLinear(nn.Module):
-    int8_weight: torch.Tensor
-    int8_scale: torch.Tensor
+    int4_weight: torch.Tensor | None
+    int4_scales: torch.Tensor | None
+    int8_weight: torch.Tensor | None
+    int8_scale: torch.Tensor | None
 
     def __init__(self, linear: nn.Linear, keep_weight: bool) -> None:
         super().__init__()
         weight = linear.weight.detach()
-        scale = weight.float().abs().amax(dim=1).clamp(min=1e-12) / 127
         self.bias = linear.bias
         self.out_features = linear.out_features
-        self.register_buffer(
-            "int8_weight", torch.round(weight.float() / scale[:, None]).to(torch.int8)
-        )
-        self.register_buffer("int8_scale", scale.to(weight.dtype))
+        four_bit = _on_four_bit_grid(weight)
+        self.register_buffer("int4_weight", None if four_bit is None else four_bit[0])
+        self.register_buffer("int4_scales", None if four_bit is None else four_bit[1])
+        int8 = None if four_bit is not None else _int8(weight)
+        self.register_buffer("int8_weight", None if int8 is None else int8[0])
+        self.register_buffer("int8_scale", None if int8 is None else int8[1])
         self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, 8)
         # The weight itself is kept only where another module shares it (a tied embedding).
         self.weight = linear.weight if keep_weight else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if rows > ROWS_INT8:
+        int4, int4_scales = self.int4_weight, self.int4_scales
+        int8, int8_scale = self.int8_weight, self.int8_scale
+        if int4 is not None and int4_scales is not None and rows <= ROWS_INT4:
+            flat = x.reshape(rows, x.shape[-1]).contiguous()
+            out = torch._weight_int4pack_mm_for_cpu(flat, int4, GROUP, int4_scales)
+        elif int8 is not None and int8_scale is not None and rows <= ROWS_INT8:
+            flat = x.reshape(rows, x.shape[-1]).contiguous()
+            out = torch._weight_int8pack_mm(flat, int8, int8_scale)
+        else:
             return torch.ops.mkldnn._linear_pointwise(
                 x, self.packed_weight, self.bias, "none", [], ""
             )
-        flat = x.reshape(rows, x.shape[-1]).contiguous()
-        out = torch._weight_int8pack_mm(flat, self.int8_weight, self.int8_scale)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features)
+
+    @property
+    def four_bit(self) -> bool:
+        return self.int4_weight is not None
 
     def extra_bytes(self) -> int:
         """Memory of the prepacked weight, which is neither a parameter nor a buffer."""
         return self.packed_weight.numel() * self.packed_weight.element_size()
 
 
+def _int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`weight` in int8 with one scale per output channel."""
+    scale = weight.float().abs().amax(dim=1).clamp(min=1e-12) / 127
+    return torch.round(weight.float() / scale[:, None]).to(torch.int8), scale.to(weight.dtype)
+
+
+def _on_four_bit_grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`weight` packed for torch's 4-bit CPU kernel, with its scales and zeros ([groups, out, 2]),
+    if every group of `GROUP` inputs holds at most 16 evenly spaced values from its minimum to its
+    maximum (it was quantized that way); None otherwise."""
+    rows, inputs = weight.shape
+    if inputs % GROUP:
+        return None
+    w = weight.float().reshape(rows, inputs // GROUP, GROUP)
+    low, high = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    scale = ((high - low) / 15).clamp(min=1e-12).to(weight.dtype)
+    zero = (low + 8 * scale.float()).to(weight.dtype)  # the kernel computes (q - 8) * scale + zero
+    levels = torch.round((w - zero.float()) / scale.float() + 8).clamp(0, 15)
+    error = ((levels - 8) * scale.float() + zero.float() - w).abs()
+    # Off the grid by more than a tenth of a step (beyond bf16's rounding of the weight): the
+    # weight is not 4-bit, and storing it so would change the model.
+    if bool((error > 0.1 * scale.float() + w.abs() * 2**-8).any()):
+        return None
+    packed = torch._convert_weight_to_int4pack_for_cpu(
+        levels.reshape(rows, inputs).to(torch.int32), 1
+    )
+    scales = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()
+    return packed, scales
+
+
 def use_cpu_linears(model: nn.Module) -> nn.Module:
     """Replace every linear layer of `model` (bf16, on the CPU) by a `CpuLinear`."""
-    if not (hasattr(torch, "_weight_int8pack_mm") and torch.backends.mkldnn.is_available()):
+    kernels = ("_weight_int8pack_mm", "_weight_int4pack_mm_for_cpu")
+    if not (all(hasattr(torch, k) for k in kernels) and torch.backends.mkldnn.is_available()):
         raise EngineError("This torch lacks the CPU kernels; set ANSWERDESK_CPU_KERNELS=false.")
     if next(model.parameters()).dtype != torch.bfloat16:
         raise EngineError(
@@ -79,5 +129,7 @@ def use_cpu_linears(model: nn.Module) -> nn.Module:
 
 def weights_bytes(model: nn.Module) -> int:
     """Memory of `model`'s weights: parameters, buffers and prepacked copies."""
-    footprint: int = model.get_memory_footprint()  # type: ignore[operator]
-    return footprint + sum(m.extra_bytes() for m in model.modules() if isinstance(m, CpuLinear))
+    tensors = {t.data_ptr(): t.numel() * t.element_size() for t in model.parameters()}
+    tensors.update({t.data_ptr(): t.numel() * t.element_size() for t in model.buffers()})
+    extra = sum(m.extra_bytes() for m in model.modules() if isinstance(m, CpuLinear))
+    return sum(tensors.values()) + extra

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from engine import llama_decoder
 from engine.attention import float32_attention_cache, use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
 from engine.cpu_linear import use_cpu_linears
@@ -106,11 +107,14 @@ class LocalModel:
             model, merged, adapters = model.merge_and_unload(), default_adapter, {}
         on_cpu = not torch.cuda.is_available()
         if cpu_kernels and dtype == "bfloat16" and quantization == "none" and on_cpu:
-            if bf16_hardware():
-                model = use_cpu_linears(model)
-            else:
+            if not bf16_hardware():
                 log.warning("this CPU has no bfloat16 instructions: CPU kernels off; use float32")
-        if dtype == "bfloat16" and quantization == "none" and on_cpu:
+            elif not adapters and llama_decoder.fits(model):
+                model = llama_decoder.LlamaDecoder(model)
+            else:
+                model = use_cpu_linears(model)
+        decoder = isinstance(model, llama_decoder.LlamaDecoder)  # it attends in float32 itself
+        if dtype == "bfloat16" and quantization == "none" and on_cpu and not decoder:
             use_float32_attention(model)
         return cls(
             model,

@@ -3,11 +3,11 @@
 A single thread owns the model. Each turn of its loop it admits at most one new request (its
 prompt is run alone, then its key/value cache joins the batch, left-padded to a common length)
 and runs one decode step for every reply in the batch at once: a step reads all the weights
-whatever the batch size, so a step for eight replies costs about two for one (measured: 44-51 ms
-vs 24-27 ms on a 2-core CPU). Replies that finish, stop or lose
+whatever the batch size, so a step for eight replies costs about two and a half for one
+(measured, bundled model on a 2-core CPU: 35 ms vs 14.6 ms). Replies that finish, stop or lose
 their reader leave the batch at the next step. While a single greedy reply runs alone, each step
 also checks a guess of the next few tokens copied from the prompt (prompt lookup decoding): a
-support answer often repeats its FAQ entry, and checking ten tokens costs about one step.
+support answer often repeats its FAQ entry, and checking ten tokens costs less than two steps.
 
 The decode thread and its OpenMP workers run at a lower CPU priority (nice +10, Linux) than the
 rest of the process: a reply being generated takes seconds, while a customer whose question the

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -342,6 +343,87 @@ async def test_the_fast_cpu_settings_keep_the_models_quality(local_model: LocalM
     together = await asyncio.gather(*(generate(fast, chat(q), params) for q in QUESTIONS))
     assert all(len(reply.split()) >= 3 for reply in together) and len(set(together)) == 4
     await fast.close()
+
+
+@BF16_CPU
+def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
+    """The product's default on a bf16 CPU (engine.llama_decoder) against transformers' Llama
+    with the same weights and kernels, called as the scheduler calls a model: two prompts
+    left-padded to one length, then three new tokens each after the cached prompt (prompt
+    lookup's check), then one more token each (a decode step of a batch)."""
+    import torch
+
+    from engine.attention import use_float32_attention
+    from engine.cpu_linear import use_cpu_linears
+    from engine.kv_cache import growing_cache
+    from engine.llama_decoder import LlamaDecoder, fits
+    from engine.loading import load_base
+
+    tokenizer, hf = load_base(None, MODEL_CACHE, "bfloat16", "none")
+    assert fits(hf)
+    lean = LlamaDecoder(hf)  # builds its own layers; hf's stay as they are
+    use_float32_attention(use_cpu_linears(hf))
+    prompts = [
+        tokenizer.apply_chat_template(chat(q), add_generation_prompt=True)["input_ids"]
+        for q in ("Name three colours.", "Write one sentence about tents, please.")
+    ]
+    width = max(map(len, prompts))
+    first_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    first_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+
+    def run(model: Any) -> list[torch.Tensor]:
+        cache, mask, ids = growing_cache(hf.config, torch.float32), first_mask, first_ids
+        logits = []
+        for keep, new in ((1, None), (3, [[9, 11, 13], [9, 11, 13]]), (1, [[17], [17]])):
+            if new is not None:
+                ids = torch.tensor(new)
+                mask = torch.cat([mask, torch.ones_like(ids)], dim=1)
+            positions = (mask.cumsum(1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+            out = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=keep,
+            )
+            logits.append(out.logits.float().reshape(-1, out.logits.shape[-1]))
+        return logits
+
+    with torch.inference_mode():
+        for mine, theirs in zip(run(lean), run(hf), strict=True):
+            assert torch.isfinite(mine).all()
+            assert (mine - theirs).abs().max() <= 0.05 * theirs.abs().max()
+            assert torch.equal(mine.argmax(-1), theirs.argmax(-1))
+
+
+@BF16_CPU
+def test_a_weight_from_a_4_bit_file_is_kept_in_4_bits_and_any_other_in_8() -> None:
+    """A weight quantized in groups of 32 inputs (as every linear weight of the bundled Q4_1 GGUF
+    file is) runs through the 4-bit kernel for up to 8 rows, as exactly as through bf16; any
+    other weight (say, with an adapter merged in) gets int8 for one row, bf16 beyond."""
+    import torch
+
+    from engine.cpu_linear import CpuLinear
+
+    torch.manual_seed(0)
+    base = torch.randn(64, 96) * 0.05  # 64 outputs, 96 inputs: 3 groups of 32
+    groups = base.reshape(64, 3, 32)
+    low = groups.amin(-1, keepdim=True)
+    step = (groups.amax(-1, keepdim=True) - low) / 15
+    on_grid = (torch.round((groups - low) / step) * step + low).reshape(64, 96)
+    x = torch.randn(1, 16, 96, dtype=torch.bfloat16)
+    for weight, four_bit in ((on_grid, True), (base, False)):
+        linear = torch.nn.Linear(96, 64).to(torch.bfloat16)
+        linear.weight.data = weight.to(torch.bfloat16)
+        fast = CpuLinear(linear, keep_weight=False)
+        assert fast.four_bit is four_bit
+        for rows in (1, 2, 8, 16):
+            exact = x[:, :rows].float() @ linear.weight.float().T + linear.bias.float()
+            out = fast(x[:, :rows])
+            assert out.shape == (1, rows, 64) and out.dtype == torch.bfloat16
+            error = float((out.float() - exact).norm() / exact.norm())
+            assert error < (0.008 if four_bit or rows > 1 else 0.02), (four_bit, rows, error)
 
 
 def test_an_export_that_fails_leaves_no_file_and_says_why(tmp_path: Path) -> None:
