@@ -23,7 +23,7 @@ from engine.cpu_linear import CpuLinear
 
 
 def fits(model: Any) -> bool:
-    """Whether `model` is a transformers Llama this decoder computes exactly."""
+    """Whether `model` is a transformers Llama whose function this decoder computes."""
     config = getattr(model, "config", None)
     return (
         type(model).__name__ == "LlamaForCausalLM"

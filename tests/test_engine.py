@@ -207,30 +207,24 @@ async def test_a_reply_that_runs_long_makes_the_next_request_busy_before_any_rep
         await model.close()
 
 
-def nice_values() -> dict[int, int]:
-    """Thread id -> nice value, for every thread of this process (Linux's /proc)."""
-    nice = {}
-    for task in Path("/proc/self/task").iterdir():
-        stat = (task / "stat").read_text()
-        nice[int(task.name)] = int(stat[stat.rindex(")") + 2 :].split()[16])
-    return nice
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread scheduling policies are Linux's")
 async def test_generation_computes_at_a_lower_cpu_priority_than_the_web_server(
     local_model: LocalModel,
 ) -> None:
     """FAQ answers (the event loop, the query encoder) come before the next generated token."""
     stream = local_model.stream(MESSAGES, GenerationParams(max_new_tokens=200))
     assert await anext(stream)  # the decode thread and its OpenMP workers are computing
-    mine = os.getpriority(os.PRIO_PROCESS, 0)
-    nice = nice_values()
+    policies = {int(task.name): os.sched_getscheduler(int(task.name)) for task in _tasks()}
     await stream.aclose()
     decode_thread = local_model._scheduler._thread.native_id
-    assert nice[decode_thread] == min(19, mine + 10)
-    lowered = [tid for tid, value in nice.items() if value > mine]
+    assert policies[decode_thread] == os.SCHED_IDLE
+    lowered = [tid for tid, policy in policies.items() if policy == os.SCHED_IDLE]
     assert len(lowered) == local_model._scheduler._threads  # the decode thread and its workers
-    assert nice[threading.get_native_id()] == mine  # the event loop's thread is untouched
+    assert policies[threading.get_native_id()] == os.SCHED_OTHER  # the event loop's: untouched
+
+
+def _tasks() -> list[Path]:
+    return list(Path("/proc/self/task").iterdir())
 
 
 async def test_an_error_mid_generation_fails_only_that_batch(local_model: LocalModel) -> None:

@@ -121,7 +121,11 @@ async def run_load(
     rng = random.Random(seed)
     result = Result()
     run = uuid.uuid4().hex[:6]
-    limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
+    # An idle connection is dropped before the server's keep-alive timeout (uvicorn: 5 s) ends
+    # it: a request sent on a connection the server is closing fails with ReadError.
+    limits = httpx.Limits(
+        max_connections=users + 10, max_keepalive_connections=users + 10, keepalive_expiry=4.0
+    )
     async with httpx.AsyncClient(base_url=url, timeout=answer_within_s, limits=limits) as client:
         deadline = time.monotonic() + seconds
 
