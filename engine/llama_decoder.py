@@ -162,12 +162,16 @@ def _joined(*linears: nn.Linear) -> nn.Linear:
 
 
 def _projections(model: Any) -> list[Any]:
-    layers = getattr(getattr(model, "model", None), "layers", None) or []
-    names = ("q_proj", "k_proj", "v_proj", "o_proj")
-    out = [getattr(layer.self_attn, n, None) for layer in layers for n in names]
-    out += [
-        getattr(layer.mlp, n, None)
+    """The seven projections of every decoder layer (None where one is missing); [None] when
+    `model` has no decoder layers, so that it does not fit."""
+    layers = getattr(getattr(model, "model", None), "layers", None) or [None]
+    return [
+        getattr(getattr(layer, part, None), name, None)
         for layer in layers
-        for n in ("gate_proj", "up_proj", "down_proj")
+        for part, names in (("self_attn", _ATTENTION), ("mlp", _MLP))
+        for name in names
     ]
-    return out if layers else [None]
+
+
+_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+_MLP = ("gate_proj", "up_proj", "down_proj")
