@@ -23,6 +23,7 @@ import Stemmer
 from threadpoolctl import ThreadpoolController
 
 from knowledge.entry import FaqEntry
+from knowledge.lexical import LexicalIndex
 from knowledge.vectors import VectorRows
 
 WEIGHTS: Mapping[str, float] = {"phrasing": 1.0, "centroid": 0.3, "answer": 0.3, "lexical": 0.5}
@@ -35,28 +36,6 @@ class Hit:
     entry: FaqEntry
     score: float  # the fused score, in [-1, 1]; thresholds apply to it
     scores: Mapping[str, float] = field(default_factory=dict)  # the scores it came from
-
-
-@dataclass(frozen=True)
-class _Lexical:
-    bm25: bm25s.BM25
-    docs: list[str]  # BM25 document -> entry id
-    first: dict[str, int]  # entry id -> its first BM25 document
-    token_best: np.ndarray  # vocabulary id -> the highest score that word adds to any document
-
-    def ceiling(self, tokens: list[str]) -> float:
-        """The score of a phrasing that matched every query word as well as any phrasing does.
-
-        A word no phrasing contains counts as a typical word would (the question asks about
-        something the FAQ does not mention), except numbers: order numbers and dates say
-        nothing about which entry is meant.
-        """
-        vocab = self.bm25.vocab_dict
-        typical = float(np.median(self.token_best)) if len(self.token_best) else 1.0
-        return sum(
-            float(self.token_best[vocab[t]]) if t in vocab else 0.0 if t.isdigit() else typical
-            for t in tokens
-        )
 
 
 @dataclass
@@ -76,7 +55,7 @@ class SearchIndex:
         self._slots: dict[str, _Slot] = {}
         self._row_owner: list[str | None] = []
         self._stemmer = Stemmer.Stemmer("english")
-        self._lexical: _Lexical | None = None
+        self._lexical: LexicalIndex | None = None
         self._lexical_stale: set[str] = set()  # entries changed since the BM25 index was built
         self._blas = ThreadpoolController()
 
@@ -157,22 +136,11 @@ class SearchIndex:
 
     def build_lexical(
         self, docs: list[tuple[str, str]], stale: set[str]
-    ) -> tuple[_Lexical | None, set[str]]:
+    ) -> tuple[LexicalIndex | None, set[str]]:
         """Build a BM25 index (safe to run in a thread)."""
-        if not docs:
-            return None, stale
-        bm25 = bm25s.BM25()
-        bm25.index(self._tokenize([t for _, t in docs]), show_progress=False)
-        first: dict[str, int] = {}
-        for n, (entry_id, _) in enumerate(docs):
-            first.setdefault(entry_id, n)
-        data, indptr = bm25.scores["data"], bm25.scores["indptr"]
-        best = np.zeros(len(indptr) - 1, dtype=np.float32)
-        filled = np.diff(indptr) > 0
-        best[filled] = np.maximum.reduceat(data, indptr[:-1][filled])
-        return _Lexical(bm25, [i for i, _ in docs], first, best), stale
+        return (LexicalIndex.build(docs, self._tokenize) if docs else None), stale
 
-    def install_lexical(self, lexical: "_Lexical | None", stale: set[str]) -> None:
+    def install_lexical(self, lexical: LexicalIndex | None, stale: set[str]) -> None:
         self._lexical = lexical
         self._lexical_stale -= stale
 
@@ -270,20 +238,12 @@ class SearchIndex:
         tokens = self._tokenize([text])[0]
         if not tokens:
             return {}
-        scores = lexical.bm25.get_scores(tokens)
-        # Only documents sharing a word score above 0; selecting among those alone keeps this
-        # fast at millions of documents (argpartition over mostly-equal zeros is slow).
-        matched = np.flatnonzero(scores)
-        wanted = 4 * _CANDIDATES
-        if len(matched) > wanted:
-            matched = matched[np.argpartition(-scores[matched], wanted - 1)[:wanted]]
-        top = matched
+        top, scores = lexical.top(tokens, 4 * _CANDIDATES)
         best: dict[str, float] = {}
         skip = -1
         if without_text is not None and without_text[0] in lexical.first:
             skip = lexical.first[without_text[0]] + without_text[1]
-        for doc in top.tolist():
-            value = float(scores[doc])
+        for doc, value in zip(top.tolist(), scores.tolist(), strict=True):
             entry_id = lexical.docs[doc]
             if value <= 0 or doc == skip or entry_id == without_entry:
                 continue
