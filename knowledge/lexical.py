@@ -1,8 +1,9 @@
 """BM25 over FAQ phrasings (bm25s), and a query's best documents picked from few candidates.
 
-bm25s scores every document for a query; picking the best from all those that share a word with
-it is then most of a question's time at a million FAQ entries, where a common word ("how", "do")
-is in most phrasings. `LexicalIndex.top` first sets a bar that the best documents must reach,
+bm25s builds the index and its per-word document scores; a query's scores are their sum, as
+bm25s adds them up. Picking the best from all documents that share a word with the query is then
+most of a question's time at a million FAQ entries, where a common word ("how", "do") is in most
+phrasings. `LexicalIndex.top` first sets a bar that the best documents must reach,
 from the documents with the query's rarest words, and picks among the few that reach it
 (measured at 1M entries, synthetic FAQ: the BM25 part of a question 26 ms -> 10 ms).
 
