@@ -7,8 +7,14 @@ with fewer of them: q, k and v come from one product and gate and up from anothe
 angles are computed once a step rather than once a layer, norms are torch's fused `rms_norm`,
 and attention is written for the two shapes the scheduler sends (one new token per reply against
 a padded cache, or one reply's several new tokens). It takes the call of a transformers model
-(`input_ids`, `attention_mask`, `position_ids`, `past_key_values`, `logits_to_keep`) and keeps
-the cache in float32, as `engine.attention` does.
+(`input_ids`, `attention_mask`, `position_ids`, `past_key_values`, `logits_to_keep`).
+
+Attention runs in bf16 through torch's fused CPU kernel, on a bf16 cache: keys and values are
+products of bf16 weights, so a float32 cache held the same numbers in twice the bytes, and with
+eight replies of ~600 tokens reading the cache costs as much as reading the weights. Measured on
+2 cores (30 layers, one step): one new token for 8 replies 14.9 ms as float32 products,
+10.4 ms fused in bf16; a 560-token prompt 109 ms in float32, 28 ms in bf16; 11 new tokens of
+prompt lookup 4.7 ms and 3.3 ms.
 """
 
 from typing import Any
@@ -18,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from engine.attention import one_query_attention
 from engine.cpu_linear import CpuLinear
 
 
@@ -37,7 +42,7 @@ class LlamaDecoder(nn.Module):
     """`model`'s weights (a bf16 `LlamaForCausalLM` with plain linear layers, see `fits`) behind a
     faster forward pass; the model's own decoder layers are not kept."""
 
-    cache_dtype = torch.float32  # keys and values, as attention reads them
+    cache_dtype = None  # keys and values stay in the model's bf16
 
     def __init__(self, model: Any) -> None:
         super().__init__()
@@ -115,18 +120,19 @@ class _Layer(nn.Module):
         queries, keys = qk[:, :heads], qk[:, heads:]
         if cache is not None:
             keys, values = cache.update(keys, values)
+        keys, values = keys.to(queries.dtype), values.to(queries.dtype)  # a cache of another dtype
         if width == 1:
-            out = one_query_attention(queries, keys, values, mask, model.scaling)
+            # One new token: the query heads that share a key/value head are one head's several
+            # queries, so keys and values are never repeated; `mask` is [batch, 1, 1, keys].
+            grouped = queries.reshape(batch, kv_heads, heads // kv_heads, dim)
+            out = F.scaled_dot_product_attention(
+                grouped, keys, values, attn_mask=mask, scale=model.scaling
+            )
         else:
             out = F.scaled_dot_product_attention(
-                queries.float(),
-                keys.float(),
-                values.float(),
-                attn_mask=mask,
-                scale=model.scaling,
-                enable_gqa=True,
+                queries, keys, values, attn_mask=mask, scale=model.scaling, enable_gqa=True
             ).transpose(1, 2)
-        hidden = hidden + self.o_proj(out.reshape(batch, width, heads * dim).to(hidden.dtype))
+        hidden = hidden + self.o_proj(out.reshape(batch, width, heads * dim))
         x = F.rms_norm(hidden, (size,), self.post_norm, model.eps)
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return hidden + self.down(F.silu(gate) * up)

@@ -113,7 +113,7 @@ class LocalModel:
                 model = llama_decoder.LlamaDecoder(model)
             else:
                 model = use_cpu_linears(model)
-        decoder = isinstance(model, llama_decoder.LlamaDecoder)  # it attends in float32 itself
+        decoder = isinstance(model, llama_decoder.LlamaDecoder)  # it attends with its own kernel
         if dtype == "bfloat16" and quantization == "none" and on_cpu and not decoder:
             use_float32_attention(model)
         return cls(

@@ -347,7 +347,6 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     lookup's check), then one more token each (a decode step of a batch)."""
     import torch
 
-    from engine.attention import use_float32_attention
     from engine.cpu_linear import use_cpu_linears
     from engine.kv_cache import growing_cache
     from engine.llama_decoder import LlamaDecoder, fits
@@ -356,7 +355,7 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     tokenizer, hf = load_base(None, MODEL_CACHE, "bfloat16", "none")
     assert fits(hf)
     lean = LlamaDecoder(hf)  # builds its own layers; hf's stay as they are
-    use_float32_attention(use_cpu_linears(hf))
+    use_cpu_linears(hf)  # attention: transformers' sdpa in bf16, as the lean decoder's
     prompts = [
         tokenizer.apply_chat_template(chat(q), add_generation_prompt=True)["input_ids"]
         for q in ("Name three colours.", "Write one sentence about tents, please.")
@@ -366,7 +365,7 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     first_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
 
     def run(model: Any) -> list[torch.Tensor]:
-        cache, mask, ids = growing_cache(hf.config, torch.float32), first_mask, first_ids
+        cache, mask, ids = growing_cache(hf.config), first_mask, first_ids  # bf16, the model's
         logits = []
         for keep, new in ((1, None), (3, [[9, 11, 13], [9, 11, 13]]), (1, [[17], [17]])):
             if new is not None:
@@ -387,7 +386,12 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     with torch.inference_mode():
         for mine, theirs in zip(run(lean), run(hf), strict=True):
             assert torch.isfinite(mine).all()
-            assert (mine - theirs).abs().max() <= 0.05 * theirs.abs().max()
+            # The same next-token distributions: bf16 rounding (AMX or AVX-512 kernels, fused or
+            # separate products) may shift every logit a little, not what the model would say.
+            lm, lt = mine.log_softmax(-1), theirs.log_softmax(-1)
+            kl = (lt.exp() * (lt - lm)).sum(-1)  # nats, per position
+            assert float(kl.max()) < 0.05, kl
+            assert float((lm.exp() - lt.exp()).abs().max()) < 0.1
             assert torch.equal(mine.argmax(-1), theirs.argmax(-1))
 
 
