@@ -321,7 +321,7 @@ async def test_bitsandbytes_quantization_loads_smaller_and_generates(
 
 @BF16_CPU
 async def test_the_fast_cpu_settings_keep_the_models_quality(local_model: LocalModel) -> None:
-    """bf16 weights run by the CPU kernels, float32 attention (the product's default): the FAQ
+    """bf16 weights run by the CPU kernels and the lean decoder (the product's default): the FAQ
     answers stay as likely under the model as with exact float32, and replies stream and batch.
     (A batched reply may differ in wording from the same reply alone: the one-row int8 kernel
     and the batch's bf16 kernel round differently.)"""
