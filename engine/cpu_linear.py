@@ -27,6 +27,7 @@ from engine.errors import EngineError
 ROWS_INT4 = 8  # up to this many rows use the 4-bit weights
 ROWS_INT8 = 1  # up to this many rows use the int8 weights (of a layer that has no 4-bit ones)
 GROUP = 32  # inputs per 4-bit scale and zero, as in GGUF's Q4_0 / Q4_1 blocks
+CHECK_ROWS = 64  # rows of a weight checked for a 4-bit grid at a time
 
 
 class CpuLinear(nn.Module):
@@ -86,25 +87,40 @@ def _int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _on_four_bit_grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """`weight` packed for torch's 4-bit CPU kernel, with its scales and zeros ([groups, out, 2]),
     if every group of `GROUP` inputs holds at most 16 evenly spaced values from its minimum to its
-    maximum (it was quantized that way); None otherwise."""
+    maximum (it was quantized that way); None otherwise. Checked `CHECK_ROWS` rows at a time: the
+    temporaries stay in the CPU's cache, and a weight off the grid (say, with an adapter merged
+    in) is turned down at its first rows (the bundled model's 121 weights, the shipped adapter
+    merged: 2.0 s -> 0.56 s on 1 thread)."""
     rows, inputs = weight.shape
-    if inputs % GROUP:
+    if inputs % GROUP or rows % 16:  # the kernel packs outputs in sixteens
         return None
+    levels = torch.empty(rows, inputs, dtype=torch.int32)
+    scales = torch.empty(rows, inputs // GROUP, 2, dtype=weight.dtype)
+    for start in range(0, rows, CHECK_ROWS):
+        part = _grid(weight[start : start + CHECK_ROWS])
+        if part is None:
+            return None
+        levels[start : start + CHECK_ROWS], scales[start : start + CHECK_ROWS] = part
+    packed = torch._convert_weight_to_int4pack_for_cpu(levels, 1)
+    return packed, scales.transpose(0, 1).contiguous()
+
+
+def _grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The 4-bit levels of `weight`'s rows ([rows, inputs], int32) and each group's scale and
+    zero ([rows, groups, 2]), or None when a group is off its grid."""
+    rows, inputs = weight.shape
     w = weight.float().reshape(rows, inputs // GROUP, GROUP)
-    low, high = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    low, high = torch.aminmax(w, dim=-1, keepdim=True)
     scale = ((high - low) / 15).clamp(min=1e-12).to(weight.dtype)
     zero = (low + 8 * scale.float()).to(weight.dtype)  # the kernel computes (q - 8) * scale + zero
-    levels = torch.round((w - zero.float()) / scale.float() + 8).clamp(0, 15)
-    error = ((levels - 8) * scale.float() + zero.float() - w).abs()
+    step, base = scale.float(), zero.float()
+    levels = (w - base).div_(step).add_(8).round_().clamp_(0, 15)
+    error = (levels - 8).mul_(step).add_(base).sub_(w).abs_()
     # Off the grid by more than a tenth of a step (beyond bf16's rounding of the weight): the
     # weight is not 4-bit, and storing it so would change the model.
-    if bool((error > 0.1 * scale.float() + w.abs() * 2**-8).any()):
+    if bool((error > w.abs().mul_(2**-8).add_(0.1 * step)).any()):
         return None
-    packed = torch._convert_weight_to_int4pack_for_cpu(
-        levels.reshape(rows, inputs).to(torch.int32), 1
-    )
-    scales = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()
-    return packed, scales
+    return levels.reshape(rows, inputs).to(torch.int32), torch.cat([scale, zero], dim=-1)
 
 
 def use_cpu_linears(model: nn.Module) -> nn.Module:

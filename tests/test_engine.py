@@ -424,6 +424,34 @@ def test_a_weight_from_a_4_bit_file_is_kept_in_4_bits_and_any_other_in_8() -> No
             assert error < (0.008 if four_bit or rows > 1 else 0.02), (four_bit, rows, error)
 
 
+@BF16_CPU
+def test_a_weight_is_4_bit_only_if_every_row_is_on_its_grid() -> None:
+    """The grid is checked a few rows at a time: a weight whose later rows are off the grid is
+    not stored in 4 bits, and a tall weight on the grid computes as exactly as a short one. The
+    kernel packs outputs in sixteens: a weight with any other number stays in int8/bf16."""
+    import torch
+
+    from engine.cpu_linear import CHECK_ROWS, CpuLinear
+
+    torch.manual_seed(1)
+    rows = 3 * CHECK_ROWS + 16
+    groups = (torch.randn(rows, 3, 32) * 0.05).reshape(rows, 3, 32)
+    low = groups.amin(-1, keepdim=True)
+    step = (groups.amax(-1, keepdim=True) - low) / 15
+    on_grid = (torch.round((groups - low) / step) * step + low).reshape(rows, 96)
+    off_at_the_end = on_grid.clone()
+    off_at_the_end[-1] += torch.randn(96) * 0.01
+    x = torch.randn(4, 96, dtype=torch.bfloat16)
+    for weight, four_bit in ((on_grid, True), (off_at_the_end, False), (on_grid[:-5], False)):
+        linear = torch.nn.Linear(96, weight.shape[0], bias=False).to(torch.bfloat16)
+        linear.weight.data = weight.to(torch.bfloat16)
+        fast = CpuLinear(linear, keep_weight=False)
+        assert fast.four_bit is four_bit
+        exact = x.float() @ linear.weight.float().T
+        error = float((fast(x).float() - exact).norm() / exact.norm())
+        assert error < 0.008, (four_bit, error)
+
+
 def test_an_export_that_fails_leaves_no_file_and_says_why(tmp_path: Path) -> None:
     import torch
 
