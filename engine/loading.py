@@ -2,6 +2,7 @@
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -82,10 +83,16 @@ def attach_adapters(model: Any, adapters: Mapping[str, Path]) -> Any:
                 "adapter_config.json); check ANSWERDESK_ADAPTERS."
             )
         try:
-            if peft_model is None:
-                peft_model = PeftModel.from_pretrained(model, directory, adapter_name=name)
-            else:
-                peft_model.load_adapter(directory, adapter_name=name)
+            with warnings.catch_warnings():
+                # peft reads transformers' deprecated `is_gradient_checkpointing`: a warning for
+                # peft's authors, printed on every start of every operator's server.
+                warnings.filterwarnings(
+                    "ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning
+                )
+                if peft_model is None:
+                    peft_model = PeftModel.from_pretrained(model, directory, adapter_name=name)
+                else:
+                    peft_model.load_adapter(directory, adapter_name=name)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise EngineError(
                 f"Adapter {name!r} in {directory} does not fit this model: {exc}"

@@ -18,13 +18,13 @@ from pathlib import Path
 from adapters.runtime import build_runtime
 from adapters.settings import Settings
 from bot import Inbound
+from tests.bench import MODEL_CACHE
 
 QUESTIONS = {
     "faq": ["how do I reset my password?", "are you open on sunday", "I got charged two times"],
     "grounded": ["can I pay later", "is there a shop in berlin", "where's my stuff"],
     "fallback": ["what is the capital of France?", "write me a poem", "how do I cook pasta"],
 }
-MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from bot.messages import Turn
@@ -26,9 +25,8 @@ from engine import ChatMessage, GenerationParams
 from knowledge import Hit
 from knowledge.files import sample_faq_path
 from knowledge.formats import read_entries
+from tests.bench import MODEL_CACHE, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-MODEL_CACHE = ROOT / ".cache" / "models"
 MODES = {  # name -> (dtype, quantization)
     "fp32": ("float32", "none"),
     "bf16": ("bfloat16", "none"),

@@ -18,7 +18,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from redis.asyncio import Redis
@@ -26,9 +25,9 @@ from redis.asyncio import Redis
 from adapters.runtime import build_embedder
 from adapters.settings import Settings
 from knowledge import FaqEntry, SearchIndex
+from tests.bench import MODEL_CACHE
 
 COMMAND = "python -m tests.bench.bench_retrieval"
-MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
 POOL = 4000
 
 
