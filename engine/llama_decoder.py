@@ -9,12 +9,14 @@ and attention is written for the two shapes the scheduler sends (one new token p
 a padded cache, or one reply's several new tokens). It takes the call of a transformers model
 (`input_ids`, `attention_mask`, `position_ids`, `past_key_values`, `logits_to_keep`).
 
-Attention runs in bf16 through torch's fused CPU kernel, on a bf16 cache: keys and values are
-products of bf16 weights, so a float32 cache held the same numbers in twice the bytes, and with
-eight replies of ~600 tokens reading the cache costs as much as reading the weights. Measured on
-2 cores (30 layers, one step): one new token for 8 replies 14.9 ms as float32 products,
-10.4 ms fused in bf16; a 560-token prompt 109 ms in float32, 28 ms in bf16; 11 new tokens of
-prompt lookup 4.7 ms and 3.3 ms.
+On a CPU with AMX, attention runs in bf16 through torch's fused CPU kernel, on a bf16 cache: keys
+and values are products of bf16 weights, so a float32 cache held the same numbers in twice the
+bytes, and with eight replies of ~600 tokens reading the cache costs as much as reading the
+weights. Measured on a 2-core Xeon with AMX (30 layers, one step): one new token for 8 replies
+14.9 ms as float32 products, 10.4 ms fused in bf16; a 560-token prompt 109 ms in float32, 28 ms in
+bf16; 11 new tokens of prompt lookup 4.7 ms and 3.3 ms. Without AMX that kernel is several times
+slower in bf16 than in float32 (measured on an AMD EPYC with AVX-512 BF16: 0.38 vs 0.05 ms a layer,
+one new token), so there attention and its cache stay float32, as in `engine.attention`.
 """
 
 from typing import Any
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from engine.attention import one_query_attention
 from engine.cpu_linear import CpuLinear
 
 
@@ -42,10 +45,10 @@ class LlamaDecoder(nn.Module):
     """`model`'s weights (a bf16 `LlamaForCausalLM` with plain linear layers, see `fits`) behind a
     faster forward pass; the model's own decoder layers are not kept."""
 
-    cache_dtype = None  # keys and values stay in the model's bf16
-
     def __init__(self, model: Any) -> None:
         super().__init__()
+        # Keys, values and attention: bf16 where torch's fused kernel runs it on AMX, else float32.
+        self.cache_dtype = torch.bfloat16 if amx() else torch.float32
         config = model.config
         self.config = config
         inner = model.model
@@ -120,22 +123,36 @@ class _Layer(nn.Module):
         queries, keys = qk[:, :heads], qk[:, heads:]
         if cache is not None:
             keys, values = cache.update(keys, values)
-        keys, values = keys.to(queries.dtype), values.to(queries.dtype)  # a cache of another dtype
-        if width == 1:
+        fused = model.cache_dtype == torch.bfloat16
+        if width == 1 and fused:
             # One new token: the query heads that share a key/value head are one head's several
             # queries, so keys and values are never repeated; `mask` is [batch, 1, 1, keys].
             grouped = queries.reshape(batch, kv_heads, heads // kv_heads, dim)
             out = F.scaled_dot_product_attention(
-                grouped, keys, values, attn_mask=mask, scale=model.scaling
+                grouped, keys.to(grouped.dtype), values.to(grouped.dtype), mask, scale=model.scaling
             )
+        elif width == 1:
+            out = one_query_attention(queries, keys, values, mask, model.scaling)
         else:
+            kind = model.cache_dtype
             out = F.scaled_dot_product_attention(
-                queries, keys, values, attn_mask=mask, scale=model.scaling, enable_gqa=True
+                queries.to(kind),
+                keys.to(kind),
+                values.to(kind),
+                attn_mask=mask,
+                scale=model.scaling,
+                enable_gqa=True,
             ).transpose(1, 2)
-        hidden = hidden + self.o_proj(out.reshape(batch, width, heads * dim))
+        hidden = hidden + self.o_proj(out.reshape(batch, width, heads * dim).to(hidden.dtype))
         x = F.rms_norm(hidden, (size,), self.post_norm, model.eps)
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return hidden + self.down(F.silu(gate) * up)
+
+
+def amx() -> bool:
+    """Whether this CPU has AMX tiles (torch's fused attention is fast in bf16 only there)."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check())
 
 
 def _mask(attention_mask: torch.Tensor | None, batch: int, width: int, cached: int) -> Any:

@@ -347,6 +347,7 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     lookup's check), then one more token each (a decode step of a batch)."""
     import torch
 
+    from engine.attention import use_float32_attention
     from engine.cpu_linear import use_cpu_linears
     from engine.kv_cache import growing_cache
     from engine.llama_decoder import LlamaDecoder, fits
@@ -355,7 +356,7 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     tokenizer, hf = load_base(None, MODEL_CACHE, "bfloat16", "none")
     assert fits(hf)
     lean = LlamaDecoder(hf)  # builds its own layers; hf's stay as they are
-    use_cpu_linears(hf)  # attention: transformers' sdpa in bf16, as the lean decoder's
+    use_float32_attention(use_cpu_linears(hf))
     prompts = [
         tokenizer.apply_chat_template(chat(q), add_generation_prompt=True)["input_ids"]
         for q in ("Name three colours.", "Write one sentence about tents, please.")
@@ -364,8 +365,8 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     first_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     first_ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
 
-    def run(model: Any) -> list[torch.Tensor]:
-        cache, mask, ids = growing_cache(hf.config), first_mask, first_ids  # bf16, the model's
+    def run(model: Any, cache_dtype: torch.dtype) -> list[torch.Tensor]:
+        cache, mask, ids = growing_cache(hf.config, cache_dtype), first_mask, first_ids
         logits = []
         for keep, new in ((1, None), (3, [[9, 11, 13], [9, 11, 13]]), (1, [[17], [17]])):
             if new is not None:
@@ -384,10 +385,12 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
         return logits
 
     with torch.inference_mode():
-        for mine, theirs in zip(run(lean), run(hf), strict=True):
+        # Each with its cache: bf16 or float32 for the lean decoder (bf16 where the CPU has AMX),
+        # float32 for transformers' Llama attending in float32.
+        for mine, theirs in zip(run(lean, lean.cache_dtype), run(hf, torch.float32), strict=True):
             assert torch.isfinite(mine).all()
-            # The same next-token distributions: bf16 rounding (AMX or AVX-512 kernels, fused or
-            # separate products) may shift every logit a little, not what the model would say.
+            # The same next-token distributions: bf16 rounding (AMX or AVX-512 kernels, attention
+            # in bf16 or float32) may shift every logit a little, not what the model would say.
             lm, lt = mine.log_softmax(-1), theirs.log_softmax(-1)
             kl = (lt.exp() * (lt - lm)).sum(-1)  # nats, per position
             assert float(kl.max()) < 0.05, kl
