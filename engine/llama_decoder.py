@@ -14,9 +14,8 @@ and values are products of bf16 weights, so a float32 cache held the same number
 bytes, and with eight replies of ~600 tokens reading the cache costs as much as reading the
 weights. Measured on a 2-core Xeon with AMX (30 layers, one step): one new token for 8 replies
 14.9 ms as float32 products, 10.4 ms fused in bf16; a 560-token prompt 109 ms in float32, 28 ms in
-bf16; 11 new tokens of prompt lookup 4.7 ms and 3.3 ms. Without AMX that kernel is several times
-slower in bf16 than in float32 (measured on an AMD EPYC with AVX-512 BF16: 0.38 vs 0.05 ms a layer,
-one new token), so there attention and its cache stay float32, as in `engine.attention`.
+bf16; 11 new tokens of prompt lookup 4.7 ms and 3.3 ms. Without AMX attention and its cache stay
+float32, as they were measured fastest there (`engine.attention`).
 """
 
 from typing import Any
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from engine.attention import one_query_attention
+from engine.attention import amx, one_query_attention
 from engine.cpu_linear import CpuLinear
 
 
@@ -147,12 +146,6 @@ class _Layer(nn.Module):
         x = F.rms_norm(hidden, (size,), self.post_norm, model.eps)
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return hidden + self.down(F.silu(gate) * up)
-
-
-def amx() -> bool:
-    """Whether this CPU has AMX tiles (torch's fused attention is fast in bf16 only there)."""
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(check and check())
 
 
 def _mask(attention_mask: torch.Tensor | None, batch: int, width: int, cached: int) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from engine import llama_decoder
-from engine.attention import float32_attention_cache, use_float32_attention
+from engine.attention import amx, float32_attention_cache, use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
 from engine.cpu_linear import use_cpu_linears
 from engine.errors import EngineError
@@ -114,7 +114,7 @@ class LocalModel:
             else:
                 model = use_cpu_linears(model)
         decoder = isinstance(model, llama_decoder.LlamaDecoder)  # it attends with its own kernel
-        if dtype == "bfloat16" and quantization == "none" and on_cpu and not decoder:
+        if dtype == "bfloat16" and quantization == "none" and on_cpu and not decoder and not amx():
             use_float32_attention(model)
         return cls(
             model,
