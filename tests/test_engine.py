@@ -438,7 +438,7 @@ def test_a_weight_is_4_bit_only_if_every_row_is_on_its_grid() -> None:
 
     torch.manual_seed(1)
     rows = 3 * CHECK_ROWS + 16
-    groups = (torch.randn(rows, 3, 32) * 0.05).reshape(rows, 3, 32)
+    groups = torch.randn(rows, 3, 32) * 0.05
     low = groups.amin(-1, keepdim=True)
     step = (groups.amax(-1, keepdim=True) - low) / 15
     on_grid = (torch.round((groups - low) / step) * step + low).reshape(rows, 96)
