@@ -12,7 +12,9 @@ support answer often repeats its FAQ entry, and checking ten tokens costs less t
 The decode thread and its OpenMP workers run at the lowest CPU priority (SCHED_IDLE, Linux): a
 reply being generated takes seconds, while a customer whose question the FAQ answers exactly
 should have the answer in milliseconds, so when both want the CPU the FAQ answer goes first and
-generation takes what is left (figures at `_yield_cpu_to_the_rest_of_the_process`).
+generation takes what is left (figures at `_yield_cpu_to_the_rest_of_the_process`). It computes
+on fewer threads than there are cores while the rest of the machine keeps a core busy
+(`ThreadCount`).
 """
 
 import logging
@@ -35,6 +37,7 @@ from engine.errors import EngineError, ModelBusy
 from engine.kv_cache import GrowingLayer, growing_cache
 from engine.reply_text import ReplyText
 from engine.sampling import TokenChooser
+from engine.thread_count import ThreadCount
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class DecodeStats:
     steps: int = 0
     step_rows: int = 0  # replies advanced, summed over steps (a lone reply may gain several tokens)
     step_s: float = 0.0  # time spent in decode steps (prompts excluded)
+    step_threads: int = 0  # the CPU threads each step computed on, summed over steps
 
 
 class BatchScheduler:
@@ -124,7 +128,7 @@ class BatchScheduler:
         self._mask = torch.ones(0, 0, dtype=torch.long)  # [batch, cached positions]
         self._closed = False
         self.stats = DecodeStats()
-        self._threads = threads or os.cpu_count() or 1
+        self._thread_count = ThreadCount(threads or os.cpu_count() or 1)
         self._cache_dtype = cache_dtype
         self._thread = threading.Thread(target=self._run, name="answerdesk-decode", daemon=True)
         ready = threading.Event()
@@ -177,7 +181,9 @@ class BatchScheduler:
 
     def _run(self) -> None:
         _yield_cpu_to_the_rest_of_the_process()  # before the OpenMP workers exist: they inherit it
-        torch.set_num_threads(self._threads)  # this thread's OpenMP team: the model's threads
+        # This thread's OpenMP team computes the model; how many of its threads, `ThreadCount`
+        # chooses as the machine gets busy and idle.
+        torch.set_num_threads(self._thread_count.most)
         torch.ones(
             1 << 16
         ).exp_()  # let torch fix this thread's setting now, before others change it
@@ -201,6 +207,7 @@ class BatchScheduler:
                     self._admit(job)
             self._retire()
             if self._jobs:
+                rows, threads = len(self._jobs), self._use_free_cores()
                 started = time.perf_counter()
                 try:
                     self._step()
@@ -209,9 +216,18 @@ class BatchScheduler:
                     for job in self._jobs:
                         self._fail(job, exc)
                     self._retire()
+                spent = time.perf_counter() - started
                 self.stats.steps += 1
-                self.stats.step_rows += len(self._jobs)
-                self.stats.step_s += time.perf_counter() - started
+                self.stats.step_rows += rows
+                self.stats.step_threads += threads
+                self.stats.step_s += spent
+
+    def _use_free_cores(self) -> int:
+        """Compute on as many threads as `ThreadCount` finds free; returns that number."""
+        threads = self._thread_count.choose()
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        return threads
 
     def _shut_down(self) -> None:
         stopped = EngineError("The model was shut down before the reply was finished.")
@@ -238,6 +254,7 @@ class BatchScheduler:
             self._running.add(job)
         length = len(job.prompt)
         cache = growing_cache(self._model.config, self._cache_dtype)
+        self._use_free_cores()
         try:
             out = self._forward(
                 torch.tensor([job.prompt]),
