@@ -219,7 +219,7 @@ async def test_generation_computes_at_a_lower_cpu_priority_than_the_web_server(
     decode_thread = local_model._scheduler._thread.native_id
     assert policies[decode_thread] == os.SCHED_IDLE
     lowered = [tid for tid, policy in policies.items() if policy == os.SCHED_IDLE]
-    assert len(lowered) == local_model._scheduler._threads  # the decode thread and its workers
+    assert len(lowered) == local_model._scheduler._thread_count.most  # decode thread and workers
     assert policies[threading.get_native_id()] == os.SCHED_OTHER  # the event loop's: untouched
 
 
