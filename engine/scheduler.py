@@ -84,7 +84,6 @@ class DecodeStats:
     steps: int = 0
     step_rows: int = 0  # replies advanced, summed over steps (a lone reply may gain several tokens)
     step_s: float = 0.0  # time spent in decode steps (prompts excluded)
-    step_threads: int = 0  # the CPU threads each step computed on, summed over steps
 
 
 class BatchScheduler:
@@ -207,7 +206,8 @@ class BatchScheduler:
                     self._admit(job)
             self._retire()
             if self._jobs:
-                rows, threads = len(self._jobs), self._use_free_cores()
+                rows = len(self._jobs)
+                self._use_free_cores()
                 started = time.perf_counter()
                 try:
                     self._step()
@@ -219,15 +219,13 @@ class BatchScheduler:
                 spent = time.perf_counter() - started
                 self.stats.steps += 1
                 self.stats.step_rows += rows
-                self.stats.step_threads += threads
                 self.stats.step_s += spent
 
-    def _use_free_cores(self) -> int:
-        """Compute on as many threads as `ThreadCount` finds free; returns that number."""
+    def _use_free_cores(self) -> None:
+        """Compute on as many threads as `ThreadCount` finds free."""
         threads = self._thread_count.choose()
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        return threads
 
     def _shut_down(self) -> None:
         stopped = EngineError("The model was shut down before the reply was finished.")
