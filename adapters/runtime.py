@@ -121,6 +121,7 @@ def build_model(settings: Settings) -> ChatModel:
         max_waiting=settings.model_max_waiting,
         max_wait_s=settings.model_max_wait_s,
         prompt_lookup=settings.prompt_lookup,
+        prompt_cache_mb=settings.prompt_cache_mb,
     )
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     model_max_wait_s: float = Field(default=5.0, gt=0)
     # Tokens guessed from the prompt and checked in one step while one greedy reply runs alone.
     prompt_lookup: int = Field(default=10, ge=0, le=64)
+    # Memory for the keys and values of recent prompts: a prompt that begins like one of them
+    # (the instructions, the same FAQ entries, a session's earlier turns) runs only the rest.
+    prompt_cache_mb: float = Field(default=128, ge=0)
     # An OpenAI-compatible model server (vLLM, TGI, another answerdesk) to use instead of the
     # local model: its base URL (http://gpu-box:8000/v1), key, and the model name to ask for.
     model_url: str | None = None

@@ -40,6 +40,8 @@ class GrowingLayer(DynamicLayer):
 
     def replace(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Make `keys`/`values` ([batch, heads, length, dim]) the whole content of the layer."""
+        if not self.is_initialized:
+            self.lazy_initialization(keys, values)
         self._length = 0
         self._key_buffer = self._value_buffer = torch.empty(0)
         self._write(keys, values)

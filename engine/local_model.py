@@ -48,9 +48,12 @@ class LocalModel:
         max_wait_s: float | None = None,
         prompt_lookup: int = 10,
         threads: int | None = None,
+        prompt_cache_mb: float = 128,
     ) -> None:
         """`merged_adapter` names the adapter already folded into `model`'s weights: requests
-        for it (or for the default) get those weights, and the base model is not available."""
+        for it (or for the default) get those weights, and the base model is not available.
+        `prompt_cache_mb` bounds the keys and values of recent prompts kept for later prompts
+        that begin the same way (`engine.prompt_cache`; 0: none)."""
         self._model = model
         self._tokenizer = tokenizer
         self.name = name
@@ -72,6 +75,7 @@ class LocalModel:
             prompt_lookup=prompt_lookup,
             threads=threads,
             cache_dtype=float32_attention_cache(model),
+            prompt_cache_bytes=int(prompt_cache_mb * 2**20),
         )
 
     @classmethod
@@ -90,6 +94,7 @@ class LocalModel:
         max_waiting: int = 8,
         max_wait_s: float | None = None,
         prompt_lookup: int = 10,
+        prompt_cache_mb: float = 128,
     ) -> "LocalModel":
         """Load `source` (None = the bundled SmolLM2-135M-Instruct GGUF, a GGUF path, an HF
         directory or hub id), quantized as asked, with `adapters` (name -> peft directory).
@@ -128,6 +133,7 @@ class LocalModel:
             max_wait_s=max_wait_s,
             prompt_lookup=prompt_lookup,
             threads=threads,
+            prompt_cache_mb=prompt_cache_mb,
         )
 
     @property

@@ -1,7 +1,9 @@
 """One model, many conversations: a decode loop that batches every reply in progress.
 
 A single thread owns the model. Each turn of its loop it admits at most one new request (its
-prompt is run alone, then its key/value cache joins the batch, left-padded to a common length)
+prompt is run alone, from the end of the longest beginning it shares with a recent prompt, whose
+keys and values `PromptCache` kept; then its key/value cache joins the batch, left-padded to a
+common length)
 and runs one decode step for every reply in the batch at once: a step reads all the weights
 whatever the batch size, so a step for eight replies costs about two and a half for one
 (measured, bundled model on a 2-core CPU: 35 ms vs 14.6 ms). Replies that finish, stop or lose
@@ -35,6 +37,7 @@ from transformers.generation.candidate_generator import PromptLookupCandidateGen
 from engine.chat_model import GenerationParams
 from engine.errors import EngineError, ModelBusy
 from engine.kv_cache import GrowingLayer, growing_cache
+from engine.prompt_cache import PromptCache
 from engine.reply_text import ReplyText
 from engine.sampling import TokenChooser
 from engine.thread_count import ThreadCount
@@ -84,6 +87,8 @@ class DecodeStats:
     steps: int = 0
     step_rows: int = 0  # replies advanced, summed over steps (a lone reply may gain several tokens)
     step_s: float = 0.0  # time spent in decode steps (prompts excluded)
+    prompt_tokens: int = 0  # tokens of the prompts admitted
+    prompt_tokens_reused: int = 0  # of those, the ones a recent prompt had run (`PromptCache`)
 
 
 class BatchScheduler:
@@ -99,6 +104,7 @@ class BatchScheduler:
         prompt_lookup: int = 10,
         threads: int | None = None,
         cache_dtype: torch.dtype | None = None,
+        prompt_cache_bytes: int = 128 << 20,
     ) -> None:
         self._model = model
         self._eos = eos_ids
@@ -129,6 +135,7 @@ class BatchScheduler:
         self.stats = DecodeStats()
         self._thread_count = ThreadCount(threads or os.cpu_count() or 1)
         self._cache_dtype = cache_dtype
+        self._prompts = PromptCache(prompt_cache_bytes)  # touched only by the decode thread
         self._thread = threading.Thread(target=self._run, name="answerdesk-decode", daemon=True)
         ready = threading.Event()
         self._thread_ready = ready
@@ -251,13 +258,17 @@ class BatchScheduler:
         with self._lock:
             self._running.add(job)
         length = len(job.prompt)
+        prompt = torch.tensor(job.prompt)
         cache = growing_cache(self._model.config, self._cache_dtype)
+        reused, past = self._prompts.longest(job.adapter, prompt)
+        for layer, (keys, values) in zip(_growing(cache), past, strict=False):
+            layer.replace(keys, values)  # copies them
         self._use_free_cores()
         try:
             out = self._forward(
-                torch.tensor([job.prompt]),
+                prompt[None, reused:],
                 torch.ones(1, length, dtype=torch.long),
-                torch.arange(length)[None],
+                torch.arange(reused, length)[None],
                 cache,
                 [job.adapter],
             )
@@ -267,6 +278,9 @@ class BatchScheduler:
             self._fail(job, exc)
             self._end(job)
             return
+        self.stats.prompt_tokens += length
+        self.stats.prompt_tokens_reused += reused
+        self._prompts.add(job.adapter, prompt, [layer.content() for layer in _growing(cache)])
         if self._append(job, token):
             self._end(job)
             return

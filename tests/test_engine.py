@@ -2,6 +2,7 @@
 answerdesk's batching scheduler."""
 
 import asyncio
+import dataclasses
 import os
 import sys
 import threading
@@ -97,6 +98,33 @@ async def test_a_request_arriving_mid_batch_joins_without_waiting(local_model: L
     assert await short == reference(local_model, chat(QUESTIONS[1]), 8)
     assert chunks_meanwhile < 100  # joined at once, not after the 300-token reply
     await long.aclose()
+
+
+async def test_a_prompt_that_begins_like_a_recent_one_runs_only_the_rest_and_replies_the_same(
+    local_model: LocalModel,
+) -> None:
+    """Grounded prompts share their instructions and often their FAQ entries: the second prompt
+    reuses the keys and values of what it shares with the first and gives the reply the whole
+    prompt gives."""
+    system = {
+        "role": "system",
+        "content": "You are the support assistant of a camping shop. Tents ship in 2-4 days. "
+        "Returns are free within 30 days; bring the receipt.",
+    }
+    first = [system, {"role": "user", "content": "How long does delivery take?"}]
+    second = [system, {"role": "user", "content": "Are returns free?"}]
+    params = GenerationParams(max_new_tokens=16)
+    await generate(local_model, first, params)
+    before = dataclasses.replace(local_model.decode_stats)
+    reply = await generate(local_model, second, params)
+    after = local_model.decode_stats
+    template = local_model._tokenizer.apply_chat_template
+    system_tokens = len(template([system])["input_ids"])
+    prompt_tokens = len(template(second, add_generation_prompt=True)["input_ids"])
+    assert after.prompt_tokens - before.prompt_tokens == prompt_tokens
+    reused = after.prompt_tokens_reused - before.prompt_tokens_reused
+    assert system_tokens <= reused < prompt_tokens
+    assert reply == reference(local_model, second, 16)
 
 
 async def test_max_new_tokens_is_honoured(local_model: LocalModel) -> None:

@@ -42,15 +42,18 @@ HISTORY = [
 ]
 
 
-def prompts(count: int) -> list[list[ChatMessage]]:
-    """`count` grounded prompts, each with three FAQ entries as context and its own question."""
+def prompts(
+    count: int, business: str = "Pinecone Outfitters", first: int = 0, turns: int = len(HISTORY)
+) -> list[list[ChatMessage]]:
+    """`count` grounded prompts, each with three FAQ entries as context (from the `first`th on)
+    and its own question, after `turns` turns of history."""
     entries = read_entries(sample_faq_path())
-    history = [Turn(role=role, text=text, ts=0.0) for role, text in HISTORY]  # type: ignore[arg-type]
+    history = [Turn(role=role, text=text, ts=0.0) for role, text in HISTORY[:turns]]  # type: ignore[arg-type]
     out = []
-    for i in range(count):
+    for i in range(first, first + count):
         hits = [Hit(entries[(i + k) % len(entries)], 1.0) for k in range(3)]
         question = f"{hits[0].entry.question} Please explain it to me in detail."
-        out.append(build_messages(question, hits, history, "Pinecone Outfitters"))
+        out.append(build_messages(question, hits, history, business))
     return out
 
 
@@ -80,6 +83,40 @@ def answer_nll(model: Any, tokenizer: Any, count: int = 6, chunk: int = 4) -> fl
             total -= float(scores.gather(1, torch.tensor(answer)[:, None]).sum())
             tokens += len(answer)
     return total / tokens
+
+
+async def shared_beginnings(model: Any, mode: str, rounds: int = 3) -> dict:
+    """Time to the first token of a prompt after one that begins the same way, with the cache of
+    recent prompts (the product's default): a new business's first prompt (cold: only the chat
+    template's first tokens are shared), then another question with other FAQ entries (the
+    instructions are shared), then a question with the same FAQ entries and a shorter history
+    (instructions and entries shared: a follow-up, or another customer asking the same thing)."""
+    one = GenerationParams(max_new_tokens=1)
+    await timed_reply(model, prompts(1)[0], GenerationParams(max_new_tokens=8))  # warm up
+    kinds = ("cold", "same_instructions", "same_faq")
+    ttft: dict[str, list[float]] = {kind: [] for kind in kinds}
+    reused: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    for i in range(rounds):
+        business = f"Outfitters No. {i} of {time.time_ns()}"
+        variants = (
+            prompts(1, business)[0],
+            prompts(1, business, first=5)[0],
+            prompts(1, business, turns=2)[0],
+        )
+        for kind, messages in zip(kinds, variants, strict=True):
+            before = model.decode_stats.prompt_tokens_reused
+            ttft[kind].append((await timed_reply(model, messages, one))["ttft_s"])
+            reused[kind] = model.decode_stats.prompt_tokens_reused - before
+            tokens[kind] = len(model._tokenizer.apply_chat_template(messages)["input_ids"])
+    out: dict[str, Any] = {"bench": "engine", "backend": "transformers", "quant": mode}
+    out["measure"] = "prompt_cache"
+    for kind in kinds:
+        out[f"ttft_s_{kind}"] = round(statistics.median(ttft[kind]), 3)
+        out[f"prompt_tokens_{kind}"] = tokens[kind]
+        out[f"reused_tokens_{kind}"] = reused[kind]
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -142,18 +179,24 @@ async def run_transformers(args: argparse.Namespace) -> None:
     from engine import LocalModel
     from engine.cpu_linear import weights_bytes
 
-    dtype, quantization = MODES[args.worker]
+    def load(prompt_cache_mb: float) -> LocalModel:
+        dtype, quantization = MODES[args.worker]
+        return LocalModel.load(
+            None,
+            MODEL_CACHE,
+            dtype=dtype,  # type: ignore[arg-type]
+            quantization=quantization,  # type: ignore[arg-type]
+            cpu_kernels=args.worker.endswith("+cpu"),
+            threads=args.threads,
+            max_batch=max(args.concurrency),
+            prompt_lookup=args.prompt_lookup,
+            prompt_cache_mb=prompt_cache_mb,
+        )
+
     started = time.perf_counter()
-    model = LocalModel.load(
-        None,
-        MODEL_CACHE,
-        dtype=dtype,  # type: ignore[arg-type]
-        quantization=quantization,  # type: ignore[arg-type]
-        cpu_kernels=args.worker.endswith("+cpu"),
-        threads=args.threads,
-        max_batch=max(args.concurrency),
-        prompt_lookup=args.prompt_lookup,
-    )
+    # Every prompt is run whole here, as llama.cpp's are after its reset; what the cache of
+    # recent prompts saves is measured on its own below.
+    model = load(prompt_cache_mb=0)
     load_s = time.perf_counter() - started
     weights_mb = round(weights_bytes(model._model) / 2**20, 1)
     params = GenerationParams(max_new_tokens=args.new_tokens)
@@ -174,6 +217,10 @@ async def run_transformers(args: argparse.Namespace) -> None:
         emit(out, args)
     await model.close()
     nll = answer_nll(model._model, model._tokenizer)
+    if args.worker in args.concurrency_modes:
+        cached = load(prompt_cache_mb=128)
+        emit(await shared_beginnings(cached, args.worker), args)
+        await cached.close()
     emit(
         {
             "bench": "engine",
