@@ -1,8 +1,12 @@
 """Prometheus metrics of one answerdesk process (prometheus-client, a registry per app)."""
 
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +58,12 @@ class Metrics:
             "answerdesk_model_queue", "Requests waiting for or using the model", registry=r
         )
 
+    def watch_model(self, model: Any) -> None:
+        """Report `model`'s queue and, for a local model, the prompt tokens it ran and reused."""
+        self.model_queue.set_function(lambda: model.pending)
+        if hasattr(model, "decode_stats"):
+            self.registry.register(_PromptTokens(lambda: model.decode_stats))
+
     # bot.Observer
     def retrieval(self, seconds: float) -> None:
         self.retrieval_seconds.observe(seconds)
@@ -99,3 +109,22 @@ class Metrics:
                 self.request_seconds.labels(route).observe(time.perf_counter() - started)
 
         return timed
+
+
+class _PromptTokens(Collector):
+    """Prompt tokens of the local model's requests: run, or reused from a recent prompt that
+    began the same way (engine.prompt_cache)."""
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self._stats()
+        family = CounterMetricFamily(
+            "answerdesk_prompt_tokens",
+            "Prompt tokens run by the model, or reused from a recent prompt that began alike",
+            labels=["source"],
+        )
+        family.add_metric(["run"], stats.prompt_tokens - stats.prompt_tokens_reused)
+        family.add_metric(["reused"], stats.prompt_tokens_reused)
+        yield family

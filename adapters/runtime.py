@@ -171,7 +171,7 @@ async def build_runtime(
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
         manager = ConversationManager(sessions, retriever, model, policy, limiter, metrics)
         if metrics is not None:
-            metrics.model_queue.set_function(lambda: model.pending)
+            metrics.watch_model(model)
         sites = SiteRegistry(redis, settings.redis_prefix)
         demo = demo_site(settings) if settings.demo_site_key else None
         for site in await sites.all():  # a demo site of an earlier configuration goes away

@@ -28,6 +28,29 @@ def test_readiness_and_metrics(server: Server) -> None:
     assert "answerdesk_model_queue 0.0" in text
 
 
+def test_a_second_customer_asking_the_same_thing_reuses_the_first_prompt(server: Server) -> None:
+    """The model's second prompt repeats the first but for nothing: instructions, FAQ entries and
+    question; /metrics shows it ran only its last token."""
+
+    def prompt_tokens() -> dict[str, float]:
+        text = httpx.get(f"{server.url}/metrics", timeout=30).text
+        prefix = 'answerdesk_prompt_tokens_total{source="'
+        return {
+            line[len(prefix) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(prefix)
+        }
+
+    before = prompt_tokens()
+    assert server.chat("ops-3", "is there a shop in berlin")["mode"] == "grounded"
+    first = prompt_tokens()
+    assert server.chat("ops-4", "is there a shop in berlin")["mode"] == "grounded"
+    second = prompt_tokens()
+    assert first["run"] - before["run"] > 100  # the first prompt was run whole
+    assert second["run"] - first["run"] == 1
+    assert second["reused"] - first["reused"] == first["run"] - before["run"] - 1
+
+
 def test_logs_are_json_lines_with_the_request_id(server: Server) -> None:
     r = httpx.post(
         f"{server.url}/api/chat",

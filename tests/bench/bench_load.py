@@ -64,6 +64,8 @@ class Result:
     modes: dict[str, dict[str, int]] = field(default_factory=dict)
     lost_turns: int = 0
     generated_chunks: float | None = None  # text chunks the model streamed (from /metrics)
+    # prompt tokens the model ran, and those it reused from a recent prompt (from /metrics)
+    prompt_tokens: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0  # questions were asked during this window
     drain_s: float = 0.0  # and the last answer came this long after it
     # (time.monotonic() when the answer came, HTTP status, Retry-After); status 0 and the
@@ -96,6 +98,8 @@ class Result:
                     "reply_modes": self.modes.get(kind, {}),
                     "lost_turns": self.lost_turns,
                     "generated_chunks": self.generated_chunks,
+                    "prompt_tokens_run": self.prompt_tokens.get("run"),
+                    "prompt_tokens_reused": self.prompt_tokens.get("reused"),
                     "command": command,
                 }
             )
@@ -187,19 +191,15 @@ async def run_load(
             history = (await client.get(f"/api/chat/{session}/history")).json()["turns"]
             stored = sum(1 for t in history if t["role"] == "assistant")
             result.lost_turns += max(0, answered - stored)
-        result.generated_chunks = await generated_chunks(client)
+        r = await client.get("/metrics")
+        if r.status_code == 200:
+            for family in text_string_to_metric_families(r.text):
+                totals = [s for s in family.samples if s.name.endswith("_total")]
+                if family.name == "answerdesk_generated_chunks":
+                    result.generated_chunks = sum(s.value for s in totals)
+                elif family.name == "answerdesk_prompt_tokens":
+                    result.prompt_tokens = {s.labels["source"]: s.value for s in totals}
     return result
-
-
-async def generated_chunks(client: httpx.AsyncClient) -> float | None:
-    """The server's count of text chunks its model streamed so far, if it exposes /metrics."""
-    r = await client.get("/metrics")
-    if r.status_code != 200:
-        return None
-    for family in text_string_to_metric_families(r.text):
-        if family.name == "answerdesk_generated_chunks":
-            return sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return None
 
 
 def main() -> None:
