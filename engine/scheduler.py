@@ -40,7 +40,7 @@ from engine.kv_cache import GrowingLayer, growing_cache
 from engine.prompt_cache import PromptCache
 from engine.reply_text import ReplyText
 from engine.sampling import TokenChooser
-from engine.thread_count import ThreadCount
+from engine.thread_count import ThreadCount, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class BatchScheduler:
         self._mask = torch.ones(0, 0, dtype=torch.long)  # [batch, cached positions]
         self._closed = False
         self.stats = DecodeStats()
-        self._thread_count = ThreadCount(threads or os.cpu_count() or 1)
+        self._thread_count = ThreadCount(threads or usable_cores())
         self._cache_dtype = cache_dtype
         self._prompts = PromptCache(prompt_cache_bytes)  # touched only by the decode thread
         self._thread = threading.Thread(target=self._run, name="answerdesk-decode", daemon=True)

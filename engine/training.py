@@ -21,6 +21,7 @@ from transformers import Trainer
 from engine.chat_model import ChatMessage
 from engine.errors import EngineError
 from engine.loading import Quantization, load_base
+from engine.thread_count import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,7 @@ def train(
 
     if config.rank < 1 or config.batch_size < 1 or config.lr <= 0:
         raise TrainingError("--rank, --batch-size and --lr must be positive.")
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads or usable_cores())
     set_seed(config.seed)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer, model = load_base(config.base, cache_dir, "float32", config.quant)
