@@ -83,7 +83,7 @@ def usable_cores(cgroups: Path = CGROUPS, proc_cgroup: Path = PROC_CGROUP) -> in
     quota = cpu_quota(cgroups, proc_cgroup)
     if quota is not None:
         cores = min(cores, max(1, math.floor(quota)))
-    return max(1, cores)
+    return cores
 
 
 def cpu_quota(cgroups: Path = CGROUPS, proc_cgroup: Path = PROC_CGROUP) -> float | None:
@@ -100,7 +100,7 @@ def cpu_quota(cgroups: Path = CGROUPS, proc_cgroup: Path = PROC_CGROUP) -> float
         if controllers == "":  # v2: one hierarchy, mounted at the root
             folders = [cgroups]
         elif "cpu" in controllers.split(","):  # v1: the cpu controller's own mount
-            folders = [cgroups / controllers, cgroups / "cpu"]
+            folders = list(dict.fromkeys([cgroups / controllers, cgroups / "cpu"]))
         else:
             continue
         for mount in folders:
