@@ -1,6 +1,8 @@
 """Conversation state in Redis: turn history, session metadata, locks and delivery claims."""
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -15,6 +17,8 @@ from bot.errors import ConversationError, StorageUnavailable
 from bot.keys import SessionKeys
 from bot.messages import SessionInfo, Source, State, Turn
 
+log = logging.getLogger(__name__)
+
 
 class SessionStore:
     def __init__(
@@ -23,13 +27,18 @@ class SessionStore:
         keys: SessionKeys,
         ttl_s: int = 30 * 24 * 3600,
         max_turns: int = 200,
-        lock_lease_s: float = 120.0,
+        lock_lease_s: float = 10.0,
+        lock_wait_s: float = 120.0,
     ) -> None:
+        """A turn holds its session's lock for `lock_lease_s` at a time and renews it while it
+        runs, so a worker that dies mid-turn (SIGKILL, out of memory) blocks that session for at
+        most the lease; a message waits up to `lock_wait_s` for another turn of its session."""
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
         self._max_turns = max_turns
         self._lock_lease_s = lock_lease_s
+        self._lock_wait_s = lock_wait_s
         # session id -> (token, when) of a lock this process may still hold in Redis because
         # Redis failed while it was taken or released (a crash restored from the append-only file
         # brings the lock back). Released before the session's next turn here, instead of making
@@ -119,11 +128,12 @@ class SessionStore:
 
     @asynccontextmanager
     async def locked(self, session_id: str) -> AsyncIterator[None]:
-        """Hold the session's lock (with a lease), so turns never interleave across workers."""
+        """Hold the session's lock (with a lease renewed while the turn runs), so turns never
+        interleave across workers."""
         lock = self.redis.lock(
             self.keys.lock(session_id),
             timeout=self._lock_lease_s,
-            blocking_timeout=self._lock_lease_s,
+            blocking_timeout=self._lock_wait_s,
         )
         token = uuid.uuid4().hex.encode()
         try:
@@ -135,15 +145,29 @@ class SessionStore:
             raise StorageUnavailable(f"Cannot reach the session store: {exc}") from exc
         if not acquired:
             raise ConversationError("This conversation is busy with another message; try again.")
+        renewal = asyncio.create_task(self._renew(lock, session_id))
         try:
             yield
         finally:
+            renewal.cancel()
             try:
                 await lock.release()
             except LockError:
                 pass  # the lease ran out: nothing left to release
             except RedisError:
                 self._orphans[session_id] = (token, time.monotonic())
+
+    async def _renew(self, lock: Any, session_id: str) -> None:
+        """Renew `lock`'s lease every third of it until cancelled."""
+        while True:
+            await asyncio.sleep(self._lock_lease_s / 3)
+            try:
+                await lock.reacquire()
+            except LockError:  # the lease ran out (this loop stalled): another turn may run
+                log.warning("the lock of session %s expired during a turn", session_id)
+                return
+            except RedisError:  # Redis is away: the turn finds out when it stores its answer
+                continue
 
     async def _release_orphan(self, session_id: str, lock: Any) -> None:
         orphan = self._orphans.get(session_id)

@@ -1,5 +1,6 @@
 """Faults with real processes: SIGTERM in the middle of a streamed reply, and two workers that
-share one Redis with no balancer in front (requests alternate between them)."""
+share one Redis with no balancer in front (requests alternate between them), one of which is
+killed in the middle of a reply."""
 
 import signal
 import time
@@ -72,7 +73,25 @@ def test_two_workers_share_sessions_through_redis(tmp_path: Path, redis_url: str
         ).is_success
         assert b.chat("shared-h", "how do I reset my password?")["mode"] == "faq"
         assert time.monotonic() - started < 5
+        # Worker a dies (SIGKILL: out of memory, a host failure) while it writes a reply, so it
+        # never releases that session's lock: the customer's next message, on b, is answered once
+        # the lock's lease (10 s, renewed while a turn runs) runs out, not a turn's wait limit.
+        body = {"session_id": "crash", "message": "can I pay later"}
+        with httpx.stream("POST", f"{a.url}/api/chat/stream", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line == "event: token":
+                    assert a.process is not None
+                    a.process.kill()
+                    break
+        assert a.process is not None and a.process.wait(timeout=10) == -signal.SIGKILL
+        started = time.monotonic()
+        assert b.chat("crash", "how do I reset my password?")["mode"] == "faq"
+        assert time.monotonic() - started < 15
+        turns = httpx.get(f"{b.url}/api/chat/crash/history", timeout=30).json()["turns"]
+        asked = [t["text"] for t in turns if t["role"] == "user"]
+        assert asked == ["how do I reset my password?"]  # the lost reply left nothing half-kept
     finally:
-        a.stop()
-        b.stop()
+        for worker in (a, b):
+            if worker.process is not None and worker.process.poll() is None:
+                worker.stop()
         drop_prefix(redis_url, env["ANSWERDESK_REDIS_PREFIX"])

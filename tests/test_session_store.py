@@ -43,3 +43,42 @@ async def test_the_session_lock_serialises_turns(redis_client: Redis, prefix: st
     texts = [t.text for t in await store.history("s")]
     assert len(texts) == 20
     assert all(texts[k][1:] == texts[k + 1][1:] for k in range(0, 20, 2))  # pairs never split
+
+
+async def test_a_turn_longer_than_the_lease_keeps_its_session_locked(
+    redis_client: Redis, prefix: str
+) -> None:
+    """Two workers (two stores on one Redis): a turn that runs for several leases keeps the lock,
+    and the other worker's turn waits for it to end."""
+    one, other = (SessionStore(redis_client, SessionKeys(prefix), lock_lease_s=0.3) for _ in "ab")
+    order: list[str] = []
+
+    async def long_turn() -> None:
+        async with one.locked("s"):
+            order.append("long starts")
+            await asyncio.sleep(1.5)  # five leases
+            order.append("long ends")
+
+    async def next_turn() -> None:
+        await asyncio.sleep(0.1)
+        async with other.locked("s"):
+            order.append("next")
+
+    await asyncio.gather(long_turn(), next_turn())
+    assert order == ["long starts", "long ends", "next"]
+    assert await redis_client.exists(SessionKeys(prefix).lock("s")) == 0  # released
+
+
+async def test_a_lock_left_by_a_dead_worker_frees_within_the_lease(
+    redis_client: Redis, prefix: str
+) -> None:
+    """A worker killed mid-turn leaves its lock with the lease it last renewed; the session's next
+    turn on another worker waits that out, not the turn's whole wait limit."""
+    key = SessionKeys(prefix).lock("s")
+    await redis_client.set(key, "dead-worker-token", px=1000)  # what a killed worker leaves
+    store = SessionStore(redis_client, SessionKeys(prefix), lock_lease_s=1.0, lock_wait_s=30)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with store.locked("s"):
+        waited = loop.time() - started
+    assert 0.5 < waited < 2.0
