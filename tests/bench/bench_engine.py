@@ -21,16 +21,18 @@ from typing import Any
 
 from bot.messages import Turn
 from bot.prompt import build_messages
-from engine import ChatMessage, GenerationParams
+from engine import ChatMessage, GenerationParams, shipped_adapter
 from knowledge import Hit
 from knowledge.files import sample_faq_path
 from knowledge.formats import read_entries
 from tests.bench import MODEL_CACHE, ROOT
 
-MODES = {  # name -> (dtype, quantization)
+MODES = {  # name -> (dtype, quantization); "+cpu": the CPU kernels; "+grounding": the shipped
+    # grounding adapter as every request's adapter, as `answerdesk serve` runs the bundled model
     "fp32": ("float32", "none"),
     "bf16": ("bfloat16", "none"),
     "bf16+cpu": ("bfloat16", "none"),
+    "bf16+cpu+grounding": ("bfloat16", "none"),
     "int8": ("float32", "int8"),
     "nf4": ("float32", "nf4"),
 }
@@ -181,12 +183,15 @@ async def run_transformers(args: argparse.Namespace) -> None:
 
     def load(prompt_cache_mb: float) -> LocalModel:
         dtype, quantization = MODES[args.worker]
+        grounding = args.worker.endswith("+grounding")
         return LocalModel.load(
             None,
             MODEL_CACHE,
             dtype=dtype,  # type: ignore[arg-type]
             quantization=quantization,  # type: ignore[arg-type]
-            cpu_kernels=args.worker.endswith("+cpu"),
+            adapters={"grounding": shipped_adapter()} if grounding else None,
+            default_adapter="grounding" if grounding else None,
+            cpu_kernels="+cpu" in args.worker,
             threads=args.threads,
             max_batch=max(args.concurrency),
             prompt_lookup=args.prompt_lookup,
@@ -279,9 +284,9 @@ def emit(out: dict, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default="fp32,bf16,bf16+cpu,int8,nf4")
+    parser.add_argument("--modes", default="fp32,bf16,bf16+cpu,bf16+cpu+grounding,int8,nf4")
     parser.add_argument("--concurrency", default="1,4,8,16")
-    parser.add_argument("--concurrency-modes", default="fp32,bf16+cpu")
+    parser.add_argument("--concurrency-modes", default="fp32,bf16+cpu,bf16+cpu+grounding")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-lookup", type=int, default=10)
