@@ -93,6 +93,9 @@ class HitOut(BaseModel):
 class SearchOut(BaseModel):
     answer_threshold: float
     faq_threshold: float
+    suggest_threshold: float = Field(
+        description="Below the answer threshold, at or above: offered as a suggestion."
+    )
     calibrated: bool
     hits: list[HitOut]
 
@@ -212,6 +215,7 @@ def kb_router(token: str | None) -> APIRouter:
         return SearchOut(
             answer_threshold=thresholds.answer,
             faq_threshold=thresholds.faq,
+            suggest_threshold=thresholds.suggest,
             calibrated=thresholds.calibrated,
             hits=[
                 HitOut(entry=EntryOut.of(record), score=h.score, scores=dict(h.scores))

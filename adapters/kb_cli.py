@@ -253,7 +253,9 @@ def kb_search(question: str, count: int) -> None:
         assert kb.retriever is not None
         hits = await kb.retriever.search(question, count)
         t = kb.retriever.thresholds
-        click.echo(f"thresholds: answer {t.answer:.3f}, verbatim {t.faq:.3f}")
+        click.echo(
+            f"thresholds: answer {t.answer:.3f}, verbatim {t.faq:.3f}, suggest {t.suggest:.3f}"
+        )
         for hit in hits:
             parts = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items())
             click.echo(f"{hit.score:.3f}\t{hit.entry.id}\t{hit.entry.question}\t({parts})")
@@ -306,7 +308,9 @@ def kb_eval(
         embedder = kb.retriever.embedder
         index = await index_of(embedder, entries)
         thresholds = await asyncio.to_thread(calibrate, index, 0, shift=embedder.threshold_shift)
-        result = await evaluate(index, labelled, embedder.embed_query, thresholds.answer)
+        result = await evaluate(
+            index, labelled, embedder.embed_query, thresholds.answer, thresholds.suggest
+        )
         return {"kb": str(kb_file), "entries": len(entries), "hold_out": hold_out_share, **result}
 
     result = run(Settings(), work, search=True)
@@ -405,7 +409,8 @@ def checked(data: dict[str, Any]) -> FaqEntry:
 
 def echo_calibration(result: Calibration) -> None:
     click.echo(
-        f"thresholds: answer at {result.answer:.3f}, verbatim FAQ answer at {result.faq:.3f} "
-        f"({result.probes} left-out questions: {result.in_scope_accept:.0%} still answered "
-        f"right, {result.oos_reject:.0%} of uncovered ones declined)"
+        f"thresholds: answer at {result.answer:.3f}, verbatim FAQ answer at {result.faq:.3f}, "
+        f"suggestions from {result.suggest or 0:.3f} ({result.probes} left-out questions: "
+        f"{result.in_scope_accept:.0%} still answered right, {result.oos_reject:.0%} of "
+        "uncovered ones declined)"
     )

@@ -45,6 +45,11 @@ class ChatResponse(BaseModel):
     reply_id: str = Field(description="Refer to this reply in feedback; empty when none.")
     confidence: float = Field(description="The best FAQ match score, 0 when none.")
     state: str = Field(description="bot | pending_human | human")
+    suggestions: list[SourceOut] = Field(
+        default=[],
+        description="FAQ questions the customer may have meant, offered (mode fallback) when "
+        "none answers well enough: send one's question as the next message for its answer.",
+    )
 
     @classmethod
     def of(cls, reply: Reply) -> "ChatResponse":
@@ -56,6 +61,7 @@ class ChatResponse(BaseModel):
             reply_id=reply.reply_id,
             confidence=reply.confidence,
             state=reply.state,
+            suggestions=sources_out(reply.suggestions),
         )
 
 

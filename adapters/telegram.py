@@ -79,8 +79,11 @@ def split_text(text: str, limit: int = LIMIT) -> list[str]:
 
 
 def render(reply: Reply) -> list[str]:
-    """HTML parts of a final reply, its FAQ sources in italics at the end."""
-    parts = split_text(reply.text)
+    """HTML parts of a final reply, its FAQ sources in italics at the end. Suggested questions
+    are left to their buttons (`reply_keyboard`)."""
+    offered = {f"- {s.question}" for s in reply.suggestions}
+    text = "\n".join(line for line in reply.text.split("\n") if line not in offered)
+    parts = split_text(text)
     if reply.sources and reply.mode in ("faq", "grounded"):
         names = "; ".join(s.question for s in reply.sources)
         footer = f"\n\n<i>From our FAQ: {html_decoration.quote(names)}</i>"
@@ -94,10 +97,13 @@ def reply_keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     if not reply.reply_id or reply.state != "bot":
         return None
     builder = InlineKeyboardBuilder()
+    # A suggested question's button asks it (`ask:` + its place; the text is the question).
+    for i, suggestion in enumerate(reply.suggestions):
+        builder.button(text=suggestion.question, callback_data=f"ask:{i}")
     builder.button(text="👍", callback_data=f"fb:up:{reply.reply_id}")
     builder.button(text="👎", callback_data=f"fb:down:{reply.reply_id}")
     builder.button(text="Talk to a human", callback_data="human")
-    builder.adjust(2, 1)
+    builder.adjust(*[1] * len(reply.suggestions), 2, 1)
     return builder.as_markup()
 
 
@@ -178,7 +184,11 @@ def telegram_router(manager: ConversationManager, texts: TelegramTexts) -> Route
             language=message.from_user.language_code if message.from_user else None,
         )
         in_group = message.chat.type != ChatType.PRIVATE
-        out = StreamedReply(bot, chat, message.message_id if in_group else None)
+        await reply_in(bot, chat, inbound, message.message_id if in_group else None)
+
+    async def reply_in(bot: Bot, chat: int, inbound: Inbound, reply_to: int | None) -> None:
+        """Answer `inbound` in `chat`, streaming (as a reply to `reply_to`, in groups)."""
+        out = StreamedReply(bot, chat, reply_to)
         typing = asyncio.create_task(bot.send_chat_action(chat, ChatAction.TYPING))
         try:
             generated = ""
@@ -241,6 +251,26 @@ def telegram_router(manager: ConversationManager, texts: TelegramTexts) -> Route
             await query.answer("That answer is too old to rate.")
             return
         await query.answer(texts.thanks_for_feedback)
+
+    @router.callback_query(F.data.startswith("ask:"))
+    async def ask_suggested(query: CallbackQuery, bot: Bot) -> None:
+        """A suggested question's button: ask it, as if the customer had typed it."""
+        await query.answer()
+        message = query.message
+        markup = getattr(message, "reply_markup", None)
+        buttons = [b for row in (markup.inline_keyboard if markup else []) for b in row]
+        question = next((b.text for b in buttons if b.callback_data == query.data), None)
+        if message is None or question is None:
+            return
+        chat = message.chat.id
+        inbound = Inbound(
+            session_id=session_id(chat),
+            text=question,
+            channel="telegram",
+            user_id=str(query.from_user.id),
+            message_id=f"{chat}:ask:{query.id}",
+        )
+        await reply_in(bot, chat, inbound, None)
 
     @router.callback_query(F.data == "human")
     async def human(query: CallbackQuery, bot: Bot) -> None:

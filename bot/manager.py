@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +42,7 @@ class AnswerPolicy:
         "I'm sorry, I don't know the answer to that, and I don't want to guess. "
         'Please try asking in other words, or write "human" to talk to a person.'
     )
+    max_suggestions: int = 3  # FAQ questions offered when none answers well enough
     generation: GenerationParams = field(default_factory=GenerationParams)
     # A generated reply not finished by then gives way to the closest FAQ entry: the customer's
     # next messages wait for it (a session's answers come in order).
@@ -55,6 +56,16 @@ class AnswerPolicy:
             "goodbye": "Goodbye, and thank you for getting in touch!",
             "reset": "Done: I've forgotten our conversation. How can I help?",
         }[kind]
+
+    @staticmethod
+    def suggesting(suggestions: Sequence[Source]) -> str:
+        """The reply that offers FAQ questions close to the customer's, none close enough to
+        answer it (the channels may show them as buttons too)."""
+        listed = "\n".join(f"- {s.question}" for s in suggestions)
+        return (
+            f"I'm not sure I understood. Did you mean:\n{listed}\n"
+            'If not, please ask in other words, or write "human" to talk to a person.'
+        )
 
     @staticmethod
     def waiting(place: int) -> str:
@@ -199,6 +210,7 @@ class ConversationManager:
         faq_at = known.faq if policy.faq_threshold is None else policy.faq_threshold
         answer_at = known.answer if policy.grounded_threshold is None else policy.grounded_threshold
         mode: Mode
+        suggested: tuple[Source, ...] = ()
         if hits and confidence >= faq_at and hits[0].entry.answer:
             mode, reply_text, sources = "faq", hits[0].entry.answer, sources[:1]
         elif hits and confidence >= answer_at:
@@ -235,7 +247,11 @@ class ConversationManager:
                 generated, text, relevant, sources[: len(relevant)]
             )
         else:
-            mode, reply_text, sources = "fallback", policy.fallback_message, ()
+            # The entries closest to the question, none close enough to answer it, to pick from.
+            near = [s for s in sources if s.score >= known.suggest]
+            suggested = tuple(near[: policy.max_suggestions])
+            mode, sources = "fallback", ()
+            reply_text = policy.suggesting(suggested) if suggested else policy.fallback_message
 
         fallbacks = info.fallbacks + 1 if mode == "fallback" else 0
         if mode == "fallback":
@@ -245,7 +261,7 @@ class ConversationManager:
                     inbound, asked, f"{fallbacks} questions in a row the FAQ does not answer"
                 )
                 return
-        reply = Reply(sid, reply_text, mode, sources, _new_id(), confidence)
+        reply = Reply(sid, reply_text, mode, sources, _new_id(), confidence, suggestions=suggested)
         await self._store(inbound, [asked], reply, fallbacks=fallbacks)
         yield reply
 

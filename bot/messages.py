@@ -48,6 +48,8 @@ class Reply:
     reply_id: str = ""
     confidence: float = 0.0  # the best retrieval score, 0 when nothing was retrieved
     state: State = "bot"
+    # FAQ entries the customer may have meant, offered when none answers the question well enough
+    suggestions: tuple[Source, ...] = ()
 
 
 ReplyEvent = ReplyChunk | Reply

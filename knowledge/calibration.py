@@ -8,6 +8,10 @@ are (same topic, same style), so the thresholds are quantiles of their scores:
 - `answer`: at or above it the assistant answers; below it, it says it does not know. Three in four
   of the left-out questions score below it (real off-topic questions score far lower).
 - `faq`: at or above it the operator's answer is given verbatim; 98% of them score below it.
+- `suggest`: below `answer`, entries at or above it are offered as "did you mean" suggestions; a
+  quarter of the left-out questions score below it. Same-topic questions the FAQ does not quite
+  answer get the nearest entries to choose from; off-topic ones ("write me a poem") score far
+  below it and get none.
 
 Searched with only that phrasing left out, the entry should still come first: the share that does,
 at or above `answer`, is reported as the expected in-scope acceptance (pessimistic for entries with
@@ -27,8 +31,10 @@ from knowledge.index import SearchIndex
 
 ANSWER_QUANTILE = 75
 FAQ_QUANTILE = 98
+SUGGEST_QUANTILE = 25
 FALLBACK_ANSWER = 0.55  # used until a knowledge base is calibrated
 FALLBACK_FAQ = 0.75
+FALLBACK_SUGGEST = 0.40
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Calibration:
     version: int  # the knowledge-base version it was computed on
     at: float
     embedder: str = ""  # whose scores they are: another embedder's scores need other thresholds
+    suggest: float | None = None  # None: calibrated before suggestions existed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +65,15 @@ def thresholds(
     answer = float(np.percentile(outside, ANSWER_QUANTILE)) + shift.get("answer", 0.0)
     faq = max(answer, float(np.percentile(outside, FAQ_QUANTILE)) + shift.get("faq", 0.0))
     return answer, faq
+
+
+def suggest_threshold(
+    outside: list[float], answer: float, shift: Mapping[str, float] | None = None
+) -> float:
+    """The lowest score of an entry offered as a suggestion (never above `answer`); shifted as
+    the answer threshold is."""
+    shifted = float(np.percentile(outside, SUGGEST_QUANTILE)) + (shift or {}).get("answer", 0.0)
+    return min(answer, shifted)
 
 
 def calibrate(
@@ -92,6 +108,7 @@ def calibrate(
     return Calibration(
         answer=round(answer, 4),
         faq=round(faq, 4),
+        suggest=round(suggest_threshold(outside, answer, shift), 4),
         probes=len(phrasings),
         in_scope_accept=round(sum(ok and s >= answer for s, ok in inside) / len(inside), 4),
         oos_reject=round(float(np.mean(np.array(outside) < answer)), 4),

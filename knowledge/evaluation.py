@@ -76,24 +76,33 @@ async def evaluate(
     queries: list[LabelledQuery],
     embed_query: Callable[[str], Awaitable[np.ndarray]],
     answer_threshold: float,
+    suggest_threshold: float | None = None,
+    max_suggestions: int = 3,
 ) -> dict[str, Any]:
     """hit@1, hit@5, MRR over in-scope queries; accept/reject rates at `answer_threshold`;
-    per-query latency including the query embedding."""
+    per-query latency including the query embedding. With `suggest_threshold`: the share of
+    in-scope queries declined but offered their entry among the suggestions (the first
+    `max_suggestions` hits at or above it), and the share of out-of-scope ones offered any."""
     ranks: list[int | None] = []
-    accepted_right = rejected = 0
+    accepted_right = rejected = suggested_right = suggested_oos = 0
     latencies = []
     for query in queries:
         started = time.perf_counter()
         hits = index.search(await embed_query(query.text), query.text, k=5)
         latencies.append((time.perf_counter() - started) * 1000)
         answered = bool(hits) and hits[0].score >= answer_threshold
+        offered = set()
+        if not answered and suggest_threshold is not None:
+            offered = {h.entry.id for h in hits[:max_suggestions] if h.score >= suggest_threshold}
         if not query.relevant:
             rejected += not answered
+            suggested_oos += bool(offered)
             continue
         ids = [h.entry.id for h in hits]
         rank = next((n for n, i in enumerate(ids, start=1) if i in query.relevant), None)
         ranks.append(rank)
         accepted_right += answered and rank == 1
+        suggested_right += bool(offered & query.relevant)
     in_scope = len(ranks)
     out_of_scope = len(queries) - in_scope
     return {
@@ -106,6 +115,15 @@ async def evaluate(
         "in_scope_accept": _ratio(accepted_right, in_scope),
         "oos_reject": _ratio(rejected, out_of_scope),
         "answer_threshold": answer_threshold,
+        **(
+            {
+                "in_scope_suggested": _ratio(suggested_right, in_scope),
+                "oos_suggested": _ratio(suggested_oos, out_of_scope),
+                "suggest_threshold": suggest_threshold,
+            }
+            if suggest_threshold is not None
+            else {}
+        ),
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p95_ms": round(float(np.percentile(latencies, 95)), 2),
     }

@@ -13,7 +13,13 @@ from typing import Protocol
 
 import numpy as np
 
-from knowledge.calibration import FALLBACK_ANSWER, FALLBACK_FAQ, Calibration, calibrate
+from knowledge.calibration import (
+    FALLBACK_ANSWER,
+    FALLBACK_FAQ,
+    FALLBACK_SUGGEST,
+    Calibration,
+    calibrate,
+)
 from knowledge.entry import FaqEntry
 from knowledge.index import Hit, SearchIndex
 from knowledge.store import WHOLE_KB, KnowledgeStore
@@ -38,6 +44,7 @@ class Thresholds:
     answer: float  # at or above: the assistant answers
     faq: float  # at or above: the operator's answer, verbatim
     calibrated: bool
+    suggest: float = FALLBACK_SUGGEST  # below `answer`, at or above: offered as "did you mean"
 
 
 class Retriever:
@@ -63,7 +70,9 @@ class Retriever:
         c = self._calibration
         if c is None:
             return Thresholds(FALLBACK_ANSWER, FALLBACK_FAQ, calibrated=False)
-        return Thresholds(c.answer, c.faq, calibrated=True)
+        # A calibration stored before suggestions existed: the default, below its answer one.
+        suggest = min(c.answer, FALLBACK_SUGGEST) if c.suggest is None else c.suggest
+        return Thresholds(c.answer, c.faq, calibrated=True, suggest=suggest)
 
     @property
     def calibration(self) -> Calibration | None:

@@ -30,6 +30,8 @@ from knowledge import Embedder, FaqEntry, KnowledgeKeys, KnowledgeStore, Retriev
 FAQ_QUESTION = "how do I reset my password?"
 GROUNDED_QUESTION = "can I pay later"  # scores between the thresholds: the model answers
 OUT_OF_SCOPE = ["what is the capital of France?", "write me a poem", "how do I cook pasta"]
+# close to the FAQ's return entries, not close enough to answer from: suggestions
+NEAR_MISS = "i need to send back a jacket that is too small"
 
 
 class SlowScriptedModel:
@@ -193,6 +195,32 @@ async def test_repeated_unanswerable_questions_call_a_human(
     assert [s.session_id for s in waiting] == ["lost"]
     assert "3 questions in a row" in waiting[0].turns[-2].text  # the timestamped state change
     assert [i.question for i in await bot.feedback.unanswered()] == OUT_OF_SCOPE
+
+
+async def test_a_near_miss_is_offered_the_closest_questions_and_off_topic_gets_none(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """A question close to FAQ entries but not close enough to answer from gets them as "did you
+    mean" suggestions (mode fallback: operators still see it unanswered); asking one gets its
+    answer verbatim. An off-topic question gets the plain apology."""
+    model = SlowScriptedModel()
+    bot = build(redis_client, prefix, sample_retriever, model, handoff_after_fallbacks=0)
+    near = await bot.ask(Inbound("near", NEAR_MISS))
+    assert near.mode == "fallback" and near.sources == ()
+    assert near.suggestions and near.suggestions[0].id == "returns-how"
+    thresholds = sample_retriever.thresholds
+    assert all(thresholds.suggest <= s.score < thresholds.answer for s in near.suggestions)
+    assert near.text.startswith("I'm not sure I understood. Did you mean:")
+    assert "- How do I return an item?" in near.text.splitlines()
+    picked = await bot.ask(Inbound("near", near.suggestions[0].question))
+    assert picked.mode == "faq" and picked.text.startswith('Go to "My account" > "Orders"')
+    assert [i.question for i in await bot.feedback.unanswered()] == [NEAR_MISS]
+
+    for question in OUT_OF_SCOPE:
+        off = await bot.ask(Inbound("off", question))
+        assert off.mode == "fallback" and off.suggestions == ()
+        assert off.text == AnswerPolicy().fallback_message
+    assert model.calls == 0
 
 
 async def test_handoff_through_the_manager(

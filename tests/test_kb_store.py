@@ -132,13 +132,14 @@ async def test_calibrated_thresholds_are_stored_and_used_by_every_worker(
     await store.import_entries(sample_entries)
     calibrating = Retriever(store, embedder)
     result = await calibrating.calibrate()
-    assert 0 < result.answer <= result.faq <= 1
+    assert 0 < (result.suggest or 0) <= result.answer <= result.faq <= 1
     assert result.probes == sum(len(e.texts) for e in sample_entries)
     assert await store.calibration() == result.to_dict()
 
     other = Retriever(KnowledgeStore(redis_client, keys), embedder)
     await other.refresh()
     assert (other.thresholds.answer, other.thresholds.faq) == (result.answer, result.faq)
+    assert other.thresholds.suggest == result.suggest
 
     question = "how do I reset my password?"
     top = (await other.search(question, k=1))[0]
@@ -150,6 +151,13 @@ async def test_calibrated_thresholds_are_stored_and_used_by_every_worker(
     # An operator re-calibrates elsewhere (here: stricter by hand); the worker follows at once.
     await store.save_calibration({**result.to_dict(), "faq": 1.0, "answer": top.score + 0.01})
     assert (await bot.ask(Inbound("c2", question))).mode == "fallback"
+
+    # Thresholds stored before suggestions existed: suggestions from the default, never above
+    # the answer threshold.
+    older = {k: v for k, v in result.to_dict().items() if k != "suggest"}
+    await store.save_calibration({**older, "answer": 0.3})
+    await other.refresh()
+    assert other.thresholds.suggest == 0.3
 
 
 async def test_the_evaluator_counts_hits_and_declines(embedder: Embedder, tmp_path: Path) -> None:
@@ -181,6 +189,15 @@ async def test_the_evaluator_counts_hits_and_declines(embedder: Embedder, tmp_pa
     assert result["in_scope_accept"] == 0.75
     assert result["oos_reject"] == 1.0
     assert 0 < result["p50_ms"] <= result["p95_ms"]
+    assert "in_scope_suggested" not in result
+
+    # Nothing answered, everything near enough to suggest: the 3 in-scope queries whose entry
+    # ranks first are offered it, and the out-of-scope one is offered something.
+    everything = await evaluate(index, queries, embedder.embed_query, 1.01, suggest_threshold=-1)
+    assert (everything["in_scope_accept"], everything["in_scope_suggested"]) == (0.0, 0.75)
+    assert everything["oos_suggested"] == 1.0
+    nothing = await evaluate(index, queries, embedder.embed_query, 1.01, suggest_threshold=1.01)
+    assert (nothing["in_scope_suggested"], nothing["oos_suggested"]) == (0.0, 0.0)
 
     path.write_text('{"query": "fine"}\n{"expected_id": "x"}\n')
     with pytest.raises(KnowledgeError, match=r"queries.jsonl:2: field 'query' is required"):

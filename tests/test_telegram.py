@@ -264,6 +264,42 @@ async def test_feedback_buttons_are_stored(webhook: Server, fake: FakeTelegram) 
     assert [i["reason"] for i in items if i["session_id"] == "tg565"] == ["thumbs_down"]
 
 
+async def test_a_near_miss_offers_faq_questions_as_buttons(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    """A question near FAQ entries but not close enough to answer from: the closest questions
+    come as buttons (their lines leave the text); pressing one asks it."""
+    chat, key = 569, secret(fake)
+    question = "i need to send back a jacket that is too small"
+    await post_update(webhook, fake.update(message=fake.message(question, chat=chat)), key)
+    await fake.wait_for(lambda: fake.sent("sendMessage", chat))
+    [sent] = fake.sent("sendMessage", chat)
+    assert "Did you mean:" in sent["text"] and "- How do I return an item?" not in sent["text"]
+    buttons = [b for row in sent["reply_markup"]["inline_keyboard"] for b in row]
+    offered = {b["text"]: b["callback_data"] for b in buttons if b["callback_data"] != "human"}
+    assert "How do I return an item?" in offered and "Talk to a human" not in offered
+    callback = {
+        "id": f"cb-{chat}",
+        "from": user(chat),
+        "message": {
+            **fake.message(chat=chat),
+            "from": BOT_USER,
+            "text": html.unescape(sent["text"]),
+            "reply_markup": sent["reply_markup"],
+        },
+        "chat_instance": f"ci-{chat}",
+        "data": offered["How do I return an item?"],
+    }
+    await post_update(webhook, fake.update(callback_query=callback), key)
+    await fake.wait_for(lambda: len(fake.sent("sendMessage", chat)) == 2)
+    answer = html.unescape(fake.sent("sendMessage", chat)[1]["text"])
+    assert answer.startswith('Go to "My account" > "Orders", choose the order')
+    assert [t["text"] for t in await turns(webhook, chat) if t["role"] == "user"] == [
+        question,
+        "How do I return an item?",
+    ]
+
+
 async def test_human_hands_over_and_the_operator_message_reaches_the_chat(
     webhook: Server, fake: FakeTelegram
 ) -> None:

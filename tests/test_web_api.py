@@ -85,6 +85,19 @@ def test_sites_sessions_and_origins(web: Server) -> None:
     assert r.status_code == 404 and "POST /api/sessions" in r.json()["error"]
 
 
+def test_a_near_miss_lists_the_closest_faq_questions(web: Server) -> None:
+    body = {"session_id": "near-miss", "message": "i need to send back a jacket that is too small"}
+    reply = httpx.post(f"{web.url}/api/chat", json=body, timeout=60).json()
+    assert reply["mode"] == "fallback" and reply["sources"] == []
+    first = reply["suggestions"][0]
+    assert (first["id"], first["question"]) == ("returns-how", "How do I return an item?")
+    assert f"- {first['question']}" in reply["reply"].splitlines()  # for clients without buttons
+    body["message"] = first["question"]
+    assert httpx.post(f"{web.url}/api/chat", json=body, timeout=60).json()["mode"] == "faq"
+    body = {"session_id": "off-topic", "message": "write me a poem"}
+    assert httpx.post(f"{web.url}/api/chat", json=body, timeout=60).json()["suggestions"] == []
+
+
 def test_cors_answers_only_registered_origins(web: Server) -> None:
     add_site(web, ["http://127.0.0.1:9999"])
     time.sleep(2.1)  # the CORS origin list is refreshed every 2 s

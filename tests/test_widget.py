@@ -178,6 +178,35 @@ async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browse
         shop.close()
 
 
+async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Browser) -> None:
+    """A question near FAQ entries but not close enough to answer from: the closest questions
+    come as buttons (not as text lines too); tapping one asks it and gets its answer."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await browser.new_page()
+    try:
+        await page.goto(web.url + "/")  # the demo page, with the demo site key
+        await open_chat(page)
+        dialog = page.get_by_role("dialog", name="Chat")
+        message = dialog.get_by_label("Your message")
+        await message.fill("i need to send back a jacket that is too small")
+        await message.press("Enter")
+        offer = dialog.locator(".m.bot").nth(1)
+        await expect(offer.locator(".t")).to_contain_text("Did you mean:")
+        suggestion = offer.get_by_role("button", name="How do I return an item?")
+        await expect(suggestion).to_be_visible()
+        await expect(offer.locator(".t")).not_to_contain_text("- How do I return an item?")
+        await page.screenshot(path=str(ARTIFACTS / "widget-suggestions.png"))
+
+        await suggestion.click()
+        await expect(dialog.locator(".m.user").last).to_have_text("How do I return an item?")
+        await expect(dialog.locator(".m.bot").nth(2)).to_contain_text(
+            'Go to "My account" > "Orders", choose the order and click "Return items".'
+        )
+        await expect(suggestion).to_be_disabled()  # one question per offer
+    finally:
+        await page.close()
+
+
 async def test_the_widget_fits_a_phone(web: Server, browser: Browser) -> None:
     page = await browser.new_page(viewport={"width": 390, "height": 844})
     try:

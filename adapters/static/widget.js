@@ -37,6 +37,9 @@
   .fb { display: flex; gap: 4px; margin-top: 3px; }
   .fb button { border: 1px solid #ddd; background: #fff; border-radius: 6px; cursor: pointer; font-size: 13px; padding: 1px 6px; }
   .fb button[aria-pressed="true"] { background: #eef; border-color: var(--c); }
+  .sg { display: block; margin: 5px 0; text-align: left; border: 1px solid var(--c); color: var(--c); background: #fff;
+    border-radius: 8px; cursor: pointer; padding: 5px 9px; }
+  .sg:disabled { opacity: .5; cursor: default; }
   .typing .t::after { content: "…"; animation: blink 1s infinite; } @keyframes blink { 50% { opacity: .2; } }
   form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid #e3e3e6; background: #fff; }
   input { flex: 1; padding: 9px 10px; border: 1px solid #ccc; border-radius: 8px; }
@@ -92,6 +95,25 @@
       bar.appendChild(b);
     }
     m.appendChild(bar);
+  }
+  // A reply that offers FAQ questions: each of its lines "- question" becomes a button that asks it.
+  function suggest(t, suggestions) {
+    if (!suggestions || !suggestions.length) return;
+    const offered = new Map(suggestions.map((s) => [`- ${s.question}`, s.question]));
+    const parts = [], lines = [], buttons = [];
+    for (const line of t.textContent.split("\n")) {
+      if (!offered.has(line)) { lines.push(line); continue; }
+      parts.push(lines.splice(0).join("\n"));
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "sg";
+      b.textContent = offered.get(line);
+      b.onclick = () => { buttons.forEach((x) => { x.disabled = true; }); ask(b.textContent); };
+      buttons.push(b);
+      parts.push(b);
+    }
+    parts.push(lines.join("\n"));
+    t.replaceChildren(...parts.filter((x) => x !== ""));
   }
   function listen() {
     if (events || !session) return;
@@ -149,6 +171,7 @@
           m.className = "m bot";
           if (!d.reply) { m.remove(); continue; }
           t.textContent = d.reply;
+          suggest(t, d.suggestions);
           const note = sourcesNote(d.sources);
           if (note) { const n = document.createElement("div"); n.className = "note"; n.textContent = note; m.appendChild(n); }
           feedback(m, d.reply_id);
