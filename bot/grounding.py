@@ -3,10 +3,13 @@
 A small model drifts: it starts with the FAQ's words and goes on to invent shops, prices and
 phone numbers. A reply is cut at its first sentence that the sources do not support, where a
 sentence is supported when every fact in it (numbers, e-mail addresses, links) appears in the
-sources and most of its content words do.
+sources and most of its content words do. It may also repeat an entry's question instead of
+answering it ("An item is missing from my parcel. What should I do?" to "my parcel has not
+arrived"): such sentences are left out, and a reply made of nothing else is no answer.
 """
 
 import re
+from collections.abc import Iterable
 
 _FACT = re.compile(
     r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # e-mail addresses
@@ -55,20 +58,31 @@ def word_support(text: str, sources: str) -> float:
     return sum(_stem(w) in vocabulary for w in words) / len(words)
 
 
+def _plain(sentence: str) -> str:
+    return " ".join(re.findall(r"[^\W_]+", sentence.lower()))
+
+
 def supported_prefix(
-    reply: str, faq: str, question: str = "", min_support: float = 0.8, min_words: int = 3
+    reply: str,
+    faq: str,
+    question: str = "",
+    min_support: float = 0.8,
+    min_words: int = 3,
+    faq_questions: Iterable[str] = (),
 ) -> str:
-    """The longest run of leading sentences of `reply` that the `faq` text supports.
+    """The longest run of leading sentences of `reply` that the `faq` text supports, without
+    the sentences that repeat one of `faq_questions` (the FAQ entries' questions).
 
     Facts may come from the FAQ or the customer's question; content words must come from the FAQ
     (echoing the question's words is no evidence). A prefix with fewer than `min_words` content
     words ("Yes, you can.") says nothing checkable and is rejected: the result is then empty.
     """
+    asked = {_plain(s) for q in faq_questions for s in _SENTENCE_END.split(q.strip())}
     kept: list[str] = []
     words = 0
     for sentence in _SENTENCE_END.split(reply.strip()):
         sentence = sentence.strip()
-        if not sentence:
+        if not sentence or _plain(sentence) in asked:
             continue
         if unsupported_facts(sentence, faq + "\n" + question):
             break

@@ -319,12 +319,18 @@ class ConversationManager:
     def _check_grounded(
         self, generated: str, question: str, hits: list[Hit], sources: tuple[Source, ...]
     ) -> tuple[Mode, str, tuple[Source, ...]]:
-        """Keep a generated reply only if it is an answer that invents no facts. Otherwise, and
+        """Keep a generated reply only if it is an answer that invents no facts (and not an entry's
+        question repeated). Otherwise, and
         when the model says the FAQ does not answer, the closest entry, hedged: retrieval found
         it close enough to answer from, and the model's refusals do not tell (measured, README
         "Fine-tuning": it refuses about as seldom with the right entry missing as with it there)."""
         faq = "\n".join(f"{h.entry.question}\n{h.entry.answer}" for h in hits)
-        reply = "" if is_refusal(generated) else supported_prefix(generated, faq, question)
+        asked = [h.entry.question for h in hits]
+        reply = (
+            ""
+            if is_refusal(generated)
+            else supported_prefix(generated, faq, question, faq_questions=asked)
+        )
         if reply:
             return "grounded", reply, sources
         log.info("generated reply not an answer from the FAQ; answering with the closest entry")

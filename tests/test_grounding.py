@@ -33,3 +33,17 @@ def test_facts_from_the_question_count_as_known() -> None:
     reply = "Customer service about order 4711: call Monday to Friday from 8:00 to 18:00."
     assert supported_prefix(reply, FAQ, question="what about order 4711?") == reply
     assert supported_prefix(reply, FAQ) == ""
+
+
+def test_a_repeated_faq_question_is_no_answer() -> None:
+    """The model may answer with an entry's question; only what answers stays."""
+    asked = [
+        "An item is missing from my parcel. What should I do?",
+        "How can I contact customer service?",
+    ]
+    faq = f"{asked[0]}\nCheck whether the parcel was split into two deliveries.\n{FAQ}"
+    assert supported_prefix(asked[0], faq, faq_questions=asked) == ""
+    reply = "how can I contact customer service? Call Monday to Friday from 8:00 to 18:00."
+    kept = supported_prefix(reply, faq, faq_questions=asked)
+    assert kept == "Call Monday to Friday from 8:00 to 18:00."
+    assert supported_prefix(reply, faq) == reply  # without the questions, nothing tells

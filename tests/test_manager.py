@@ -122,6 +122,19 @@ async def test_the_models_refusal_gives_the_closest_faq_entry_hedged(
     assert [s.id for s in reply.sources] == ["payments-methods"]
 
 
+async def test_a_reply_that_repeats_an_faq_question_gives_the_closest_entry_hedged(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever, sample_entries: list[FaqEntry]
+) -> None:
+    """Seen with the shipped adapter: "my parcel has not arrived" answered with an entry's
+    question. Every word of it is the FAQ's, but it answers nothing."""
+    methods = by_id(sample_entries, "payments-methods")
+    model = ScriptedModel(methods.question)
+    bot = manager(redis_client, prefix, sample_retriever, model)
+    reply = await bot.ask(Inbound("s1", "can I pay later"))
+    assert reply.mode == "grounded"
+    assert reply.text.startswith("I'm not completely sure") and methods.answer in reply.text
+
+
 class StallingModel(ScriptedModel):
     """Writes a few words, then nothing more: a model starved of CPU."""
 
