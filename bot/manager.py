@@ -319,11 +319,11 @@ class ConversationManager:
     def _check_grounded(
         self, generated: str, question: str, hits: list[Hit], sources: tuple[Source, ...]
     ) -> tuple[Mode, str, tuple[Source, ...]]:
-        """Keep a generated reply only if it is an answer that invents no facts (and not an entry's
-        question repeated). Otherwise, and
-        when the model says the FAQ does not answer, the closest entry, hedged: retrieval found
-        it close enough to answer from, and the model's refusals do not tell (measured, README
-        "Fine-tuning": it refuses about as seldom with the right entry missing as with it there)."""
+        """Keep a generated reply only if it is an answer that invents no facts (and not an
+        entry's question repeated). Otherwise, and when the model says the FAQ does not answer,
+        the closest entry, hedged: retrieval found it close enough to answer from, and the model's
+        refusals do not tell (measured, README "Fine-tuning": it refuses about as seldom with the
+        right entry missing as with it there)."""
         faq = "\n".join(f"{h.entry.question}\n{h.entry.answer}" for h in hits)
         asked = [h.entry.question for h in hits]
         reply = (
