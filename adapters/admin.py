@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.admin_auth import operator_auth
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
+from knowledge import FaqEntry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
@@ -46,6 +47,12 @@ class UnansweredOut(BaseModel):
     question: str
     reply: str
     ts: float
+    suggested: list[str] = Field(description="Ids of the FAQ entries the reply offered.")
+
+
+class Alias(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    entry_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
 
 
 class NewFaqEntry(BaseModel):
@@ -60,6 +67,15 @@ class FaqEntryOut(BaseModel):
     question: str
     answer: str
     alt_questions: list[str]
+
+    @classmethod
+    def of(cls, entry: FaqEntry) -> "FaqEntryOut":
+        return cls(
+            id=entry.id,
+            question=entry.question,
+            answer=entry.answer,
+            alt_questions=list(entry.alt_questions),
+        )
 
 
 class NewSite(BaseModel):
@@ -144,7 +160,7 @@ def admin_router(token: str | None) -> APIRouter:
     ) -> list[UnansweredOut]:
         """Questions the assistant could not answer and replies customers rated 👎."""
         items = await runtime(request).manager.feedback.unanswered(count)
-        return [UnansweredOut(**i.__dict__) for i in items]
+        return [UnansweredOut(**{**i.__dict__, "suggested": list(i.suggested)}) for i in items]
 
     @router.post("/unanswered/{item_id}/faq", response_model=FaqEntryOut, status_code=201)
     async def answer(
@@ -157,12 +173,19 @@ def admin_router(token: str | None) -> APIRouter:
         entry = await rt.manager.feedback.answer(
             item_id, body.answer, rt.knowledge, question=body.question, entry_id=body.id
         )
-        return FaqEntryOut(
-            id=entry.id,
-            question=entry.question,
-            answer=entry.answer,
-            alt_questions=list(entry.alt_questions),
-        )
+        return FaqEntryOut.of(entry)
+
+    @router.post("/unanswered/{item_id}/alias", response_model=FaqEntryOut)
+    async def alias(
+        body: Alias,
+        request: Request,
+        item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")],
+    ) -> FaqEntryOut:
+        """The customer meant an existing FAQ entry: add their question to its phrasings, live
+        at once, so the next customer asking so is answered."""
+        rt = runtime(request)
+        entry = await rt.manager.feedback.alias(item_id, body.entry_id, rt.knowledge)
+        return FaqEntryOut.of(entry)
 
     @router.get("/sites", response_model=list[SiteFull])
     async def sites(request: Request) -> list[SiteFull]:

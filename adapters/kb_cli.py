@@ -12,7 +12,7 @@ import click
 
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
-from bot import FeedbackLog, SessionKeys, SessionStore
+from bot import ConversationError, FeedbackLog, SessionKeys, SessionStore
 from knowledge import (
     FORMATS,
     Calibration,
@@ -393,11 +393,32 @@ def kb_unanswered(count: int) -> None:
             log = FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
             items = await log.unanswered(count)
         for item in items:
-            click.echo(f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}")
+            offered = f"\tsuggested: {', '.join(item.suggested)}" if item.suggested else ""
+            click.echo(f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}{offered}")
         if not items:
             click.echo("nothing unanswered")
 
     asyncio.run(work())
+
+
+@kb.command("alias")
+@click.argument("item_id")
+@click.argument("entry_id")
+def kb_alias(item_id: str, entry_id: str) -> None:
+    """Add unanswered question ITEM_ID (from `kb unanswered`) to FAQ entry ENTRY_ID's phrasings."""
+    settings = Settings()
+
+    async def work() -> FaqEntry:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
+            log = FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
+            store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
+            return await log.alias(item_id, entry_id, store)
+
+    try:
+        entry = asyncio.run(work())
+    except (KnowledgeError, ConversationError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{entry.id}: {len(entry.alt_questions)} alternative questions")
 
 
 def checked(data: dict[str, Any]) -> FaqEntry:

@@ -2,7 +2,8 @@
 
 Every reply is remembered (question, reply, mode, sources) for the session's lifetime so a
 👍/👎 can refer to it by id. Fallback replies and 👎 replies go onto the `unanswered` stream,
-which operators read and turn into FAQ entries.
+which operators read and turn into FAQ entries, or into another phrasing of an entry the
+customer meant (for a question close to entries, those the bot suggested are listed with it).
 """
 
 import json
@@ -37,6 +38,7 @@ class UnansweredItem:
     question: str
     reply: str
     ts: float
+    suggested: tuple[str, ...] = ()  # ids of the FAQ entries the reply offered
 
 
 def reply_record(question: str, reply: Reply) -> dict[str, str | float]:
@@ -74,7 +76,12 @@ class FeedbackLog:
             )
 
     async def add(
-        self, reason: Literal["fallback", "thumbs_down"], session_id: str, question: str, reply: str
+        self,
+        reason: Literal["fallback", "thumbs_down"],
+        session_id: str,
+        question: str,
+        reply: str,
+        suggested: tuple[str, ...] = (),
     ) -> str:
         fields = {
             "reason": reason,
@@ -82,6 +89,7 @@ class FeedbackLog:
             "question": question,
             "reply": reply,
             "ts": time.time(),
+            "suggested": json.dumps(list(suggested)),
         }
         try:
             rid = await self._redis.xadd(self._keys.unanswered, fields, maxlen=100_000)
@@ -106,10 +114,7 @@ class FeedbackLog:
         entry_id: str | None = None,
     ) -> FaqEntry:
         """Turn an unanswered question into an FAQ entry (live at once); drop it from the queue."""
-        rows = await self._redis.xrange(self._keys.unanswered, item_id, item_id)
-        if not rows:
-            raise UnknownItem(f"No unanswered question with id {item_id}.")
-        item = _item(*rows[0])
+        item = await self._item(item_id)
         text = (question or item.question).strip()
         entry = FaqEntry.from_dict(
             {
@@ -124,6 +129,21 @@ class FeedbackLog:
         await self._redis.xdel(self._keys.unanswered, item_id)
         return entry
 
+    async def alias(self, item_id: str, entry_id: str, knowledge: KnowledgeStore) -> FaqEntry:
+        """The customer meant an existing entry: its question becomes another phrasing of it
+        (live at once, so the next customer asking so is answered); drop it from the queue."""
+        item = await self._item(item_id)
+        record = await knowledge.add_phrasing(entry_id, item.question)
+        assert record.entry is not None
+        await self._redis.xdel(self._keys.unanswered, item_id)
+        return record.entry
+
+    async def _item(self, item_id: str) -> UnansweredItem:
+        rows = await self._redis.xrange(self._keys.unanswered, item_id, item_id)
+        if not rows:
+            raise UnknownItem(f"No unanswered question with id {item_id}.")
+        return _item(*rows[0])
+
 
 def _item(rid: bytes, fields: dict[bytes, bytes]) -> UnansweredItem:
     get = {k.decode(): v.decode() for k, v in fields.items()}
@@ -134,6 +154,7 @@ def _item(rid: bytes, fields: dict[bytes, bytes]) -> UnansweredItem:
         question=get["question"],
         reply=get["reply"],
         ts=float(get["ts"]),
+        suggested=tuple(json.loads(get.get("suggested", "[]"))),
     )
 
 

@@ -255,7 +255,8 @@ class ConversationManager:
 
         fallbacks = info.fallbacks + 1 if mode == "fallback" else 0
         if mode == "fallback":
-            await self.feedback.add("fallback", sid, text, reply_text)
+            offered = tuple(s.id for s in suggested)
+            await self.feedback.add("fallback", sid, text, reply_text, suggested=offered)
             if policy.handoff_after_fallbacks and fallbacks >= policy.handoff_after_fallbacks:
                 yield await self._hand_over(
                     inbound, asked, f"{fallbacks} questions in a row the FAQ does not answer"

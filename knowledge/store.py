@@ -8,7 +8,7 @@ to update their search index incrementally.
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -185,6 +185,22 @@ class KnowledgeStore:
             return await self._put(pipe, entry.id, entry, current.get(entry.id))
 
         return await self._transaction([entry.id], write)
+
+    async def add_phrasing(self, entry_id: str, text: str) -> EntryRecord:
+        """Add `text` to an entry's alternative questions (a new version), unless it is one of its
+        phrasings already; EntryNotFound if there is no such entry."""
+
+        async def write(pipe: Pipeline, current: dict[str, EntryRecord]) -> EntryRecord:
+            record = current.get(entry_id)
+            if record is None or record.entry is None:
+                raise EntryNotFound(f"No FAQ entry with id {entry_id!r}.")
+            entry = record.entry
+            if text.strip() in entry.texts:
+                return record
+            phrased = replace(entry, alt_questions=(*entry.alt_questions, text.strip()))
+            return await self._put(pipe, entry_id, phrased, record)
+
+        return await self._transaction([entry_id], write)
 
     async def delete(self, entry_id: str) -> EntryRecord:
         """Remove an entry (its history stays, so it can be reverted); returns the deletion."""

@@ -229,3 +229,18 @@ async def test_entries_stored_before_versions_existed_still_load(
     await redis_client.hset(store.keys.entries, RETURNS.id, json.dumps(RETURNS.to_dict()))
     assert await store.entries() == [RETURNS]
     assert (await store.update(FaqEntry(RETURNS.id, "Returns?", "30 days."))).version == 2
+
+
+async def test_a_customers_words_become_another_phrasing_of_an_entry(
+    redis_client: Redis, prefix: str
+) -> None:
+    store = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
+    await store.create(RETURNS)
+    added = await store.add_phrasing("returns", " send back a jacket that is too small ")
+    assert added.entry is not None
+    assert added.entry.alt_questions == ("send back a jacket that is too small",)
+    again = await store.add_phrasing("returns", "send back a jacket that is too small")
+    assert again.version == added.version  # a phrasing it has already: no new version
+    assert [r.version for r in await store.history("returns")] == [1, 2]
+    with pytest.raises(EntryNotFound, match="'gift-wrap'"):
+        await store.add_phrasing("gift-wrap", "wrap it")

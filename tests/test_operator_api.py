@@ -129,6 +129,34 @@ def test_unanswerable_questions_queue_up_and_then_call_a_human(desk: Server) -> 
     assert "lost" in waiting
 
 
+def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> None:
+    """The customer's words miss the answer threshold; the operator sees what was suggested,
+    files the question under the entry it meant, and the next customer asking so is answered."""
+    question = "i need to send back a jacket that is too small"
+    first = desk.chat("near-1", question)
+    assert first["mode"] == "fallback"
+    [item] = [i for i in admin(desk, "GET", "/unanswered").json() if i["session_id"] == "near-1"]
+    assert item["suggested"] == [s["id"] for s in first["suggestions"]]
+    assert "returns-how" in item["suggested"]
+
+    missing = admin(desk, "POST", f"/unanswered/{item['id']}/alias", json={"entry_id": "nope"})
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    filed = admin(desk, "POST", f"/unanswered/{item['id']}/alias", json={"entry_id": "returns-how"})
+    assert filed.status_code == 200 and question in filed.json()["alt_questions"]
+    assert item["id"] not in [i["id"] for i in admin(desk, "GET", "/unanswered").json()]
+
+    again = desk.chat("near-2", question)
+    assert again["mode"] == "faq" and again["sources"][0]["id"] == "returns-how"
+
+    # The same from the command line.
+    desk.chat("near-3", "the tracking link shows nothing at all")
+    listed = desk.kb("unanswered")
+    [line] = [x for x in listed.stdout.splitlines() if "\tnear-3\t" in x]
+    result = desk.kb("alias", line.split("\t")[0], "orders-track")
+    assert result.returncode == 0, result.stderr
+    assert desk.chat("near-4", "the tracking link shows nothing at all")["mode"] == "faq"
+
+
 def test_cli_lists_the_unanswered_queue(desk: Server) -> None:
     desk.chat("cli", "who won the football match yesterday")
     result = desk.kb("unanswered")
@@ -162,5 +190,6 @@ def test_the_openapi_schema_documents_the_operator_api(desk: Server) -> None:
         "/admin/handoff/{session_id}/release",
         "/admin/unanswered",
         "/admin/unanswered/{item_id}/faq",
+        "/admin/unanswered/{item_id}/alias",
         "/api/chat/{session_id}/feedback",
     } <= paths
