@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -406,6 +407,11 @@ def kb_unanswered(count: int) -> None:
 @click.argument("entry_id")
 def kb_alias(item_id: str, entry_id: str) -> None:
     """Add unanswered question ITEM_ID (from `kb unanswered`) to FAQ entry ENTRY_ID's phrasings."""
+    if not re.fullmatch(r"\d{1,19}-\d{1,19}", item_id):
+        raise click.UsageError(
+            f"{item_id!r} is not an unanswered question's id (like 1765000000000-0): see "
+            "`answerdesk kb unanswered`."
+        )
     settings = Settings()
 
     async def work() -> FaqEntry:

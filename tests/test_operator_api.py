@@ -152,6 +152,8 @@ def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> N
     desk.chat("near-3", "the tracking link shows nothing at all")
     listed = desk.kb("unanswered")
     [line] = [x for x in listed.stdout.splitlines() if "\tnear-3\t" in x]
+    wrong = desk.kb("alias", "near-3", "orders-track")
+    assert wrong.returncode == 2 and "is not an unanswered question's id" in wrong.stderr
     result = desk.kb("alias", line.split("\t")[0], "orders-track")
     assert result.returncode == 0, result.stderr
     assert desk.chat("near-4", "the tracking link shows nothing at all")["mode"] == "faq"
