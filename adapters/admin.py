@@ -160,7 +160,7 @@ def admin_router(token: str | None) -> APIRouter:
     ) -> list[UnansweredOut]:
         """Questions the assistant could not answer and replies customers rated 👎."""
         items = await runtime(request).manager.feedback.unanswered(count)
-        return [UnansweredOut(**{**i.__dict__, "suggested": list(i.suggested)}) for i in items]
+        return [UnansweredOut(**i.__dict__) for i in items]
 
     @router.post("/unanswered/{item_id}/faq", response_model=FaqEntryOut, status_code=201)
     async def answer(
