@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     # bfloat16 with cpu_kernels is the fastest on a CPU that computes in bfloat16 (AVX-512 BF16,
     # AMX; README, "The model"); auto picks it there and float32 elsewhere.
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    # bfloat16 linear layers on oneDNN-prepacked weights, plus int8 copies for a lone reply.
+    # bfloat16: linear layers on oneDNN-prepacked weights, plus 4-bit or int8 copies for decode
+    # steps; float32: float16 copies for decode steps (fbgemm, AVX2). False: exact float32.
     cpu_kernels: bool = True
     # bitsandbytes weight quantization of the local model: none, int8 (8-bit) or nf4 (4-bit).
     quantization: Literal["none", "int8", "nf4"] = "none"

@@ -41,13 +41,14 @@ def fits(model: Any) -> bool:
 
 
 class LlamaDecoder(nn.Module):
-    """`model`'s weights (a bf16 `LlamaForCausalLM` with plain linear layers, see `fits`) behind a
-    faster forward pass; the model's own decoder layers are not kept."""
+    """`model`'s weights (a bf16 or float32 `LlamaForCausalLM` with plain linear layers, see
+    `fits`) behind a faster forward pass; the model's own decoder layers are not kept."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
         # Keys, values and attention: bf16 where torch's fused kernel runs it on AMX, else float32.
-        self.cache_dtype = torch.bfloat16 if amx() else torch.float32
+        bf16 = model.lm_head.weight.dtype == torch.bfloat16
+        self.cache_dtype = torch.bfloat16 if bf16 and amx() else torch.float32
         config = model.config
         self.config = config
         inner = model.model

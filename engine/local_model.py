@@ -12,7 +12,7 @@ import torch
 from engine import llama_decoder
 from engine.attention import amx, float32_attention_cache, use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
-from engine.cpu_linear import use_cpu_linears
+from engine.cpu_linear import check_cpu_kernels, fp16_kernel, use_cpu_linears
 from engine.errors import EngineError
 from engine.loading import (
     Dtype,
@@ -98,8 +98,9 @@ class LocalModel:
     ) -> "LocalModel":
         """Load `source` (None = the bundled SmolLM2-135M-Instruct GGUF, a GGUF path, an HF
         directory or hub id), quantized as asked, with `adapters` (name -> peft directory).
-        `dtype` auto is bfloat16 where the hardware has it, else float32; `cpu_kernels` (bf16,
-        unquantized, on a CPU) switches the linear layers to faster kernels (cpu_linear)."""
+        `dtype` auto is bfloat16 where the hardware has it, else float32; `cpu_kernels`
+        (unquantized, on a CPU) switches the linear layers to faster kernels (cpu_linear) and a
+        Llama-family model to a leaner forward pass (llama_decoder)."""
         torch.set_num_threads(1)  # only the decode thread computes on several (see scheduler)
         dtype = fast_dtype(dtype)
         tokenizer, model = load_base(source, cache_dir, dtype, quantization)
@@ -111,10 +112,13 @@ class LocalModel:
             # token (measured, bf16: 31 ms a decode step as a LoRA layer, 21 ms merged).
             model, merged, adapters = model.merge_and_unload(), default_adapter, {}
         on_cpu = not torch.cuda.is_available()
-        if cpu_kernels and dtype == "bfloat16" and quantization == "none" and on_cpu:
-            if not bf16_hardware():
+        if cpu_kernels and quantization == "none" and on_cpu:
+            if dtype == "bfloat16" and not bf16_hardware():
                 log.warning("this CPU has no bfloat16 instructions: CPU kernels off; use float32")
+            elif dtype == "float32" and not fp16_kernel():
+                log.warning("this CPU has no AVX2 for fbgemm's float16 kernel: CPU kernels off")
             elif not adapters and llama_decoder.fits(model):
+                check_cpu_kernels(getattr(torch, dtype))
                 model = llama_decoder.LlamaDecoder(model)
             else:
                 model = use_cpu_linears(model)

@@ -17,11 +17,13 @@ from engine.loading import bf16_hardware
 from engine.onnx_export import export_onnx
 from tests.conftest import MODEL_CACHE
 
-# The CPU kernels compute in bfloat16 with oneDNN, which needs AVX-512 BF16 or AMX; elsewhere
-# answerdesk runs in float32 (ANSWERDESK_DTYPE=auto) and these kernels are never used.
+# The bf16 CPU kernels compute with oneDNN, which needs AVX-512 BF16 or AMX; elsewhere answerdesk
+# runs in float32 (ANSWERDESK_DTYPE=auto) with fbgemm's float16-weight kernel (AVX2), which every
+# x86-64 machine this project runs on has: the float32 cases run everywhere.
 BF16_CPU = pytest.mark.skipif(
     not bf16_hardware(), reason="this CPU has no bfloat16 instructions (AVX-512 BF16 / AMX)"
 )
+FAST_DTYPES = ["float32", pytest.param("bfloat16", marks=BF16_CPU)]
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -315,13 +317,17 @@ async def test_each_request_gets_its_own_adapter_under_concurrency(
     await model.close()
 
 
-@BF16_CPU
+@pytest.mark.parametrize("dtype", FAST_DTYPES)
 async def test_adapters_work_on_the_fast_cpu_settings(
-    local_model: LocalModel, tmp_path: Path
+    local_model: LocalModel, tmp_path: Path, dtype: str
 ) -> None:
     adapters = {"alpha": make_adapter(local_model, tmp_path / "alpha", seed=1)}
     model = LocalModel.load(
-        None, MODEL_CACHE, adapters=adapters, dtype="bfloat16", cpu_kernels=True
+        None,
+        MODEL_CACHE,
+        adapters=adapters,
+        dtype=dtype,  # type: ignore[arg-type]
+        cpu_kernels=True,
     )
     replies = await asyncio.gather(
         *(generate(model, MESSAGES, GenerationParams(12, adapter=n)) for n in ("alpha", "base"))
@@ -347,18 +353,22 @@ async def test_bitsandbytes_quantization_loads_smaller_and_generates(
     await model.close()
 
 
-@BF16_CPU
-async def test_the_fast_cpu_settings_keep_the_models_quality(local_model: LocalModel) -> None:
-    """bf16 weights run by the CPU kernels and the lean decoder (the product's default): the FAQ
-    answers stay as likely under the model as with exact float32, and replies stream and batch.
-    (A batched reply may differ in wording from the same reply alone: the one-row int8 kernel
-    and the batch's bf16 kernel round differently.)"""
+@pytest.mark.parametrize("dtype", FAST_DTYPES)
+async def test_the_fast_cpu_settings_keep_the_models_quality(
+    local_model: LocalModel, dtype: str
+) -> None:
+    """The CPU kernels and the lean decoder (the product's default, in bf16 or float32 by the
+    CPU): the FAQ answers stay as likely under the model as with exact float32, and replies
+    stream and batch. (A batched reply may differ in wording from the same reply alone: the
+    one-row and the batch's kernels may round differently.)"""
+    from engine.llama_decoder import LlamaDecoder
     from tests.bench.bench_engine import answer_nll
 
-    fast = LocalModel.load(None, MODEL_CACHE, dtype="bfloat16", cpu_kernels=True)
+    fast = LocalModel.load(None, MODEL_CACHE, dtype=dtype, cpu_kernels=True)  # type: ignore[arg-type]
+    assert isinstance(fast._model, LlamaDecoder)
     exact_nll = answer_nll(local_model._model, local_model._tokenizer)
     fast_nll = answer_nll(fast._model, fast._tokenizer)
-    assert fast_nll < exact_nll * 1.05, (fast_nll, exact_nll)
+    assert fast_nll < exact_nll * (1.05 if dtype == "bfloat16" else 1.001), (fast_nll, exact_nll)
     params = GenerationParams(max_new_tokens=16)
     chunks = [c async for c in fast.stream(chat(QUESTIONS[1]), params)]
     assert len(chunks) > 1 and "Paris" in "".join(chunks)
@@ -367,9 +377,9 @@ async def test_the_fast_cpu_settings_keep_the_models_quality(local_model: LocalM
     await fast.close()
 
 
-@BF16_CPU
-def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
-    """The product's default on a bf16 CPU (engine.llama_decoder) against transformers' Llama
+@pytest.mark.parametrize("dtype", FAST_DTYPES)
+def test_the_lean_llama_decoder_computes_what_transformers_computes(dtype: str) -> None:
+    """The product's default on a CPU (engine.llama_decoder) against transformers' Llama
     with the same weights and kernels, called as the scheduler calls a model: two prompts
     left-padded to one length, then three new tokens each after the cached prompt (prompt
     lookup's check), then one more token each (a decode step of a batch)."""
@@ -381,7 +391,7 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
     from engine.llama_decoder import LlamaDecoder, fits
     from engine.loading import load_base
 
-    tokenizer, hf = load_base(None, MODEL_CACHE, "bfloat16", "none")
+    tokenizer, hf = load_base(None, MODEL_CACHE, dtype, "none")  # type: ignore[arg-type]
     assert fits(hf)
     lean = LlamaDecoder(hf)  # builds its own layers; hf's stay as they are
     use_float32_attention(use_cpu_linears(hf))
@@ -426,6 +436,31 @@ def test_the_lean_llama_decoder_computes_what_transformers_computes() -> None:
             # where each is 0.03-0.08 from exact float32; a wrong mask or position moves far more.)
             assert float((lm.exp() - lt.exp()).abs().max()) < 0.15
             assert torch.equal(mine.argmax(-1), theirs.argmax(-1))
+
+
+def test_a_float32_weight_decodes_in_float16_and_reads_prompts_in_float32() -> None:
+    """A float32 model's linear layer (a CPU without bf16): up to ROWS_FP16 rows go through the
+    float16 copy of the weight, off only by float16's rounding of it; more (a prompt) through the
+    float32 weight itself, exactly; with or without a bias, in any leading shape."""
+    import torch
+
+    from engine.cpu_linear import ROWS_FP16, CpuLinear
+
+    torch.manual_seed(2)
+    x = torch.randn(2, ROWS_FP16, 96)
+    for bias in (True, False):
+        linear = torch.nn.Linear(96, 64, bias=bias)
+        fast = CpuLinear(linear, keep_weight=False)
+        assert fast.extra_bytes() == 64 * 96 * 2
+        for inputs in (x[:1, :1], x[:1, :8], x[:1], x.reshape(1, 2 * ROWS_FP16, 96)):
+            exact = torch.nn.functional.linear(inputs, linear.weight, linear.bias)
+            out = fast(inputs)
+            assert out.shape == exact.shape and out.dtype == torch.float32
+            error = float((out - exact).norm() / exact.norm())
+            if inputs.shape[1] > ROWS_FP16:
+                assert torch.equal(out, exact)
+            else:  # float16 keeps 11 bits of each weight: a relative error near 2**-12
+                assert 1e-6 < error < 1e-3, (inputs.shape, error)
 
 
 @BF16_CPU

@@ -22,6 +22,7 @@ from typing import Any
 from bot.messages import Turn
 from bot.prompt import build_messages
 from engine import ChatMessage, GenerationParams, shipped_adapter
+from engine.loading import bf16_hardware
 from knowledge import Hit
 from knowledge.files import sample_faq_path
 from knowledge.formats import read_entries
@@ -30,6 +31,8 @@ from tests.bench import MODEL_CACHE, ROOT
 MODES = {  # name -> (dtype, quantization); "+cpu": the CPU kernels; "+grounding": the shipped
     # grounding adapter as every request's adapter, as `answerdesk serve` runs the bundled model
     "fp32": ("float32", "none"),
+    "fp32+cpu": ("float32", "none"),
+    "fp32+cpu+grounding": ("float32", "none"),
     "bf16": ("bfloat16", "none"),
     "bf16+cpu": ("bfloat16", "none"),
     "bf16+cpu+grounding": ("bfloat16", "none"),
@@ -284,9 +287,14 @@ def emit(out: dict, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default="fp32,bf16,bf16+cpu,bf16+cpu+grounding,int8,nf4")
+    parser.add_argument(
+        "--modes",
+        default="fp32,fp32+cpu,fp32+cpu+grounding,bf16,bf16+cpu,bf16+cpu+grounding,int8,nf4",
+    )
     parser.add_argument("--concurrency", default="1,4,8,16")
-    parser.add_argument("--concurrency-modes", default="fp32,bf16+cpu,bf16+cpu+grounding")
+    parser.add_argument(
+        "--concurrency-modes", default="fp32,fp32+cpu+grounding,bf16+cpu,bf16+cpu+grounding"
+    )
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-lookup", type=int, default=10)
@@ -321,7 +329,23 @@ def main() -> None:
                 ),
                 flush=True,
             )
+        emulated = not bf16_hardware()  # bf16 products without AVX-512 BF16 / AMX: minutes
         for worker in workers:
+            if emulated and worker in MODES and MODES[worker][0] == "bfloat16":
+                skipped = "this CPU has no bfloat16 instructions (AVX-512 BF16 / AMX)"
+                print(
+                    json.dumps(
+                        {
+                            "bench": "engine",
+                            "backend": "transformers",
+                            "quant": worker,
+                            "skipped": skipped,
+                            "command": command,
+                        }
+                    ),
+                    flush=True,
+                )
+                continue
             subprocess.run(
                 [
                     sys.executable,
