@@ -21,13 +21,16 @@ int8 is then used for one row only). These are the ops torch's own CPU inductor 
 A float32 model (a CPU without bfloat16 instructions, where `auto` picks float32) keeps its
 float32 weights for prompts and a copy in float16 for decode steps, multiplied by fbgemm's
 kernel (AVX2; float16 weights widened on the fly, float32 products). The 4- and 8-bit kernels
-above have no AVX2 code and crawl there. Measured on a 2-core AMD EPYC with AVX2 only (all
-linear layers of one decode step of the bundled model, and its 49152-word output layer):
+above have no AVX2 code and crawl there. Measured on a 2-core AMD EPYC with AVX2 only (the 210
+linear layers of one decode step of the bundled model, with distinct weights as in the model;
+in brackets, its 49152-word output layer besides):
 
 | rows | float32 | fbgemm, float16 weights | int8 `_weight_int8pack_mm` | 4-bit |
 |---|---|---|---|---|
-| 1 | 33.8 ms (+19.8) | 13.8 ms (+10.0) | 49.9 ms | 242 ms |
-| 8 | 62.0 ms (+60.7) | 30.3 ms (+28.2) | 407 ms | 1,923 ms |
+| 1 | 37.1 ms (+10.9) | 15.6 ms (+4.9) | 49.9 ms | 242 ms |
+| 8 | 62.5 ms (+24.7) | 32.0 ms (+11.8) | 407 ms | 1,923 ms |
+| 24 | 83.5 ms | 70.6 ms | | |
+| 32 | 97.8 ms | 94.0 ms | | |
 
 Float16 keeps 11 bits of each weight (bfloat16: 8), so the model loses nothing measurable.
 """
@@ -43,7 +46,7 @@ ROWS_INT4 = 8  # up to this many rows use the 4-bit weights
 ROWS_INT8 = 1  # up to this many rows use the int8 weights (of a layer that has no 4-bit ones)
 GROUP = 32  # inputs per 4-bit scale and zero, as in GGUF's Q4_0 / Q4_1 blocks
 CHECK_ROWS = 64  # rows of a weight checked for a 4-bit grid at a time
-ROWS_FP16 = 64  # float32 models: up to this many rows use the float16 weights (measured faster)
+ROWS_FP16 = 24  # float32 models: up to this many rows use the float16 weights (measured faster)
 
 
 class CpuLinear(nn.Module):

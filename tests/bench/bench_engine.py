@@ -31,6 +31,7 @@ from tests.bench import MODEL_CACHE, ROOT
 MODES = {  # name -> (dtype, quantization); "+cpu": the CPU kernels; "+grounding": the shipped
     # grounding adapter as every request's adapter, as `answerdesk serve` runs the bundled model
     "fp32": ("float32", "none"),
+    "fp32+grounding": ("float32", "none"),
     "fp32+cpu": ("float32", "none"),
     "fp32+cpu+grounding": ("float32", "none"),
     "bf16": ("bfloat16", "none"),
