@@ -26,7 +26,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from engine.attention import amx, one_query_attention
-from engine.cpu_linear import CpuLinear
+from engine.cpu_linear import CpuLinear, check_cpu_kernels
 
 
 def fits(model: Any) -> bool:
@@ -46,6 +46,7 @@ class LlamaDecoder(nn.Module):
 
     def __init__(self, model: Any) -> None:
         super().__init__()
+        check_cpu_kernels(model.lm_head.weight.dtype)
         # Keys, values and attention: bf16 where torch's fused kernel runs it on AMX, else float32.
         bf16 = model.lm_head.weight.dtype == torch.bfloat16
         self.cache_dtype = torch.bfloat16 if bf16 and amx() else torch.float32

@@ -12,7 +12,7 @@ import torch
 from engine import llama_decoder
 from engine.attention import amx, float32_attention_cache, use_float32_attention
 from engine.chat_model import ChatMessage, GenerationParams
-from engine.cpu_linear import check_cpu_kernels, fp16_kernel, use_cpu_linears
+from engine.cpu_linear import fp16_kernel, use_cpu_linears
 from engine.errors import EngineError
 from engine.loading import (
     Dtype,
@@ -118,7 +118,6 @@ class LocalModel:
             elif dtype == "float32" and not fp16_kernel():
                 log.warning("this CPU has no AVX2 for fbgemm's float16 kernel: CPU kernels off")
             elif not adapters and llama_decoder.fits(model):
-                check_cpu_kernels(getattr(torch, dtype))
                 model = llama_decoder.LlamaDecoder(model)
             else:
                 model = use_cpu_linears(model)
