@@ -80,6 +80,9 @@ class TurnOut(BaseModel):
     sources: list[SourceOut] = []
     reply_id: str | None = None
     operator: str | None = None
+    suggestions: list[SourceOut] = Field(
+        default=[], description="FAQ questions the reply offered (see ChatResponse)."
+    )
 
     @classmethod
     def of(cls, turn: Turn) -> "TurnOut":
@@ -91,6 +94,7 @@ class TurnOut(BaseModel):
             sources=sources_out(turn.sources),
             reply_id=turn.reply_id,
             operator=turn.operator,
+            suggestions=sources_out(turn.suggestions),
         )
 
 

@@ -294,7 +294,13 @@ class ConversationManager:
         """The turn's messages, the reply (if any) and the session's new metadata, atomically."""
         if reply.text:
             answered = Turn(
-                "assistant", reply.text, time.time(), reply.mode, reply.sources, reply.reply_id
+                "assistant",
+                reply.text,
+                time.time(),
+                reply.mode,
+                reply.sources,
+                reply.reply_id,
+                suggestions=reply.suggestions,
             )
             turns = [*turns, answered]
         record = reply_record(turns[0].text, reply) if reply.reply_id else None

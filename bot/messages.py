@@ -66,6 +66,7 @@ class Turn:
     sources: tuple[Source, ...] = ()
     reply_id: str | None = None
     operator: str | None = None
+    suggestions: tuple[Source, ...] = ()  # FAQ questions the reply offered (see `Reply`)
 
 
 @dataclass(frozen=True)

@@ -185,5 +185,6 @@ class SessionStore:
 
 def turn_from_json(raw: str | bytes) -> Turn:
     data = json.loads(raw)
-    data["sources"] = tuple(Source(**s) for s in data.get("sources", ()))
+    for name in ("sources", "suggestions"):
+        data[name] = tuple(Source(**s) for s in data.get(name, ()))
     return Turn(**data)

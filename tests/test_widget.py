@@ -180,7 +180,8 @@ async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browse
 
 async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Browser) -> None:
     """A question near FAQ entries but not close enough to answer from: the closest questions
-    come as buttons (not as text lines too); tapping one asks it and gets its answer."""
+    come as buttons (not as text lines too); tapping one asks it and gets its answer. The
+    conversation comes back after a reload with the offer as buttons, the one taken spent."""
     ARTIFACTS.mkdir(exist_ok=True)
     page = await browser.new_page()
     try:
@@ -191,7 +192,7 @@ async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Bro
         await message.fill("i need to send back a jacket that is too small")
         await message.press("Enter")
         offer = dialog.locator(".m.bot").nth(1)
-        await expect(offer.locator(".t")).to_contain_text("Did you mean:")
+        await expect(offer.locator(".t")).to_contain_text("Did you mean:", timeout=15_000)
         suggestion = offer.get_by_role("button", name="How do I return an item?")
         await expect(suggestion).to_be_visible()
         await expect(offer.locator(".t")).not_to_contain_text("- How do I return an item?")
@@ -203,6 +204,14 @@ async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Bro
             'Go to "My account" > "Orders", choose the order and click "Return items".'
         )
         await expect(suggestion).to_be_disabled()  # one question per offer
+        offered = await offer.locator("button.sg").all_text_contents()
+
+        await page.reload()
+        await open_chat(page)
+        offer = dialog.locator(".m.bot").filter(has_text="Did you mean:")
+        await expect(offer.get_by_role("button", name="How do I return an item?")).to_be_disabled()
+        await expect(offer.locator(".t")).not_to_contain_text("- How do I return an item?")
+        assert await offer.locator("button.sg").all_text_contents() == offered
     finally:
         await page.close()
 

@@ -96,9 +96,10 @@
     }
     m.appendChild(bar);
   }
-  // A reply that offers FAQ questions: each of its lines "- question" becomes a button that asks it.
+  // A reply that offers FAQ questions: each of its lines "- question" becomes a button that asks
+  // it. Returns the buttons.
   function suggest(t, suggestions) {
-    if (!suggestions || !suggestions.length) return;
+    if (!suggestions || !suggestions.length) return [];
     const offered = new Map(suggestions.map((s) => [`- ${s.question}`, s.question]));
     const parts = [], lines = [], buttons = [];
     for (const line of t.textContent.split("\n")) {
@@ -114,6 +115,7 @@
     }
     parts.push(lines.join("\n"));
     t.replaceChildren(...parts.filter((x) => x !== ""));
+    return buttons;
   }
   function listen() {
     if (events || !session) return;
@@ -132,10 +134,18 @@
     if (session) {
       const r = await api(`/api/chat/${session}/history`);
       if (r.ok) {
+        let offered = [];  // the last reply's suggestion buttons: picked if the next question is one
         for (const t of (await r.json()).turns) {
-          if (t.role === "user") add("user", t.text);
-          else if (t.role === "operator") add("operator", t.text, t.operator);
-          else if (t.role === "assistant") feedback(add("bot", t.text, sourcesNote(t.sources)), t.reply_id);
+          if (t.role === "user") {
+            if (offered.some((b) => b.textContent === t.text)) offered.forEach((b) => { b.disabled = true; });
+            offered = [];
+            add("user", t.text);
+          } else if (t.role === "operator") add("operator", t.text, t.operator);
+          else if (t.role === "assistant") {
+            const m = add("bot", t.text, sourcesNote(t.sources));
+            offered = suggest(m.querySelector(".t"), t.suggestions);
+            feedback(m, t.reply_id);
+          }
         }
       } else session = null;
     }
