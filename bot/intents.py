@@ -1,5 +1,12 @@
 """Recognising the few messages that are not questions for the FAQ: asking for a human, resetting
-the conversation, greetings and thanks. Pure functions, no I/O."""
+the conversation, greetings, thanks and goodbyes. Pure functions, no I/O.
+
+Thanks and goodbyes come in many words ("thank you so much, that helped!", "ok thanks bye",
+"great, that's all"): a message made only of courtesy words, with at least one that thanks, says
+goodbye or acknowledges, is one of them; a single word outside that vocabulary ("thanks, where is
+my parcel?") makes it a question for the FAQ. Answered as a question, such a message got "I don't
+know the answer to that", counted towards the hand-off after repeated unanswered questions, and
+showed up in the operators' unanswered list."""
 
 import re
 from typing import Literal
@@ -20,12 +27,37 @@ _GREETING = re.compile(
     r"( there| all| team)?[\s!.,]*$",
     re.IGNORECASE,
 )
-_THANKS = re.compile(
-    r"^(ok(ay)?[, ]+)?(thanks?( you)?|thx|ty|cheers|great,? thanks?|perfect,? thanks?|many thanks)"
-    r"( (so|very) much| a lot)?[\s!.,:)]*$",
-    re.IGNORECASE,
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def _words(listed: str) -> frozenset[str]:
+    return frozenset(listed.split())
+
+
+_THANKS = _words(
+    "thanks thank thankyou thx tnx ty cheers appreciated appreciate grateful danke merci"
 )
-_GOODBYE = re.compile(r"^(bye|goodbye|see you|ciao|have a nice day)[\s!.,]*$", re.IGNORECASE)
+_ACKNOWLEDGE = _words(
+    "ok okay k kk alright allright great perfect awesome cool nice excellent wonderful super "
+    "fantastic brilliant lovely understood noted got fine good sure helped helpful"
+)
+_GOODBYE = _words("bye goodbye byebye cya ciao farewell goodnight")
+_CLOSING = re.compile(
+    r"\b(that'?s all|that is all|nothing else|see (you|ya)|have a (nice|good|great) (day|one)|"
+    r"take care|talk (to you )?later)\b"
+)
+_FILLER = _words(
+    "you so very much a lot for the your help helping that that's thats this it it's its "
+    "helps all is was no nope else have day today see later again many really i i'll "
+    "will do then take care ya and guys team everyone mate too indeed oh ah sounds one talk "
+    "to"
+)
+_COURTESY = _THANKS | _ACKNOWLEDGE | _GOODBYE | _FILLER
+# First words that close the conversation with the rest ("no thanks", "nothing else"); "nothing"
+# only there ("thank you for nothing" is no thanks).
+_DECLINE = frozenset(("no", "nope", "nothing"))
+_THANKFUL_EMOJI = frozenset("👍🙏😊🙂👌❤")
+MAX_COURTESY_WORDS = 12
 
 
 def intent(text: str) -> Intent | None:
@@ -37,8 +69,24 @@ def intent(text: str) -> Intent | None:
         return "human"
     if _GREETING.match(text):
         return "greeting"
-    if _THANKS.match(text):
-        return "thanks"
-    if _GOODBYE.match(text):
+    return _courtesy(text)
+
+
+def _courtesy(text: str) -> Intent | None:
+    """ "goodbye" or "thanks" when `text` is made of courtesy words only (see the module)."""
+    lowered = text.lower().replace("\u2019", "'")
+    words = _WORD.findall(lowered)
+    if not words:
+        return "thanks" if _THANKFUL_EMOJI & set(text) else None
+    declined = words[0] in _DECLINE and len(words) > 1  # a bare "no" may disagree
+    if (
+        text.rstrip().endswith("?")  # "is it good?" asks something
+        or len(words) > MAX_COURTESY_WORDS
+        or any(w not in _COURTESY for w in words[declined:])
+    ):
+        return None
+    if _GOODBYE.intersection(words) or _CLOSING.search(lowered) or declined:
         return "goodbye"
+    if (_THANKS | _ACKNOWLEDGE).intersection(words):
+        return "thanks"
     return None

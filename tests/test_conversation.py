@@ -197,6 +197,24 @@ async def test_repeated_unanswerable_questions_call_a_human(
     assert [i.question for i in await bot.feedback.unanswered()] == OUT_OF_SCOPE
 
 
+async def test_a_customer_saying_thanks_and_goodbye_is_not_an_unanswered_question(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """Closing words are answered politely, without the model, never with "I don't know", and
+    neither count towards the hand-off nor reach the operators' unanswered list."""
+    model = SlowScriptedModel()
+    bot = build(redis_client, prefix, sample_retriever, model, handoff_after_fallbacks=3)
+    replies = [
+        await bot.ask(Inbound("closing", q))
+        for q in [*OUT_OF_SCOPE[:2], "ok thank you so much, that helped!", "thanks, bye"]
+    ]
+    assert [r.mode for r in replies] == ["fallback", "fallback", "smalltalk", "smalltalk"]
+    assert "welcome" in replies[2].text and replies[3].text.startswith("Goodbye")
+    assert (await bot.ask(Inbound("closing", OUT_OF_SCOPE[2]))).mode == "fallback"  # not handoff
+    assert [i.question for i in await bot.feedback.unanswered()] == OUT_OF_SCOPE
+    assert model.calls == 0
+
+
 async def test_a_near_miss_is_offered_the_closest_questions_and_off_topic_gets_none(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:
