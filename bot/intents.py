@@ -73,7 +73,7 @@ def intent(text: str) -> Intent | None:
 
 
 def _courtesy(text: str) -> Intent | None:
-    """ "goodbye" or "thanks" when `text` is made of courtesy words only (see the module)."""
+    """Goodbye or thanks when `text` is made of courtesy words only (see the module), else None."""
     lowered = text.lower().replace("\u2019", "'")
     words = _WORD.findall(lowered)
     if not words:
