@@ -1,5 +1,6 @@
 """Recognising the few messages that are not questions for the FAQ: asking for a human, resetting
-the conversation, greetings, thanks and goodbyes. Pure functions, no I/O.
+the conversation, greetings (with openings such as "hi, I have a question"), thanks and goodbyes.
+Pure functions, no I/O.
 
 Thanks and goodbyes come in many words ("thank you so much, that helped!", "ok thanks bye",
 "great, that's all"): a message made only of courtesy words, with at least one that thanks, says
@@ -53,6 +54,12 @@ _FILLER = _words(
     "to"
 )
 _COURTESY = _THANKS | _ACKNOWLEDGE | _GOODBYE | _FILLER
+_GREETING_WORDS = _words("hi hello hey hiya howdy greetings morning afternoon evening hallo")
+_OPENING_ASKS = _words("question questions help anyone anybody someone somebody")
+_OPENING = _OPENING_ASKS | _words(
+    "good there all team i i'd have a an quick small some can could would you u me please need "
+    "want like to ask something is are here with got one few"
+)
 # First words that close the conversation with the rest ("no thanks", "nothing else"); "nothing"
 # only there ("thank you for nothing" is no thanks).
 _DECLINE = frozenset(("no", "nope", "nothing"))
@@ -67,9 +74,21 @@ def intent(text: str) -> Intent | None:
         return "reset"
     if _HUMAN.search(text):
         return "human"
-    if _GREETING.match(text):
+    if _GREETING.match(text) or _opening(text):
         return "greeting"
     return _courtesy(text)
+
+
+def _opening(text: str) -> bool:
+    """Whether `text` only opens the conversation ("hi, I have a question", "hello, can you help
+    me?", "is anyone there?"): greeting and opening words only, at least one of them a greeting or
+    a request for help. Answered as a question, it got "I don't know the answer to that"."""
+    words = _WORD.findall(text.lower().replace("\u2019", "'"))
+    return (
+        0 < len(words) <= MAX_COURTESY_WORDS
+        and all(w in _GREETING_WORDS | _OPENING for w in words)
+        and bool(_GREETING_WORDS.intersection(words) or _OPENING_ASKS.intersection(words))
+    )
 
 
 def _courtesy(text: str) -> Intent | None:

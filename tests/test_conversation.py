@@ -177,10 +177,13 @@ async def test_greetings_and_thanks_get_short_replies_without_the_model(
     model = SlowScriptedModel()
     bot = build(redis_client, prefix, sample_retriever, model)
     hello = await bot.ask(Inbound("st", "Hello!"))
+    opening = await bot.ask(Inbound("st", "hi, I have a question"))
     thanks = await bot.ask(Inbound("st", "thanks a lot"))
-    assert (hello.mode, thanks.mode) == ("smalltalk", "smalltalk")
-    assert "Pinecone assistant" in hello.text and "welcome" in thanks.text
+    assert (hello.mode, opening.mode, thanks.mode) == ("smalltalk", "smalltalk", "smalltalk")
+    assert "Pinecone assistant" in hello.text and opening.text == hello.text
+    assert "welcome" in thanks.text
     assert model.calls == 0
+    assert await bot.feedback.unanswered() == []
 
 
 async def test_repeated_unanswerable_questions_call_a_human(

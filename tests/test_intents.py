@@ -1,6 +1,6 @@
 """Which messages are thanks, goodbyes, greetings or requests for a person, and which are questions
-for the FAQ: customers close a conversation in many words, and a question must never be taken for
-a courtesy (it would get "You're welcome!" instead of an answer)."""
+for the FAQ: customers open and close a conversation in many words, and a question must never be
+taken for a courtesy (it would get "You're welcome!" or "Hello!" instead of an answer)."""
 
 import pytest
 
@@ -27,6 +27,10 @@ COURTESIES = {
     "Bye!": "goodbye",
     "Hello!": "greeting",
     "good morning": "greeting",
+    "hi, I have a question": "greeting",
+    "hello, can you help me?": "greeting",
+    "good morning, I need some help": "greeting",
+    "is anyone there?": "greeting",
     "talk to a human": "human",
     "/reset": "reset",
 }
@@ -36,6 +40,11 @@ QUESTIONS = [
     "ok how do I return an item",
     "ok so is it free?",
     "hello, I have a question about shipping",
+    "hi, where is my parcel?",
+    "I need help with my order",
+    "can you help me with returns?",
+    "can I pay later",
+    "is there a shop in berlin",
     "no I want a refund",
     "no",
     "is it good?",
