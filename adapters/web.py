@@ -114,6 +114,13 @@ def create_app(settings: Settings) -> FastAPI:
         page = resources.files("adapters").joinpath("static/index.html").read_text("utf-8")
         return HTMLResponse(page.replace("{{SITE_KEY}}", settings.demo_site_key or ""))
 
+    @app.get("/operator", response_class=HTMLResponse, include_in_schema=False)
+    async def operator_desk() -> HTMLResponse:
+        """The operators' page: handoffs and unanswered questions, over the /admin API (the
+        page holds no data; the operator signs in with the admin token)."""
+        page = resources.files("adapters").joinpath("static/operator.html").read_text("utf-8")
+        return HTMLResponse(page, headers={"x-frame-options": "DENY", "cache-control": "no-store"})
+
     @app.get("/widget.js", include_in_schema=False)
     async def widget(request: Request) -> Response:
         script = resources.files("adapters").joinpath("static/widget.js").read_bytes()
