@@ -1,6 +1,7 @@
 """The widget as a customer meets it: a shop's page on another origin embeds one script tag;
 Debian's chromium, driven by Playwright, talks to it. Screenshots go to test-artifacts/."""
 
+import asyncio
 import shutil
 import threading
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from tests.server import Server
 
@@ -221,8 +222,9 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     web: Server, browser: Browser
 ) -> None:
     """At /operator an operator signs in (a wrong token is refused), sees the customer who asked
-    for a person with their conversation, takes it and writes; the customer reads it in the
-    widget; handed back, it leaves the desk. The question the FAQ missed is listed with the
+    for a person with their conversation, takes it and writes (what they type survives the
+    desk's refresh when the customer writes meanwhile); the customer reads it in the widget;
+    handed back, it leaves the desk. The question the FAQ missed is listed with the
     entries the assistant suggested: marked as meaning one, it leaves the list and the next
     customer asking so gets that entry's answer."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -251,7 +253,14 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         theirs = handoffs.get_by_role("article").filter(has_text="how long do I have?")
         await expect(theirs).to_contain_text("I'd like to talk to a human")
         await theirs.get_by_role("button", name="Take").click()
-        await theirs.get_by_label("Message to the customer").fill("Hi, Bob here: 30 days.")
+        box = theirs.get_by_label("Message to the customer")
+        await box.fill("Hi, Bob here")
+        await message.fill("hello, anyone?")  # the customer writes while Bob types: the desk
+        await message.press("Enter")  # shows it at its next refresh, and Bob keeps typing
+        await expect(theirs).to_contain_text("hello, anyone?", timeout=10_000)
+        await expect(box).to_be_focused()
+        await box.press_sequentially(": 30 days.")
+        await expect(box).to_have_value("Hi, Bob here: 30 days.")
         await theirs.get_by_role("button", name="Send").click()
         await expect(chat.locator(".m.operator").last).to_contain_text("Bob here", timeout=15_000)
         await desk.screenshot(path=str(ARTIFACTS / "operator-desk.png"))
@@ -270,6 +279,32 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     finally:
         await customer.close()
         await desk.close()
+
+
+async def test_a_question_sent_before_the_widget_is_ready_waits_for_it(
+    web: Server, browser: Browser
+) -> None:
+    """On a slow connection a customer may type before the widget has its session: the question
+    is sent once the session exists, after the greeting, and answered (it used to go out without
+    a session and be lost, with no greeting either)."""
+    page = await browser.new_page()
+
+    async def slowly(route: Route) -> None:
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    try:
+        await page.route("**/api/site", slowly)
+        await page.goto(web.url + "/")
+        await open_chat(page)
+        dialog = page.get_by_role("dialog", name="Chat")
+        await dialog.get_by_label("Your message").fill("how do I reset my password?")
+        await dialog.get_by_label("Your message").press("Enter")
+        await expect(dialog.locator(".m.bot").first).to_contain_text("Hi!")
+        await expect(dialog.locator(".m.user")).to_have_text(["how do I reset my password?"])
+        await expect(dialog.locator(".m.bot").nth(1)).to_contain_text("Forgot password?")
+    finally:
+        await page.close()
 
 
 async def test_the_widget_fits_a_phone(web: Server, browser: Browser) -> None:

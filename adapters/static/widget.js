@@ -58,7 +58,7 @@
 </section>`;
   const $ = (s) => root.querySelector(s);
   const bubble = $(".bubble"), panel = $(".panel"), log = $(".log"), input = $("input");
-  let session = localStorage.getItem(store), started = false, events = null;
+  let session = localStorage.getItem(store), ready = null, events = null;
 
   function add(kind, text, note) {
     const m = document.createElement("div");
@@ -125,17 +125,23 @@
       add("operator", d.text, d.operator);
     });
   }
-  async function start() {
-    if (started) return;
-    started = true;
+  // Site style, the conversation so far (or a new session) and the greeting, once; a message sent
+  // before that is done waits for it.
+  function start() {
+    return (ready ||= begin().catch((e) => { ready = null; throw e; }));  // failed: try again next time
+  }
+  async function begin() {
     const site = await (await api("/api/site")).json();
     panel.style.setProperty("--c", site.colour); bubble.style.setProperty("--c", site.colour);
     $("h2").textContent = site.title;
+    let replayed = 0;
     if (session) {
       const r = await api(`/api/chat/${session}/history`);
       if (r.ok) {
         let offered = [];  // the last reply's suggestion buttons: picked if the next question is one
-        for (const t of (await r.json()).turns) {
+        const turns = (await r.json()).turns;
+        replayed = turns.filter((t) => t.role !== "system").length;
+        for (const t of turns) {
           if (t.role === "user") {
             if (offered.some((b) => b.textContent === t.text)) offered.forEach((b) => { b.disabled = true; });
             offered = [];
@@ -154,12 +160,14 @@
       session = (await r.json()).session_id;
       localStorage.setItem(store, session);
     }
-    if (!log.children.length) add("bot", site.greeting);
+    if (!replayed) add("bot", site.greeting);
     listen();
   }
   async function ask(text) {
-    add("user", text);
+    const u = add("user", text);
     const m = add("bot typing", "");
+    await start();
+    log.append(u, m);  // after the history and greeting that start() may have just shown
     const t = m.querySelector(".t");
     const r = await api("/api/chat/stream", { method: "POST", body: JSON.stringify({ session_id: session, message: text }) });
     const reader = r.body.getReader(), decoder = new TextDecoder();
