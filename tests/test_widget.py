@@ -2,6 +2,7 @@
 Debian's chromium, driven by Playwright, talks to it. Screenshots go to test-artifacts/."""
 
 import asyncio
+import re
 import shutil
 import threading
 import uuid
@@ -279,6 +280,56 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     finally:
         await customer.close()
         await desk.close()
+
+
+async def ask_until(web: Server, question: str, wanted: str) -> dict:
+    """The reply to `question` once it contains `wanted` (an FAQ change reaches every worker
+    within a second), or the last reply after 5 s."""
+    async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
+        for _ in range(25):
+            ask = {"session_id": uuid.uuid4().hex, "message": question}
+            reply = (await client.post("/api/chat", json=ask)).json()
+            if wanted in reply["reply"]:
+                break
+            await asyncio.sleep(0.2)
+    return reply
+
+
+async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
+    web: Server, browser: Browser
+) -> None:
+    """In the desk's FAQ section an operator finds an entry by its words, changes its answer and
+    adds a new entry: customers get both at once, word for word."""
+    desk = await browser.new_page()
+    try:
+        await desk.goto(web.url + "/operator")
+        await desk.get_by_label("Your name").fill("carol")
+        await desk.get_by_label("Admin token").fill("widget-admin")
+        await desk.get_by_role("button", name="Sign in").click()
+        faq = desk.get_by_role("region", name="The FAQ", exact=True)
+        await faq.get_by_label("Find FAQ entries").fill("gift")
+        await faq.get_by_role("button", name="Find").click()
+        await expect(faq.get_by_role("article")).to_have_count(1)
+        answer = faq.get_by_label("Answer of gift-cards")
+        await expect(answer).to_have_value(re.compile("from 10 to 500 EUR"))
+        await answer.fill("Yes: digital gift cards from 10 to 1000 EUR, sent by e-mail.")
+        await faq.get_by_role("button", name="Save").click()
+        await expect(faq.get_by_role("status")).to_contain_text("Saved gift-cards (version 2)")
+
+        await faq.get_by_label("New question").fill("Do you rent out tents?")
+        await faq.get_by_label("New answer").fill("Yes, from 15 EUR a weekend in our Berlin shop.")
+        await faq.get_by_role("button", name="Add to the FAQ").click()
+        await expect(faq.get_by_role("status")).to_contain_text("Added")
+        await expect(faq.get_by_label("Question of do-you-rent-out-tents")).to_be_visible()
+        await desk.screenshot(path=str(ARTIFACTS / "operator-faq.png"), full_page=True)
+    finally:
+        await desk.close()
+    changed = await ask_until(web, "do you sell gift cards?", "1000 EUR")
+    assert changed["mode"] == "faq"
+    assert changed["reply"] == "Yes: digital gift cards from 10 to 1000 EUR, sent by e-mail."
+    added = await ask_until(web, "Do you rent out tents?", "15 EUR")
+    assert added["mode"] == "faq"
+    assert added["reply"] == "Yes, from 15 EUR a weekend in our Berlin shop."
 
 
 async def test_a_question_sent_before_the_widget_is_ready_waits_for_it(
