@@ -315,6 +315,7 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
         await answer.fill("Yes: digital gift cards from 10 to 1000 EUR, sent by e-mail.")
         await faq.get_by_role("button", name="Save").click()
         await expect(faq.get_by_role("status")).to_contain_text("Saved gift-cards (version 2)")
+        await expect(faq.get_by_role("article")).to_contain_text("gift-cards · version 2")
 
         await faq.get_by_label("New question").fill("Do you rent out tents?")
         await faq.get_by_label("New answer").fill("Yes, from 15 EUR a weekend in our Berlin shop.")
