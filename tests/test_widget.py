@@ -299,7 +299,8 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     web: Server, browser: Browser
 ) -> None:
     """In the desk's FAQ section an operator finds an entry by its words, changes its answer and
-    adds a new entry: customers get both at once, word for word."""
+    adds a new entry: customers get both at once, word for word. An earlier version of the
+    changed entry can be restored from the desk."""
     desk = await browser.new_page()
     try:
         await desk.goto(web.url + "/operator")
@@ -331,6 +332,28 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     added = await ask_until(web, "Do you rent out tents?", "15 EUR")
     assert added["mode"] == "faq"
     assert added["reply"] == "Yes, from 15 EUR a weekend in our Berlin shop."
+
+    desk = await browser.new_page()  # the token lives in the tab: sign in again
+    try:
+        await desk.goto(web.url + "/operator")
+        await desk.get_by_label("Your name").fill("carol")
+        await desk.get_by_label("Admin token").fill("widget-admin")
+        await desk.get_by_role("button", name="Sign in").click()
+        faq = desk.get_by_role("region", name="The FAQ", exact=True)
+        await faq.get_by_label("Find FAQ entries").fill("gift")
+        await faq.get_by_role("button", name="Find").click()
+        await expect(faq.get_by_role("article")).to_have_count(1)
+        gift = faq.get_by_role("article", name="FAQ entry gift-cards")
+        await gift.get_by_role("button", name="Earlier versions").click()
+        await gift.get_by_role("button", name="Restore version 1").click()
+        await expect(faq.get_by_role("status")).to_contain_text("Restored version 1")
+        await expect(faq.get_by_label("Answer of gift-cards")).to_have_value(
+            re.compile("from 10 to 500 EUR")
+        )
+    finally:
+        await desk.close()
+    restored = await ask_until(web, "do you sell gift cards?", "500 EUR")
+    assert restored["mode"] == "faq" and "from 10 to 500 EUR" in restored["reply"]
 
 
 async def test_a_question_sent_before_the_widget_is_ready_waits_for_it(
