@@ -60,6 +60,8 @@ _OPENING = _OPENING_ASKS | _words(
     "good there all team i i'd have a an quick small some can could would you u me please need "
     "want like to ask something is are here with got one few"
 )
+_OPENING_VOCABULARY = _GREETING_WORDS | _OPENING
+_THANKFUL = _THANKS | _ACKNOWLEDGE
 # First words that close the conversation with the rest ("no thanks", "nothing else"); "nothing"
 # only there ("thank you for nothing" is no thanks).
 _DECLINE = frozenset(("no", "nope", "nothing"))
@@ -74,27 +76,27 @@ def intent(text: str) -> Intent | None:
         return "reset"
     if _HUMAN.search(text):
         return "human"
-    if _GREETING.match(text) or _opening(text):
+    lowered = text.lower().replace("\u2019", "'")
+    words = _WORD.findall(lowered)
+    if _GREETING.match(text) or _opening(words):
         return "greeting"
-    return _courtesy(text)
+    return _courtesy(text, lowered, words)
 
 
-def _opening(text: str) -> bool:
-    """Whether `text` only opens the conversation ("hi, I have a question", "hello, can you help
+def _opening(words: list[str]) -> bool:
+    """Whether `words` only open the conversation ("hi, I have a question", "hello, can you help
     me?", "is anyone there?"): greeting and opening words only, at least one of them a greeting or
     a request for help. Answered as a question, it got "I don't know the answer to that"."""
-    words = _WORD.findall(text.lower().replace("\u2019", "'"))
     return (
         0 < len(words) <= MAX_COURTESY_WORDS
-        and all(w in _GREETING_WORDS | _OPENING for w in words)
+        and all(w in _OPENING_VOCABULARY for w in words)
         and bool(_GREETING_WORDS.intersection(words) or _OPENING_ASKS.intersection(words))
     )
 
 
-def _courtesy(text: str) -> Intent | None:
-    """Goodbye or thanks when `text` is made of courtesy words only (see the module), else None."""
-    lowered = text.lower().replace("\u2019", "'")
-    words = _WORD.findall(lowered)
+def _courtesy(text: str, lowered: str, words: list[str]) -> Intent | None:
+    """Goodbye or thanks when `text` (`lowered`, split into `words`) is made of courtesy words only
+    (see the module), else None."""
     if not words:
         return "thanks" if _THANKFUL_EMOJI & set(text) else None
     declined = words[0] in _DECLINE and len(words) > 1  # a bare "no" may disagree
@@ -106,6 +108,6 @@ def _courtesy(text: str) -> Intent | None:
         return None
     if _GOODBYE.intersection(words) or _CLOSING.search(lowered) or declined:
         return "goodbye"
-    if (_THANKS | _ACKNOWLEDGE).intersection(words):
+    if _THANKFUL.intersection(words):
         return "thanks"
     return None
