@@ -17,6 +17,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
+@pytest.mark.serial
 async def test_50_customers_for_30_seconds_lose_nothing(loaded: Server) -> None:
     result = await run_load(loaded.url, users=50, seconds=30)
     for line in result.lines("tests/test_load.py", 50, 100):

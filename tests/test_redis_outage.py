@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from adapters.redis_server import RedisServer
 from tests.bench.bench_load import SERVER_ENV, run_load
@@ -47,6 +48,7 @@ def test_a_redis_outage_gives_503_and_the_conversation_survives(tmp_path: Path) 
         redis.stop()
 
 
+@pytest.mark.serial
 async def test_redis_killed_mid_load_gives_503s_then_recovers_and_loses_nothing(
     tmp_path: Path,
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 from engine.thread_count import WINDOW_S, ThreadCount, cpu_quota, usable_cores
 
 
+@pytest.mark.serial
 def test_a_busy_machine_takes_threads_from_the_model_and_an_idle_one_gives_them_back() -> None:
     chooser = ThreadCount(2)
     seen: list[int] = []
