@@ -282,16 +282,24 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await desk.close()
 
 
+async def ask(web: Server, question: str) -> dict:
+    """The reply to `question`, asked in a new session through the web API."""
+    async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
+        r = await client.post(
+            "/api/chat", json={"session_id": uuid.uuid4().hex, "message": question}
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
 async def ask_until(web: Server, question: str, wanted: str) -> dict:
     """The reply to `question` once it contains `wanted` (an FAQ change reaches every worker
     within a second), or the last reply after 5 s."""
-    async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
-        for _ in range(25):
-            ask = {"session_id": uuid.uuid4().hex, "message": question}
-            reply = (await client.post("/api/chat", json=ask)).json()
-            if wanted in reply["reply"]:
-                break
-            await asyncio.sleep(0.2)
+    for _ in range(25):
+        reply = await ask(web, question)
+        if wanted in reply["reply"]:
+            break
+        await asyncio.sleep(0.2)
     return reply
 
 
@@ -345,6 +353,68 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
         await desk.close()
     restored = await ask_until(web, "do you sell gift cards?", "500 EUR")
     assert restored["mode"] == "faq" and "from 10 to 500 EUR" in restored["reply"]
+
+
+async def test_an_operator_imports_and_downloads_faq_files_from_the_desk(
+    web: Server, browser: Browser, tmp_path: Path
+) -> None:
+    """A file with a bad line is refused, naming the line, and changes nothing; a good one is
+    checked first (nothing changes yet), then imported, and customers get its answers at once.
+    Replacing the whole FAQ is only checked here. The FAQ then downloads with the new entries."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,answer\nDo you sell skis?,Yes.\nDo you sell sleds?,\n", "utf-8")
+    good = tmp_path / "new-gear.csv"
+    good.write_text(
+        "question,answer,alt_questions\n"
+        'Do you sell camping stoves?,"Yes, gas and alcohol stoves from 25 EUR.",camping stove\n'
+        "Do you repair tents?,Yes: send it to us and we quote within 3 days.,tent repair\n",
+        "utf-8",
+    )
+    desk = await browser.new_page()
+    try:
+        await desk.goto(web.url + "/operator")
+        await desk.get_by_label("Your name").fill("dave")
+        await desk.get_by_label("Admin token").fill("widget-admin")
+        await desk.get_by_role("button", name="Sign in").click()
+        files = desk.get_by_role("region", name="FAQ files")
+        status = files.get_by_role("status")
+
+        await files.get_by_label("FAQ file").set_input_files(str(bad))
+        await files.get_by_role("button", name="Check the file").click()
+        await expect(status).to_contain_text("bad.csv: upload:3: field 'answer'")
+        await expect(files.get_by_role("button", name="Import it")).to_be_hidden()
+
+        await files.get_by_label("FAQ file").set_input_files(str(good))
+        await files.get_by_label("How to import").select_option("replace")
+        await files.get_by_role("button", name="Check the file").click()
+        # Replacing would remove every entry of the sample FAQ:
+        replacing = re.compile(r"2 new, 0 changed, 0 unchanged, [1-9]\d* removed")
+        await expect(status).to_contain_text(replacing)
+        await files.get_by_label("How to import").select_option("merge")  # not replace after all
+        await expect(files.get_by_role("button", name="Import it")).to_be_hidden()
+        await files.get_by_role("button", name="Check the file").click()
+        await expect(status).to_contain_text(
+            "new-gear.csv is valid: 2 new, 0 changed, 0 unchanged, 0 removed. Nothing has changed"
+        )
+        before = await ask(web, "Do you sell camping stoves?")
+        assert "25 EUR" not in before["reply"]  # only checked so far
+        await files.get_by_role("button", name="Import it").click()
+        await expect(status).to_contain_text("Imported: 2 new, 0 changed, 0 unchanged, 0 removed")
+        await desk.screenshot(path=str(ARTIFACTS / "operator-files.png"))
+
+        async with desk.expect_download() as download:
+            await files.get_by_role("button", name="CSV").click()
+        assert (await download.value).suggested_filename == "faq.csv"
+        exported = await asyncio.to_thread(Path(await (await download.value).path()).read_text)
+        assert "Do you sell camping stoves?" in exported
+        assert "How do I reset my password?" in exported
+    finally:
+        await desk.close()
+    stoves = await ask_until(web, "do you sell camping stoves?", "25 EUR")
+    assert stoves["mode"] == "faq"
+    assert stoves["reply"] == "Yes, gas and alcohol stoves from 25 EUR."
+    still = await ask(web, "how do I reset my password?")  # nothing was replaced
+    assert still["mode"] == "faq" and "Forgot password?" in still["reply"]
 
 
 async def test_a_question_sent_before_the_widget_is_ready_waits_for_it(
