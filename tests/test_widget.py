@@ -253,7 +253,9 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         handoffs = desk.get_by_role("region", name="Customers waiting for a person")
         theirs = handoffs.get_by_role("article").filter(has_text="how long do I have?")
         await expect(theirs).to_contain_text("I'd like to talk to a human")
+        await expect(desk).to_have_title("(1) waiting · answerdesk: operators")  # on its tab
         await theirs.get_by_role("button", name="Take").click()
+        await expect(desk).to_have_title("answerdesk: operators")  # taken: nobody waits
         box = theirs.get_by_label("Message to the customer")
         await box.fill("Hi, Bob here")
         await message.fill("hello, anyone?")  # the customer writes while Bob types: the desk
