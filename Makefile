@@ -27,7 +27,7 @@ browser:
 	  echo "chromium is missing: install it (apt-get install chromium) for the browser tests"
 
 # Two workers, one test file each at a time: the tests wait on servers, Redis and timers about as
-# long as they compute (16.5 -> about 11 minutes on a 2-core EPYC). Tests that measure the whole
+# long as they compute (16.7 -> about 12 minutes on a 2-core EPYC). Tests that measure the whole
 # machine run alone afterwards.
 test: install browser
 	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"
