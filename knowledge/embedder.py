@@ -4,7 +4,6 @@ import asyncio
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +14,7 @@ from redis.asyncio import Redis
 
 from knowledge.errors import KnowledgeError
 from knowledge.keys import KnowledgeKeys
-from knowledge.query_encoder import OnnxQueries, OnnxQueryEncoder, folder_tokenizer
+from knowledge.query_encoder import OnnxQueries, OnnxQueryEncoder
 from knowledge.tuning import TUNING_FILE
 
 if TYPE_CHECKING:
@@ -114,28 +113,22 @@ class Embedder:
         texts about twice as fast as float32, and its vectors are within 0.004 cosine of
         float32's; elsewhere it is emulated and slow. With `onnx`, questions are encoded by
         onnxruntime from the model exported there (see `knowledge.query_encoder`)."""
-        self._source, self._dtype = source, dtype
-        self._model: SentenceTransformer | None = None
-        self._loading = threading.Lock()
+        self._model = load_sentence_model(source, dtype)
         self.name = BUNDLED_EMBEDDER if source is None else model_name(source)
         self._onnx: OnnxQueryEncoder | None = None
         if onnx is not None:
-            # The sentence-transformers model loads only when a text is not cached yet.
-            folder = bundled_embedder_path() if source is None else Path(source)
             self._onnx = OnnxQueryEncoder(
-                folder_tokenizer(folder) or (lambda texts: self.model.preprocess(texts)),
+                self._model,
                 onnx.folder / f"{self.name}.onnx",
-                lambda: self.model if dtype == "float32" else load_sentence_model(source),
+                lambda: self._model if dtype == "float32" else load_sentence_model(source),
                 onnx.export,
             )
-            self.dimensions = self._onnx.dimensions
-        else:
-            self.dimensions = int(self.model.get_embedding_dimension() or 0)
         self.threshold_shift: Mapping[str, float] = (
             {} if source is None else tuned_threshold_shift(source)
         )
         if dtype != "float32":  # its vectors differ a little: cached apart from float32's
             self.name += f"@{dtype}"
+        self.dimensions = int(self._model.get_embedding_dimension() or 0)
         self._redis = redis
         self._keys = keys
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answerdesk-queries")
@@ -179,21 +172,8 @@ class Embedder:
                 await asyncio.wait([job])
         return await mine
 
-    @property
-    def model(self) -> "SentenceTransformer":
-        """The sentence-transformers model, loaded on first use (any thread)."""
-        with self._loading:
-            if self._model is None:
-                self._model = load_sentence_model(self._source, self._dtype)
-            return self._model
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the sentence-transformers model is in memory (see `model`)."""
-        return self._model is not None
-
     def encode(self, texts: list[str]) -> np.ndarray:
-        return unit_vectors(self.model, texts)
+        return unit_vectors(self._model, texts)
 
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
         return self.encode(texts) if self._onnx is None else self._onnx(texts)

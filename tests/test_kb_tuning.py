@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from engine.onnx_export import export_onnx
 from knowledge import (
     Embedder,
     FaqEntry,
@@ -25,7 +24,6 @@ from knowledge import (
 )
 from knowledge.calibration import calibrate
 from knowledge.embedder import load_sentence_model, model_name
-from knowledge.query_encoder import OnnxQueries
 from knowledge.tuning import TuningPlan, training_pairs
 
 STEPS = 16
@@ -151,20 +149,6 @@ async def test_customers_wordings_still_find_their_entry_with_the_tuned_embedder
     retriever = Retriever(store, Embedder(str(tuned), redis_client, KnowledgeKeys(prefix)))
     hits = await retriever.search(question, k=3)
     assert hits[0].entry.id == expected
-
-
-async def test_the_tuned_embedder_encodes_questions_by_onnxruntime_without_loading_it(
-    tuned: Path, redis_client: Redis, prefix: str, tmp_path: Path
-) -> None:
-    """As the server runs it: questions by onnxruntime, tokenized from the tuned model's files."""
-    exact = Embedder(str(tuned), redis_client, KnowledgeKeys(prefix))
-    onnx = OnnxQueries(tmp_path, export_onnx)
-    Embedder(str(tuned), redis_client, KnowledgeKeys(prefix), onnx=onnx)  # exports it
-    restarted = Embedder(str(tuned), redis_client, KnowledgeKeys(prefix), onnx=onnx)
-    for question in ("can I pay with paypal", "  Où est ma commande? 😊", "when " * 400):
-        fast = await restarted.embed_query(question)
-        assert float(fast @ await exact.embed_query(question)) > 0.9999
-    assert not restarted.loaded
 
 
 async def test_thresholds_chosen_for_another_embedder_are_chosen_again(

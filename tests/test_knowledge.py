@@ -135,7 +135,6 @@ async def test_questions_encoded_by_onnxruntime_match_torch_and_are_exported_onc
         "do you deliver to austria",
         "my password doesnt work",
         "when are you open " * 200,  # longer than the model reads: cut the same way
-        "  Où est ma commande? 😊\t",  # accents, emoji, spaces: tokenized the same way
     ]
     alone = [await fast.embed_query(q) for q in questions]
     together = await asyncio.gather(*(fast.embed_query(q) for q in questions))  # one batch
@@ -143,21 +142,9 @@ async def test_questions_encoded_by_onnxruntime_match_torch_and_are_exported_onc
         exact = await embedder.embed_query(question)
         assert float(exact @ a) > 0.9999 and float(exact @ b) > 0.9999
 
-    cached = ["How long does shipping take?", "Which payment methods do you accept?"]
-    vectors = await fast.embed(cached)
-
     stamp = exported.stat().st_mtime_ns
-    restarted = Embedder(None, client, KnowledgeKeys(prefix), onnx=onnx)  # reuses the export
+    Embedder(None, client, KnowledgeKeys(prefix), onnx=onnx)  # a restart reuses it
     assert exported.stat().st_mtime_ns == stamp
-    # Cached texts and questions need no sentence-transformers model: a restart does not load it.
-    assert np.array_equal(await restarted.embed(cached), vectors)
-    assert float(await restarted.embed_query(questions[0]) @ alone[0]) > 0.99999
-    assert not restarted.loaded
-    fresh = await restarted.embed(["Do you sell tents?"])  # a new text loads it
-    assert (
-        restarted.loaded
-        and float(fresh[0] @ await embedder.embed_query("Do you sell tents?")) > 0.9999
-    )
     exported.write_bytes(b"half a model")
     with pytest.raises(KnowledgeError, match="delete it to export it again"):
         Embedder(None, client, KnowledgeKeys(prefix), onnx=onnx)
