@@ -284,6 +284,14 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await desk.close()
 
 
+async def sign_in(desk: Page, web: Server, name: str) -> None:
+    """`name` signs in at the operator desk with the right token."""
+    await desk.goto(web.url + "/operator")
+    await desk.get_by_label("Your name").fill(name)
+    await desk.get_by_label("Admin token").fill("widget-admin")
+    await desk.get_by_role("button", name="Sign in").click()
+
+
 async def ask(web: Server, question: str) -> dict:
     """The reply to `question`, asked in a new session through the web API."""
     async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
@@ -313,10 +321,7 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     changed entry can be restored from the desk."""
     desk = await browser.new_page()
     try:
-        await desk.goto(web.url + "/operator")
-        await desk.get_by_label("Your name").fill("carol")
-        await desk.get_by_label("Admin token").fill("widget-admin")
-        await desk.get_by_role("button", name="Sign in").click()
+        await sign_in(desk, web, "carol")
         faq = desk.get_by_role("region", name="The FAQ", exact=True)
         await faq.get_by_label("Find FAQ entries").fill("gift")
         await faq.get_by_role("button", name="Find").click()
@@ -374,10 +379,7 @@ async def test_an_operator_imports_and_downloads_faq_files_from_the_desk(
     )
     desk = await browser.new_page()
     try:
-        await desk.goto(web.url + "/operator")
-        await desk.get_by_label("Your name").fill("dave")
-        await desk.get_by_label("Admin token").fill("widget-admin")
-        await desk.get_by_role("button", name="Sign in").click()
+        await sign_in(desk, web, "dave")
         files = desk.get_by_role("region", name="FAQ files")
         status = files.get_by_role("status")
 
