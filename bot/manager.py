@@ -120,24 +120,31 @@ class ConversationManager:
         message id raises DuplicateMessage; too many messages raise RateLimited.
         """
         text = self._validate(inbound.text)
-        async with self._queue.turn(inbound.session_id):
-            if inbound.message_id and not await self._sessions.claim_delivery(
-                inbound.channel, inbound.message_id, self.policy.dedupe_ttl_s
+        if inbound.message_id and not await self._sessions.claim_delivery(
+            inbound.channel, inbound.message_id, self.policy.dedupe_ttl_s
+        ):
+            raise DuplicateMessage(f"Message {inbound.message_id} was already received.")
+        if self._limiter is not None:
+            await self._limiter.take(f"{inbound.channel}:{inbound.user_id or inbound.session_id}")
+        # A question's FAQ search does not depend on the conversation: it starts now, while the
+        # message waits for the session's earlier messages to be answered.
+        search = asyncio.create_task(self._retrieve(text)) if intent(text) is None else None
+        try:
+            async with (
+                self._queue.turn(inbound.session_id),
+                self._sessions.locked(inbound.session_id),
             ):
-                raise DuplicateMessage(f"Message {inbound.message_id} was already received.")
-            if self._limiter is not None:
-                await self._limiter.take(
-                    f"{inbound.channel}:{inbound.user_id or inbound.session_id}"
-                )
-            async with self._sessions.locked(inbound.session_id):
                 started, chunks = time.perf_counter(), 0
                 reply: Reply | None = None
-                async for event in self._turn(inbound, text):
+                async for event in self._turn(inbound, text, search):
                     if isinstance(event, Reply):
                         reply = event
                     else:
                         chunks += 1
                         yield event
+        finally:
+            if search is not None:
+                search.cancel()  # unused when a human has the conversation or the turn failed
         if reply is not None:
             if self._observer is not None:
                 self._observer.reply(reply.mode, time.perf_counter() - started, chunks)
@@ -174,8 +181,11 @@ class ConversationManager:
             )
         return text
 
-    async def _turn(self, inbound: Inbound, text: str) -> AsyncIterator[ReplyEvent]:
-        """One turn, inside the session's lock: decide, answer, store."""
+    async def _turn(
+        self, inbound: Inbound, text: str, search: "asyncio.Task[list[Hit]] | None"
+    ) -> AsyncIterator[ReplyEvent]:
+        """One turn, inside the session's lock: decide, answer, store. `search` is the FAQ
+        search for `text`, started when the message came."""
         sid, now, policy = inbound.session_id, time.time(), self.policy
         info = await self._sessions.info(sid)
         asked = Turn(role="user", text=text, ts=now)
@@ -203,7 +213,7 @@ class ConversationManager:
             yield reply
             return
 
-        hits = await self._retrieve(text)
+        hits = await (search or self._retrieve(text))
         confidence = hits[0].score if hits else 0.0
         sources = tuple(Source(h.entry.id, h.entry.question, h.score) for h in hits)
         known = self._retriever.thresholds

@@ -97,6 +97,54 @@ async def test_50_concurrent_messages_in_one_session_are_answered_in_arrival_ord
     assert [t.reply_id for t in turns[1::2]] == [r.reply_id for r in replies]
 
 
+class HeldModel(SlowScriptedModel):
+    """Writes its reply only once `go` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing, self.go = asyncio.Event(), asyncio.Event()
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        self.writing.set()
+        await self.go.wait()
+        async for chunk in super().stream(messages, params):
+            yield chunk
+
+
+async def test_a_question_behind_a_reply_being_written_is_searched_meanwhile(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer who asks again while the model writes their previous answer gets the FAQ
+    answer as soon as that reply is done: the FAQ search does not wait its turn."""
+    searched: list[str] = []
+    search = sample_retriever.search
+
+    async def recorded(query: str, k: int = 3) -> list:
+        hits = await search(query, k)
+        searched.append(query)
+        return hits
+
+    monkeypatch.setattr(sample_retriever, "search", recorded)
+    model = HeldModel()
+    bot = build(redis_client, prefix, sample_retriever, model)
+    first = asyncio.create_task(bot.ask(Inbound("typist", GROUNDED_QUESTION)))
+    await model.writing.wait()
+    second = asyncio.create_task(bot.ask(Inbound("typist", FAQ_QUESTION)))
+    for _ in range(500):
+        if FAQ_QUESTION in searched:
+            break
+        await asyncio.sleep(0.01)
+    assert searched == [GROUNDED_QUESTION, FAQ_QUESTION]  # while the first reply is on hold
+    assert not first.done() and not second.done()  # answers still come in order
+    model.go.set()
+    replies = await asyncio.gather(first, second)
+    assert [r.mode for r in replies] == ["grounded", "faq"]
+    turns = await bot.history("typist")
+    assert [t.text for t in turns[0::2]] == [GROUNDED_QUESTION, FAQ_QUESTION]
+
+
 async def test_200_concurrent_sessions_never_cross_talk(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:
