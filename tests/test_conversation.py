@@ -119,11 +119,14 @@ async def test_a_question_behind_a_reply_being_written_is_searched_meanwhile(
     """A customer who asks again while the model writes their previous answer gets the FAQ
     answer as soon as that reply is done: the FAQ search does not wait its turn."""
     searched: list[str] = []
+    second_searched = asyncio.Event()
     search = sample_retriever.search
 
     async def recorded(query: str, k: int = 3) -> list:
         hits = await search(query, k)
         searched.append(query)
+        if query == FAQ_QUESTION:
+            second_searched.set()
         return hits
 
     monkeypatch.setattr(sample_retriever, "search", recorded)
@@ -132,10 +135,8 @@ async def test_a_question_behind_a_reply_being_written_is_searched_meanwhile(
     first = asyncio.create_task(bot.ask(Inbound("typist", GROUNDED_QUESTION)))
     await model.writing.wait()
     second = asyncio.create_task(bot.ask(Inbound("typist", FAQ_QUESTION)))
-    for _ in range(500):
-        if FAQ_QUESTION in searched:
-            break
-        await asyncio.sleep(0.01)
+    # Without the early search this waits forever: the first reply is on hold.
+    await asyncio.wait_for(second_searched.wait(), timeout=60)
     assert searched == [GROUNDED_QUESTION, FAQ_QUESTION]  # while the first reply is on hold
     assert not first.done() and not second.done()  # answers still come in order
     model.go.set()
