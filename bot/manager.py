@@ -12,7 +12,7 @@ from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
 from bot.grounding import supported_prefix
 from bot.handoff import HandoffDesk, state_turn
-from bot.intents import intent
+from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
 from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter
@@ -128,7 +128,8 @@ class ConversationManager:
             await self._limiter.take(f"{inbound.channel}:{inbound.user_id or inbound.session_id}")
         # A question's FAQ search does not depend on the conversation: it starts now, while the
         # message waits for the session's earlier messages to be answered.
-        search = asyncio.create_task(self._retrieve(text)) if intent(text) is None else None
+        kind = intent(text)
+        search = asyncio.create_task(self._retrieve(text)) if kind is None else None
         try:
             async with (
                 self._queue.turn(inbound.session_id),
@@ -136,7 +137,7 @@ class ConversationManager:
             ):
                 started, chunks = time.perf_counter(), 0
                 reply: Reply | None = None
-                async for event in self._turn(inbound, text, search):
+                async for event in self._turn(inbound, text, kind, search):
                     if isinstance(event, Reply):
                         reply = event
                     else:
@@ -182,14 +183,18 @@ class ConversationManager:
         return text
 
     async def _turn(
-        self, inbound: Inbound, text: str, search: "asyncio.Task[list[Hit]] | None"
+        self,
+        inbound: Inbound,
+        text: str,
+        kind: Intent | None,
+        search: "asyncio.Task[list[Hit]] | None",
     ) -> AsyncIterator[ReplyEvent]:
-        """One turn, inside the session's lock: decide, answer, store. `search` is the FAQ
-        search for `text`, started when the message came."""
+        """One turn, inside the session's lock: decide, answer, store. `kind` is the message's
+        intent, if it is not a question; `search` is the FAQ search for a question, started
+        when it came."""
         sid, now, policy = inbound.session_id, time.time(), self.policy
         info = await self._sessions.info(sid)
         asked = Turn(role="user", text=text, ts=now)
-        kind = intent(text)
         if kind == "reset":
             await self._sessions.reset(sid)
             if info.site:  # a widget's conversation stays bound to its site
