@@ -11,12 +11,7 @@ from tests.server import Server
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {
-        **SERVER_ENV,
-        "ANSWERDESK_MAX_NEW_TOKENS": "32",
-        "ANSWERDESK_MODEL_MAX_WAITING": "2",
-        "ANSWERDESK_REPLY_TIMEOUT_S": "30",  # the default: this test runs alone
-    }
+    env = {**SERVER_ENV, "ANSWERDESK_MAX_NEW_TOKENS": "32", "ANSWERDESK_MODEL_MAX_WAITING": "2"}
     running = Server(tmp_path_factory.mktemp("load"), extra_env=env).start()
     yield running
     running.stop()

@@ -46,6 +46,7 @@ SERVER_ENV = {
     "ANSWERDESK_RATE_LIMIT": "100000/minute",
     "ANSWERDESK_HISTORY_MAX_TURNS": "100000",
     "ANSWERDESK_HANDOFF_AFTER_FALLBACKS": "0",
+    "ANSWERDESK_REPLY_TIMEOUT_S": "30",  # the default, which tests' servers raise
 }
 
 
