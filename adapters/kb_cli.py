@@ -14,6 +14,7 @@ import click
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from bot import ConversationError, FeedbackLog, SessionKeys, SessionStore
+from engine import as_batch_job
 from knowledge import (
     FORMATS,
     Calibration,
@@ -371,7 +372,8 @@ def kb_tune(
             entries = run(Settings(), lambda kb: kb.store.entries())
         from knowledge.tuner import tune_embedder
 
-        report = tune_embedder(entries, base, out, plan)
+        with as_batch_job():  # a server on this machine answers customers first
+            report = tune_embedder(entries, base, out, plan)
     except KnowledgeError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

@@ -16,7 +16,7 @@ from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from bot.answer_eval import Scored, answer_cases, summarize
 from bot.grounded_chats import GroundedCase, Search, grounded_case, training_chats
-from engine import EngineError, GenerationParams
+from engine import EngineError, GenerationParams, as_batch_job
 from knowledge import FaqEntry, Hit, KnowledgeError, read_entries
 from knowledge.evaluation import read_queries
 from knowledge.retriever import TextEmbedder
@@ -102,7 +102,8 @@ def train(ctx: click.Context, data: Path | None, out: Path | None, **options: An
             random.Random(config.seed).shuffle(chats)
             held = min(40, max(1, len(chats) // 20)) if len(chats) > 1 else 0
             eval_chats, chats = chats[:held], chats[held:]
-        result = run_training(config, chats, eval_chats, settings.models_dir)
+        with as_batch_job():  # a server on this machine answers customers first
+            result = run_training(config, chats, eval_chats, settings.models_dir)
     except EngineError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(result.metrics()))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.bundled import shipped_adapter
 from engine.chat_model import ChatMessage, ChatModel, GenerationParams, generate
+from engine.cpu_priority import as_batch_job
 from engine.errors import EngineError, ModelBusy
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ __all__ = [
     "LocalModel",
     "ModelBusy",
     "RemoteModel",
+    "as_batch_job",
     "generate",
     "shipped_adapter",
 ]

@@ -14,15 +14,13 @@ support answer often repeats its FAQ entry, and checking ten tokens costs less t
 The decode thread and its OpenMP workers run at the lowest CPU priority (SCHED_IDLE, Linux): a
 reply being generated takes seconds, while a customer whose question the FAQ answers exactly
 should have the answer in milliseconds, so when both want the CPU the FAQ answer goes first and
-generation takes what is left (figures at `_yield_cpu_to_the_rest_of_the_process`). It computes
+generation takes what is left (figures at `engine.cpu_priority.yield_cpu`). It computes
 on fewer threads than there are cores while the rest of the machine keeps a core busy
 (`ThreadCount`).
 """
 
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 import weakref
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
 from engine.chat_model import GenerationParams
+from engine.cpu_priority import yield_cpu
 from engine.errors import EngineError, ModelBusy
 from engine.kv_cache import GrowingLayer, growing_cache
 from engine.prompt_cache import PromptCache
@@ -186,7 +185,7 @@ class BatchScheduler:
     # The decode thread.
 
     def _run(self) -> None:
-        _yield_cpu_to_the_rest_of_the_process()  # before the OpenMP workers exist: they inherit it
+        yield_cpu()  # before the OpenMP workers exist: they inherit it
         # This thread's OpenMP team computes the model; how many of its threads, `ThreadCount`
         # chooses as the machine gets busy and idle.
         torch.set_num_threads(self._thread_count.most)
@@ -451,31 +450,3 @@ def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
     if tensor.dim() == 2:
         return F.pad(tensor, (width - tensor.shape[1], 0))
     return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))
-
-
-DECODE_NICE = 10  # added to the process's nice value where SCHED_IDLE is not allowed
-
-
-def _yield_cpu_to_the_rest_of_the_process() -> None:
-    """Give the calling thread the lowest CPU priority, SCHED_IDLE (threads started from it
-    inherit it): it runs only when no other thread of the machine wants the CPU, and a thread
-    that wakes takes the CPU from it at once. (Nice +10, the fallback, only shrinks its share: a
-    waking thread may wait out part of its time slice.) Measured with 50 simulated customers at
-    100 questions a second for 5 minutes (`make bench-load`), three runs within 20 minutes: FAQ
-    answers p50/p95 50/378 and 44/190 ms at nice +10, 35/114 ms at SCHED_IDLE, while the model
-    streamed as much (3,112 and 3,647 chunks vs 3,682). Linux only: elsewhere `setpriority`
-    would lower the whole process."""
-    if not sys.platform.startswith("linux"):
-        return
-    me = threading.get_native_id()
-    try:
-        os.sched_setscheduler(me, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except OSError as exc:  # e.g. a seccomp profile that forbids it
-        log.info("SCHED_IDLE not allowed (%s); generating at nice +%d instead", exc, DECODE_NICE)
-    try:
-        os.setpriority(
-            os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + DECODE_NICE)
-        )
-    except OSError as exc:  # run at normal priority
-        log.warning("Could not lower the decode thread's priority: %s", exc)
