@@ -240,6 +240,8 @@ def kb_router(token: str | None) -> APIRouter:
             raise KnowledgeError("The uploaded file is not UTF-8 text.") from exc
         entries = parse_entries(text, format, "upload")
         rt = runtime(request)
+        if not dry_run:
+            await rt.retriever.prepare(entries)  # every worker then finds the vectors cached
         result = await rt.knowledge.import_entries(entries, mode, dry_run=dry_run)
         calibration = None
         if not dry_run and (result.added or result.updated or result.removed):

@@ -110,6 +110,8 @@ def kb_import(file: Path, fmt: str | None, replace: bool, dry_run: bool) -> None
 
     async def work(kb: Kb) -> None:
         mode: Literal["merge", "replace"] = "replace" if replace else "merge"
+        if kb.retriever and not dry_run:
+            await kb.retriever.prepare(entries)  # running servers then find the vectors cached
         result = await kb.store.import_entries(entries, mode, dry_run=dry_run)
         verb = "would change" if dry_run else "imported"
         click.echo(
@@ -120,7 +122,8 @@ def kb_import(file: Path, fmt: str | None, replace: bool, dry_run: bool) -> None
         if kb.retriever and not dry_run and (result.added or result.updated or result.removed):
             echo_calibration(await kb.retriever.calibrate())
 
-    run(Settings(), work, search=not dry_run)
+    with as_batch_job():  # embedding a large file: a server on this machine answers first
+        run(Settings(), work, search=not dry_run)
 
 
 @kb.command("export")

@@ -2,7 +2,9 @@
 
 Every search first compares the knowledge base's version in Redis with the index's (one GET). When
 another process changed entries, the index applies just those changes (read from the change stream)
-before answering, so an operator's edit reaches every worker at its next question.
+before answering, so an operator's edit reaches every worker at its next question. A change that
+takes longer to apply (a large import whose texts still have to be embedded) is applied in the
+background: questions meanwhile are answered from the index as it was, instead of waiting for it.
 """
 
 import asyncio
@@ -27,6 +29,10 @@ from knowledge.store import WHOLE_KB, KnowledgeStore
 log = logging.getLogger(__name__)
 
 _LEXICAL_INLINE = 20_000  # up to this many entries BM25 is rebuilt before the next answer
+# How long a question waits for the index to take in a change before it is answered from the index
+# as it was. An edited entry takes a few milliseconds; a 1,000-entry import took 16 s, during
+# which every question waited.
+CATCH_UP_WAIT_S = 0.25
 
 
 class TextEmbedder(Protocol):
@@ -60,6 +66,7 @@ class Retriever:
         self._calibration: Calibration | None = None
         self._lock = asyncio.Lock()
         self._lexical_task: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
 
     @property
     def embedder(self) -> TextEmbedder:
@@ -80,21 +87,20 @@ class Retriever:
 
     async def refresh(self) -> int:
         """Bring the index up to the stored version; returns that version."""
-        version = await self._store.version()
-        if version == self._version:
-            return version
-        async with self._lock:
-            if version != self._version:
-                await self._catch_up()
-        return self._version
+        return await self._follow(wait_s=None)
 
     async def search(self, query: str, k: int = 3) -> list[Hit]:
-        await self.refresh()
+        await self._follow(wait_s=CATCH_UP_WAIT_S)
         index = self._index
         if index is None or not len(index):
             return []
         vector = await self._embedder.embed_query(query)
         return index.search(vector, query, k)
+
+    async def prepare(self, entries: list[FaqEntry]) -> None:
+        """Embed `entries`' texts ahead of storing them (the vectors are cached in Redis), so
+        that every worker's index takes them in without embedding them itself."""
+        await self._vectors(entries)
 
     async def calibrate(self, probes: int = 400) -> Calibration:
         """Choose thresholds from the current entries and store them with the knowledge base."""
@@ -112,6 +118,27 @@ class Retriever:
         await self._store.save_calibration(result.to_dict())
         self._calibration = result
         return result
+
+    async def _follow(self, wait_s: float | None) -> int:
+        """Catch up with the stored version if it moved, waiting up to `wait_s` (None: until
+        done; also when there is no index yet to answer from). One catch-up runs at a time;
+        every caller waits on it. Returns the version the index is at."""
+        version = await self._store.version()
+        if version == self._version:
+            return version
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.create_task(self._catch_up_to_stored())
+            self._catching_up.add_done_callback(_log_failure)
+        if wait_s is None or self._index is None:
+            await asyncio.shield(self._catching_up)
+        else:
+            await asyncio.wait({self._catching_up}, timeout=wait_s)
+        return self._version
+
+    async def _catch_up_to_stored(self) -> None:
+        async with self._lock:
+            if await self._store.version() != self._version:
+                await self._catch_up()
 
     async def _catch_up(self) -> None:
         position = await self._store.last_change()
@@ -183,3 +210,10 @@ class Retriever:
         while index.lexical_stale and index is self._index:  # changes made during a build too
             built = await asyncio.to_thread(index.build_lexical, *index.lexical_snapshot())
             index.install_lexical(*built)
+
+
+def _log_failure(task: "asyncio.Task[None]") -> None:
+    """A catch-up that failed is tried again at the next question; meanwhile the index as it
+    was answers (a caller waiting for it gets the error too)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("the search index could not take in the latest changes: %s", exc)

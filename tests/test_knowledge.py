@@ -123,6 +123,72 @@ async def test_an_import_by_another_process_is_seen_at_the_next_question(
     assert hits[0].entry == dogs
 
 
+async def test_questions_asked_while_a_large_change_is_taken_in_get_the_index_as_it_was(
+    redis_client: Redis, prefix: str, embedder: Embedder, sample_entries: list[FaqEntry]
+) -> None:
+    """A large import takes seconds to embed; customers' questions meanwhile are answered from
+    the index as it was (measured: a 1,000-entry import held every question for up to 16 s)."""
+    store = KnowledgeStore(redis_client, KnowledgeKeys(prefix))
+    await store.replace(sample_entries)
+    embedding = asyncio.Event()  # the FAQ's texts are embedded only while it is set
+
+    class Gated:
+        name, dimensions = embedder.name, embedder.dimensions
+        threshold_shift = embedder.threshold_shift
+        embed_query = embedder.embed_query
+
+        async def embed(self, texts: list[str]) -> np.ndarray:
+            await embedding.wait()
+            return await embedder.embed(texts)
+
+    embedding.set()
+    retriever = Retriever(store, Gated())
+    await retriever.refresh()
+    embedding.clear()
+    dogs = FaqEntry("dogs", "Are dogs allowed in the shop?", "Yes, well-behaved dogs are welcome.")
+    await KnowledgeStore(redis_client, KnowledgeKeys(prefix)).import_entries([dogs], "merge")
+
+    async with asyncio.timeout(60):  # (it used to wait for the embedding: here, for ever)
+        hits = await retriever.search("can I bring my dog into the shop?", k=1)  # still embedding
+    assert hits and hits[0].entry.id != "dogs"
+    embedding.set()
+    await retriever.refresh()  # waits for the change to be in
+    hits = await retriever.search("can I bring my dog into the shop?", k=1)
+    assert hits[0].entry == dogs
+
+
+async def test_an_import_embedded_before_it_is_stored_is_taken_in_by_workers_without_embedding(
+    redis_client: Redis, prefix: str, sample_entries: list[FaqEntry]
+) -> None:
+    """`kb import` and the import route embed a file's texts before storing it: the running
+    servers then read the vectors from Redis instead of each embedding them again."""
+    keys = KnowledgeKeys(prefix)
+    store = KnowledgeStore(redis_client, keys)
+    await store.replace(sample_entries)
+    embedded: list[str] = []
+
+    class Counting(Embedder):
+        def encode(self, texts: list[str]) -> np.ndarray:
+            embedded.extend(texts)
+            return super().encode(texts)
+
+    worker = Retriever(store, Counting(None, redis_client, keys))
+    await worker.refresh()
+    embedded.clear()
+    dogs = FaqEntry(
+        "dogs",
+        "Are dogs allowed in the shop?",
+        "Yes, well-behaved dogs are welcome.",
+        alt_questions=("can my puppy come along",),
+    )
+    importer = Retriever(store, Embedder(None, redis_client, keys))
+    await importer.prepare([dogs])
+    await store.import_entries([dogs], "merge")
+    hits = await worker.search("can I bring my dog into the shop?", k=1)
+    assert hits[0].entry == dogs
+    assert embedded == ["can I bring my dog into the shop?"]  # the question, none of the FAQ
+
+
 async def test_questions_encoded_by_onnxruntime_match_torch_and_are_exported_once(
     redis_url: str, prefix: str, embedder: Embedder, tmp_path: Path
 ) -> None:
