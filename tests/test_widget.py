@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, Route, async_playwright, expect
 
 from tests.server import Server
 
@@ -290,6 +290,8 @@ async def sign_in(desk: Page, web: Server, name: str) -> None:
     await desk.get_by_label("Your name").fill(name)
     await desk.get_by_label("Admin token").fill("widget-admin")
     await desk.get_by_role("button", name="Sign in").click()
+    # Signed in: the desk shows (and lists the FAQ by the search box's words at that moment).
+    await expect(desk.get_by_role("region", name="The FAQ", exact=True)).to_be_visible()
 
 
 async def ask(web: Server, question: str) -> dict:
@@ -360,6 +362,40 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
         await desk.close()
     restored = await ask_until(web, "do you sell gift cards?", "500 EUR")
     assert restored["mode"] == "faq" and "from 10 to 500 EUR" in restored["reply"]
+
+
+async def test_a_late_earlier_listing_leaves_the_entry_being_edited_alone(
+    web: Server, browser: Browser
+) -> None:
+    """The desk lists the FAQ when an operator signs in. When that list comes only after the
+    operator's own search (a busy server), it must not replace the found entry, edits and all
+    (it did: the Save that followed stored the old answer)."""
+    desk = await browser.new_page()
+    release = asyncio.Event()
+    held: list[Request] = []
+
+    async def hold_the_first(route: Route) -> None:
+        if not held:  # the list asked for at sign-in (by the search box's words then)
+            held.append(route.request)
+            await release.wait()
+        await route.continue_()
+
+    await desk.route(re.compile(r"/admin/kb/entries\?limit=20"), hold_the_first)
+    try:
+        await sign_in(desk, web, "dana")
+        faq = desk.get_by_role("region", name="The FAQ", exact=True)
+        await faq.get_by_label("Find FAQ entries").fill("unsubscribe")
+        await faq.get_by_role("button", name="Find").click()
+        await expect(faq.get_by_role("article")).to_have_count(1)
+        answer = faq.get_by_label("Answer of newsletter-unsubscribe")
+        await answer.fill("Click Unsubscribe in any newsletter.")
+        async with desk.expect_request_finished(lambda r: r in held):
+            release.set()
+        await desk.wait_for_timeout(300)  # time for the late list to be shown, were it shown
+        await expect(faq.get_by_role("article")).to_have_count(1)
+        await expect(answer).to_have_value("Click Unsubscribe in any newsletter.")
+    finally:
+        await desk.close()
 
 
 async def test_an_operator_imports_and_downloads_faq_files_from_the_desk(
