@@ -97,8 +97,8 @@ def tuned(tuning: tuple[Path, CpuByPolicy]) -> Path:
 
 def test_tuning_computes_at_the_lowest_cpu_priority(tuning: tuple[Path, CpuByPolicy]) -> None:
     """`kb tune` runs next to a live server: its training must not take the CPU from the
-    server's generation, which runs at SCHED_IDLE (at normal priority it did, and every generated
-    reply ran out its deadline). Only starting up and loading runs at normal priority."""
+    server's generation, which runs at SCHED_IDLE (at normal priority it did: generated replies
+    ran out their 30-s deadline). Only starting up runs at normal priority."""
     _, cpu = tuning
     assert sum(cpu.ticks.values()) > 0
     assert cpu.idle_share() > 0.8, cpu.ticks
