@@ -12,7 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Request, Route, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Locator,
+    Page,
+    Request,
+    Route,
+    async_playwright,
+    expect,
+)
 
 from tests.server import Server
 
@@ -294,6 +302,16 @@ async def sign_in(desk: Page, web: Server, name: str) -> None:
     await expect(desk.get_by_role("region", name="The FAQ", exact=True)).to_be_visible()
 
 
+async def find_entry(desk: Page, words: str, entry_id: str) -> tuple[Locator, Locator]:
+    """The desk's FAQ section once a search for `words` shows one entry, `entry_id`, and the
+    field with that entry's answer."""
+    faq = desk.get_by_role("region", name="The FAQ", exact=True)
+    await faq.get_by_label("Find FAQ entries").fill(words)
+    await faq.get_by_role("button", name="Find").click()
+    await expect(faq.get_by_role("article")).to_have_count(1)
+    return faq, faq.get_by_label(f"Answer of {entry_id}")
+
+
 async def ask(web: Server, question: str) -> dict:
     """The reply to `question`, asked in a new session through the web API."""
     async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
@@ -324,11 +342,7 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     desk = await browser.new_page()
     try:
         await sign_in(desk, web, "carol")
-        faq = desk.get_by_role("region", name="The FAQ", exact=True)
-        await faq.get_by_label("Find FAQ entries").fill("gift")
-        await faq.get_by_role("button", name="Find").click()
-        await expect(faq.get_by_role("article")).to_have_count(1)
-        answer = faq.get_by_label("Answer of gift-cards")
+        faq, answer = await find_entry(desk, "gift", "gift-cards")
         await expect(answer).to_have_value(re.compile("from 10 to 500 EUR"))
         await answer.fill("Yes: digital gift cards from 10 to 1000 EUR, sent by e-mail.")
         await faq.get_by_role("button", name="Save").click()
@@ -383,11 +397,7 @@ async def test_a_late_earlier_listing_leaves_the_entry_being_edited_alone(
     await desk.route(re.compile(r"/admin/kb/entries\?limit=20"), hold_the_first)
     try:
         await sign_in(desk, web, "dana")
-        faq = desk.get_by_role("region", name="The FAQ", exact=True)
-        await faq.get_by_label("Find FAQ entries").fill("unsubscribe")
-        await faq.get_by_role("button", name="Find").click()
-        await expect(faq.get_by_role("article")).to_have_count(1)
-        answer = faq.get_by_label("Answer of newsletter-unsubscribe")
+        faq, answer = await find_entry(desk, "unsubscribe", "newsletter-unsubscribe")
         await answer.fill("Click Unsubscribe in any newsletter.")
         async with desk.expect_request_finished(lambda r: r in held):
             release.set()
