@@ -78,6 +78,14 @@ class FaqEntryOut(BaseModel):
         )
 
 
+class ErasedOut(BaseModel):
+    session_id: str
+    messages: int = Field(description="Messages of the conversation (customer, bot, operators).")
+    replies: int = Field(description="Records of its replies kept for feedback.")
+    unanswered: int = Field(description="Its questions in the unanswered queue.")
+    operator_messages: int = Field(description="Operator messages in the channels' outboxes.")
+
+
 class NewSite(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text
@@ -120,6 +128,16 @@ def admin_router(token: str | None) -> APIRouter:
         if not info.created:
             raise HTTPException(404, f"No conversation with id {session_id}.")
         return SessionOut.of(info)
+
+    @router.delete("/sessions/{session_id}", response_model=ErasedOut)
+    async def erase(request: Request, session_id: Annotated[SessionId, Path()]) -> ErasedOut:
+        """Erase a conversation on the customer's request: its messages, the records of its
+        replies, its questions in the unanswered queue and operator messages to it. FAQ entries
+        made from its questions stay."""
+        erased = await runtime(request).manager.erase(session_id)
+        if not erased.anything:
+            raise HTTPException(404, f"No conversation with id {session_id}.")
+        return ErasedOut(session_id=session_id, **asdict(erased))
 
     @router.post("/handoff/{session_id}/take", response_model=SessionOut)
     async def take(

@@ -134,6 +134,16 @@ def chat_router() -> APIRouter:
         turns = await runtime_of(request).manager.history(session_id)
         return HistoryResponse(session_id=session_id, turns=[TurnOut.of(t) for t in turns])
 
+    @router.delete("/chat/{session_id}", status_code=204)
+    async def erase(
+        request: Request, site: CurrentSite, session_id: Annotated[SessionId, Path()]
+    ) -> None:
+        """Delete this conversation: everything kept of it (its messages, the records of its
+        replies, its questions in the operators' queue). Its id is unknown afterwards; a
+        conversation that goes on starts with POST /api/sessions."""
+        if await own_session(request, site, session_id):
+            await runtime_of(request).manager.erase(session_id)
+
     @router.post("/chat/{session_id}/feedback", status_code=204)
     async def feedback(
         body: FeedbackRequest,

@@ -1,6 +1,7 @@
 """The channel-free conversation core: sessions in Redis, answer modes, prompt assembly, human
 handoff, feedback and the unanswered queue."""
 
+from bot.erasure import Erased
 from bot.errors import ConversationError, StorageUnavailable
 from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
 from bot.handoff import HandoffDesk, HandoffError, OutboxMessage, UnknownSession
@@ -33,6 +34,7 @@ __all__ = [
     "ConversationError",
     "ConversationManager",
     "DuplicateMessage",
+    "Erased",
     "FeedbackLog",
     "HandoffDesk",
     "HandoffError",

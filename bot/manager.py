@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.erasure import Erased, erase_session
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
 from bot.grounding import supported_prefix
@@ -170,6 +171,12 @@ class ConversationManager:
 
     async def reset(self, session_id: str) -> None:
         await self._sessions.reset(session_id)
+
+    async def erase(self, session_id: str) -> Erased:
+        """Delete everything kept of the conversation (`bot.erasure`), once the messages of it
+        that came before are answered."""
+        async with self._queue.turn(session_id):
+            return await erase_session(self._sessions, session_id)
 
     def _validate(self, raw: str) -> str:
         text = raw.strip()

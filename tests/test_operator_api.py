@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 
 from tests.server import Server
 
@@ -86,6 +87,65 @@ def test_operator_actions_on_unknown_sessions_say_so(desk: Server) -> None:
     assert r.status_code == 404 and "No conversation with id nobody" in r.json()["error"]
     r = admin(desk, "POST", "/handoff/nobody/messages", json={"operator": "alice", "text": " "})
     assert r.status_code == 422
+
+
+def stored_text(server: Server) -> str:
+    """Every key and value in the server's own Redis (strings, hashes, lists, sets, sorted sets,
+    streams) as one text."""
+    client = redis.Redis(unix_socket_path=str(server.data_dir / "redis" / "redis.sock"))
+    read = {
+        b"string": client.get,
+        b"hash": client.hgetall,
+        b"list": lambda key: client.lrange(key, 0, -1),
+        b"set": client.smembers,
+        b"zset": lambda key: client.zrange(key, 0, -1),
+        b"stream": client.xrange,
+    }
+    try:
+        return "\n".join(f"{key!r} {read[client.type(key)](key)!r}" for key in client.scan_iter())
+    finally:
+        client.close()
+
+
+def test_a_conversation_is_erased_everywhere_on_request(desk: Server) -> None:
+    """A customer asks to have their conversation deleted: what they wrote and what was written
+    to them goes from the history, the reply records, the unanswered queue, the handoff queues
+    and the outbox of operator messages; other customers' conversations stay."""
+    gone, kept, words = "erase-me", "keep-me", "zebra marmalade 4711"
+    assert desk.chat(gone, f"does the {words} come in blue?")["mode"] == "fallback"
+    answered = desk.chat(gone, "how do I reset my password?")
+    disliked = httpx.post(
+        f"{desk.url}/api/chat/{gone}/feedback",
+        json={"reply_id": answered["reply_id"], "rating": "down"},
+        timeout=30,
+    )
+    assert disliked.status_code == 204
+    assert desk.chat(gone, "Can I talk to a human please?")["state"] == "pending_human"
+    assert admin(desk, "POST", f"/handoff/{gone}/take", json={"operator": "alice"}).is_success
+    told = {"operator": "alice", "text": f"The {words} is sold out, sorry."}
+    assert admin(desk, "POST", f"/handoff/{gone}/messages", json=told).is_success
+    assert desk.chat(kept, "is the okapi chutney 4712 vegan?")["mode"] == "fallback"
+    before = stored_text(desk)
+    assert before.count(words) >= 5 and "okapi chutney 4712" in before
+    messages = len(admin(desk, "GET", f"/sessions/{gone}").json()["turns"])
+
+    erased = admin(desk, "DELETE", f"/sessions/{gone}")
+    assert erased.status_code == 200, erased.text
+    assert erased.json() == {
+        "session_id": gone,
+        "messages": messages,
+        "replies": 3,  # the fallback, the FAQ answer and the hand-off message
+        "unanswered": 2,  # the question the FAQ did not answer and the disliked reply
+        "operator_messages": 2,  # "You are now talking to alice." and alice's message
+    }
+    after = stored_text(desk)
+    assert words not in after and f"{{{gone}}}" not in after
+    assert "okapi chutney 4712" in after
+    assert admin(desk, "GET", f"/sessions/{gone}").status_code == 404
+    assert gone not in str(admin(desk, "GET", "/handoff").json())
+    assert gone not in str(admin(desk, "GET", "/unanswered").json())
+    again = admin(desk, "DELETE", f"/sessions/{gone}")
+    assert again.status_code == 404 and f"No conversation with id {gone}" in again.json()["error"]
 
 
 def test_a_disliked_reply_becomes_an_faq_entry_that_answers_it(desk: Server) -> None:

@@ -4,6 +4,7 @@ Server-Sent Events, and the OpenAI-compatible API through the official `openai` 
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -83,6 +84,36 @@ def test_sites_sessions_and_origins(web: Server) -> None:
     made_up = {"session_id": "guessed-session", "message": "hello"}
     r = httpx.post(f"{web.url}/api/chat", json=made_up, headers={"x-site-key": site["key"]})
     assert r.status_code == 404 and "POST /api/sessions" in r.json()["error"]
+
+
+def test_a_customer_deletes_the_conversation(web: Server) -> None:
+    """DELETE /api/chat/{id} erases the conversation once the reply being written is stored,
+    so nothing of it comes back; only the site that owns the conversation may delete it."""
+    site = add_site(web, [SHOP])
+    other = add_site(web, ["https://other.example"])
+    session = new_session(web, site["key"])
+    mine, theirs = {"x-site-key": site["key"]}, {"x-site-key": other["key"]}
+    url = f"{web.url}/api/chat/{session}"
+    assert httpx.delete(url, headers=theirs, timeout=30).status_code == 404
+    ask = {"session_id": session, "message": "is there a shop in berlin"}  # the model answers
+    events = []
+    with (
+        ThreadPoolExecutor(1) as pool,
+        httpx.stream(
+            "POST", f"{web.url}/api/chat/stream", json=ask, headers=mine, timeout=120
+        ) as stream,
+    ):
+        lines = stream.iter_lines()
+        events.append(next(line for line in lines if line.startswith("event:")))
+        # The first piece of the reply is here, so the reply is being written: delete now.
+        deleting = pool.submit(httpx.delete, url, headers=mine, timeout=120)
+        events += [line for line in lines if line.startswith("event:")]
+        deleted = deleting.result()
+    assert events[0] == "event: token" and events[-1] == "event: done"
+    assert deleted.status_code == 204
+    history = httpx.get(f"{url}/history", headers=mine, timeout=30)
+    assert history.status_code == 404 and "POST /api/sessions" in history.json()["error"]
+    assert httpx.delete(url, headers=mine, timeout=30).status_code == 404
 
 
 def test_a_near_miss_lists_the_closest_faq_questions(web: Server) -> None:

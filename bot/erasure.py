@@ -1,0 +1,94 @@
+"""Erasing a conversation on request: everything answerdesk keeps of it, wherever it is.
+
+A customer's words are kept in the session's history and metadata and in the records of its
+replies (for 👍/👎), which expire with the session, and beyond the session's lifetime in the
+operators' unanswered queue and in the channels' outboxes of operator messages (streams capped at
+100,000 entries, not by age). A customer who asks to have a conversation deleted, as the GDPR's
+right to erasure lets them, expects all of it gone. Erasing holds the session's lock, so a turn
+under way finishes first and nothing of it is written back afterwards. What operators made of a
+question (an FAQ entry, another phrasing of one) belongs to the FAQ and stays.
+"""
+
+import re
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from bot.errors import StorageUnavailable
+from bot.session_store import SessionStore
+
+PAGE = 1000  # stream entries read at a time
+
+
+@dataclass(frozen=True)
+class Erased:
+    """How much of a conversation was erased."""
+
+    messages: int  # turns of the history: the customer's, the assistant's and operators'
+    replies: int  # reply records kept for feedback
+    unanswered: int  # entries of the operators' unanswered queue
+    operator_messages: int  # entries of the channels' outboxes
+
+    @property
+    def anything(self) -> bool:
+        return any((self.messages, self.replies, self.unanswered, self.operator_messages))
+
+
+async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
+    """Delete everything kept of `session_id`: its keys, its place in the handoff queues, and its
+    entries in the unanswered queue and the outboxes. Holds the session's lock meanwhile."""
+    keys, redis = sessions.keys, sessions.redis
+    try:
+        async with sessions.locked(session_id):
+            history, meta, lock = (
+                keys.history(session_id),
+                keys.meta(session_id),
+                keys.lock(session_id),
+            )
+            messages = await redis.llen(history)
+            pattern = _glob_escape(keys.history(session_id)).removesuffix("history") + "*"
+            own = [k async for k in redis.scan_iter(match=pattern, count=PAGE)]
+            replies = [k for k in own if k.decode() not in (history, meta, lock)]
+            unanswered = await _stream_entries(sessions, keys.unanswered, session_id)
+            outboxes = {
+                stream.decode(): await _stream_entries(sessions, stream.decode(), session_id)
+                async for stream in redis.scan_iter(
+                    match=_glob_escape(keys.outbox("")) + "*", count=PAGE, _type="stream"
+                )
+            }
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.delete(history, meta, *replies)
+                pipe.zrem(keys.waiting, session_id)
+                pipe.srem(keys.active, session_id)
+                if unanswered:
+                    pipe.xdel(keys.unanswered, *unanswered)
+                for stream, ids in outboxes.items():
+                    if ids:
+                        pipe.xdel(stream, *ids)
+                await pipe.execute()
+    except RedisError as exc:
+        raise StorageUnavailable(f"Cannot erase the conversation: {exc}") from exc
+    return Erased(
+        messages=messages,
+        replies=len(replies),
+        unanswered=len(unanswered),
+        operator_messages=sum(map(len, outboxes.values())),
+    )
+
+
+async def _stream_entries(sessions: SessionStore, stream: str, session_id: str) -> list[bytes]:
+    """Ids of the entries of `stream` whose `session_id` field is `session_id`."""
+    found: list[bytes] = []
+    start = "-"
+    wanted = session_id.encode()
+    while True:
+        rows = await sessions.redis.xrange(stream, start, "+", PAGE)
+        found += [rid for rid, fields in rows if fields.get(b"session_id") == wanted]
+        if len(rows) < PAGE:
+            return found
+        start = "(" + rows[-1][0].decode()  # after the last one read
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis SCAN pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
