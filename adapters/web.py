@@ -34,7 +34,7 @@ class SiteCORS(CORSMiddleware):
         super().__init__(
             app,
             allow_origins=[],
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["content-type", "x-site-key", "authorization"],
             max_age=600,
         )

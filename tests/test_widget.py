@@ -189,6 +189,55 @@ async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browse
         shop.close()
 
 
+SESSION_IN_STORAGE = "Object.entries(localStorage).find(([k]) => k.startsWith('answerdesk:'))?.[1]"
+
+
+async def test_a_customer_deletes_the_conversation_in_the_widget(
+    web: Server, browser: Browser
+) -> None:
+    shop = ShopSite()
+    key = register(web, shop.url)
+    shop.html = HOST_PAGE.format(server=web.url, key=key)
+    page = await browser.new_page()
+    try:
+        await page.goto(shop.url + "/")
+        await open_chat(page)
+        dialog = page.get_by_role("dialog", name="Chat")
+        message = dialog.get_by_label("Your message")
+        await message.fill("how do I reset my password?")
+        await message.press("Enter")
+        await expect(dialog.locator(".m.bot").nth(1)).to_contain_text("Forgot password?")
+        first = await page.evaluate(SESSION_IN_STORAGE)
+        delete = dialog.get_by_role("button", name="Delete this conversation")
+
+        page.once("dialog", lambda d: asyncio.ensure_future(d.dismiss()))  # "Cancel"
+        await delete.click()
+        await expect(dialog.locator(".m.user")).to_have_text(["how do I reset my password?"])
+        async with httpx.AsyncClient(base_url=web.url, timeout=30) as client:
+            kept = await client.get(f"/api/chat/{first}/history", headers={"x-site-key": key})
+        assert [t["role"] for t in kept.json()["turns"]] == ["user", "assistant"]
+
+        page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+        await delete.click()
+        await expect(dialog.locator(".m.bot").first).to_have_text(
+            "This conversation has been deleted."
+        )
+        await expect(dialog.locator(".m")).to_have_count(2)  # that, and the greeting
+        await page.wait_for_function(f"({SESSION_IN_STORAGE}) !== {first!r}")
+        async with httpx.AsyncClient(base_url=web.url, timeout=30) as client:
+            history = await client.get(f"/api/chat/{first}/history", headers={"x-site-key": key})
+        assert history.status_code == 404  # the server kept nothing of it
+
+        await page.reload()
+        await open_chat(page)
+        await expect(dialog.locator(".m")).to_have_count(1)  # the greeting of a new conversation
+        await message.fill("how much does shipping cost?")
+        await message.press("Enter")
+        await expect(dialog.locator(".m.bot").last).to_contain_text("4.95 EUR")
+    finally:
+        shop.close()
+
+
 async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Browser) -> None:
     """A question near FAQ entries but not close enough to answer from: the closest questions
     come as buttons (not as text lines too); tapping one asks it and gets its answer. The

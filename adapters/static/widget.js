@@ -50,7 +50,7 @@
 </style>
 <button class="bubble" aria-label="Open chat" aria-expanded="false">💬</button>
 <section class="panel" role="dialog" aria-label="Chat">
-  <header><h2></h2><button class="close" aria-label="Close chat">✕</button></header>
+  <header><h2></h2><button class="erase" aria-label="Delete this conversation" title="Delete this conversation">🗑</button><button class="close" aria-label="Close chat">✕</button></header>
   <div class="log" role="log" aria-live="polite"></div>
   <button class="human" type="button">Talk to a human</button>
   <form><input aria-label="Your message" maxlength="4000" autocomplete="off" placeholder="Type your question…">
@@ -208,6 +208,19 @@
   $(".close").onclick = () => toggle(false);
   root.addEventListener("keydown", (e) => { if (e.key === "Escape") toggle(false); });
   $(".human").onclick = () => ask("I'd like to talk to a human");
+  // The customer deletes the conversation (everything the server kept of it); a new one starts.
+  $(".erase").onclick = async () => {
+    await start();
+    if (!confirm("Delete this conversation? This cannot be undone.")) return;
+    const r = await api(`/api/chat/${session}`, { method: "DELETE" });
+    if (!r.ok) { add("bot", (await r.json()).error); return; }
+    if (events) { events.close(); events = null; }
+    localStorage.removeItem(store);
+    session = ready = null;
+    log.textContent = "";
+    add("bot", "This conversation has been deleted.");
+    await start();
+  };
   $("form").onsubmit = (e) => {
     e.preventDefault();
     const text = input.value.trim();
