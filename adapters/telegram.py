@@ -41,6 +41,10 @@ class TelegramTexts:
     only_text: str = "Sorry, I can only read text messages. Please type your question."
     busy: str = "Sorry, I'm having trouble right now. Please try again in a minute."
     thanks_for_feedback: str = "Thank you for the feedback!"
+    deleted: str = (
+        "Done: I have deleted our conversation and everything I kept of it. The messages stay "
+        "in this Telegram chat until you delete them here."
+    )
 
 
 def session_id(chat_id: int) -> str:
@@ -216,6 +220,18 @@ def telegram_router(manager: ConversationManager, texts: TelegramTexts) -> Route
     @router.message(Command("help"))
     async def help_(message: Message) -> None:
         await message.answer(texts.help)
+
+    @router.message(Command("delete"), private)
+    async def delete(message: Message) -> None:
+        """The customer erases the conversation: everything answerdesk kept of it (bot.erasure).
+        Private chats only: a group's conversation is not one member's to delete."""
+        try:
+            await manager.erase(session_id(message.chat.id))
+        except ConversationError:
+            log.exception("could not delete the conversation of chat %s", message.chat.id)
+            await message.answer(texts.busy)
+            return
+        await message.answer(texts.deleted)
 
     @router.message(F.text, private)
     async def private_text(message: Message, bot: Bot) -> None:

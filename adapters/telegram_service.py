@@ -27,6 +27,7 @@ COMMANDS = [
     BotCommand(command="help", description="How to ask"),
     BotCommand(command="reset", description="Start the conversation over"),
     BotCommand(command="human", description="Talk to a person"),
+    BotCommand(command="delete", description="Delete our conversation"),
 ]
 UPDATE_TTL_S = 24 * 3600
 

@@ -144,7 +144,8 @@ async def test_start_registers_commands_and_the_webhook(
     webhook: Server, fake: FakeTelegram
 ) -> None:
     [commands] = fake.sent("setMyCommands")[-1:]
-    assert [c["command"] for c in commands["commands"]] == ["start", "help", "reset", "human"]
+    expected = ["start", "help", "reset", "human", "delete"]
+    assert [c["command"] for c in commands["commands"]] == expected
     assert fake.sent("setWebhook")[-1]["url"] == f"{webhook.url}/telegram/webhook"
     assert len(secret(fake)) >= 32
 
@@ -330,6 +331,24 @@ async def test_reset_start_help_and_edits(webhook: Server, fake: FakeTelegram) -
     await fake.wait_for(lambda: len(texts(fake, chat)) == 3)
     assert "forgotten our conversation" in texts(fake, chat)[-1]
     assert await turns(webhook, chat) == []
+
+
+async def test_delete_erases_the_conversation(webhook: Server, fake: FakeTelegram) -> None:
+    chat, key = 571, secret(fake)
+    for n, question in enumerate(["what is the capital of france?", "how much is shipping?"]):
+        await post_update(webhook, fake.update(message=fake.message(question, chat=chat)), key)
+        await fake.wait_for(lambda n=n: len(fake.sent("sendMessage", chat)) == n + 1)
+    assert len(await turns(webhook, chat)) == 4
+    unanswered = await get(f"{webhook.url}/admin/unanswered", headers=ADMIN)
+    assert [i["question"] for i in unanswered if i["session_id"] == f"tg{chat}"] == [
+        "what is the capital of france?"
+    ]
+    await post_update(webhook, fake.update(message=fake.message("/delete", chat=chat)), key)
+    await fake.wait_for(lambda: len(fake.sent("sendMessage", chat)) == 3)
+    assert "deleted our conversation" in texts(fake, chat)[-1]
+    assert await turns(webhook, chat) == []
+    unanswered = await get(f"{webhook.url}/admin/unanswered", headers=ADMIN)
+    assert f"tg{chat}" not in [i["session_id"] for i in unanswered]
 
 
 async def test_in_groups_the_bot_answers_only_when_mentioned(
