@@ -40,15 +40,13 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
     keys, redis = sessions.keys, sessions.redis
     try:
         async with sessions.locked(session_id):
-            history, meta, lock = (
-                keys.history(session_id),
-                keys.meta(session_id),
-                keys.lock(session_id),
-            )
-            messages = await redis.llen(history)
+            messages = await redis.llen(keys.history(session_id))
+            # Every key of the session (history, metadata, reply records) but its lock, held here.
             pattern = _glob_escape(keys.history(session_id)).removesuffix("history") + "*"
-            own = [k async for k in redis.scan_iter(match=pattern, count=PAGE)]
-            replies = [k for k in own if k.decode() not in (history, meta, lock)]
+            lock, reply = keys.lock(session_id), keys.reply(session_id, "")
+            own = [k.decode() async for k in redis.scan_iter(match=pattern, count=PAGE)]
+            own = [k for k in own if k != lock]
+            replies = [k for k in own if k.startswith(reply)]
             unanswered = await _stream_entries(sessions, keys.unanswered, session_id)
             outboxes = {
                 stream.decode(): await _stream_entries(sessions, stream.decode(), session_id)
@@ -57,7 +55,8 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
                 )
             }
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.delete(history, meta, *replies)
+                if own:
+                    pipe.delete(*own)
                 pipe.zrem(keys.waiting, session_id)
                 pipe.srem(keys.active, session_id)
                 if unanswered:
