@@ -384,6 +384,31 @@ async def ask_until(web: Server, question: str, wanted: str) -> dict:
     return reply
 
 
+async def test_an_operator_deletes_a_conversation_the_customer_wants_gone(
+    web: Server, browser: Browser
+) -> None:
+    session = uuid.uuid4().hex
+    async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
+        for text in ["my name is Ada Lovelace", "human please", "please delete my data"]:
+            r = await client.post("/api/chat", json={"session_id": session, "message": text})
+            assert r.status_code == 200, r.text
+    desk = await browser.new_page()
+    try:
+        await sign_in(desk, web, "carol")
+        handoffs = desk.get_by_role("region", name="Customers waiting for a person")
+        theirs = handoffs.get_by_role("article").filter(has_text="Ada Lovelace")
+        await theirs.get_by_role("button", name="Take").click()
+        desk.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+        await theirs.get_by_role("button", name="Delete conversation").click()
+        await expect(theirs).to_have_count(0, timeout=SLOW)
+        async with httpx.AsyncClient(base_url=web.url, headers=ADMIN, timeout=30) as admin:
+            assert (await admin.get(f"/admin/sessions/{session}")).status_code == 404
+            unanswered = (await admin.get("/admin/unanswered")).json()
+        assert session not in [i["session_id"] for i in unanswered]
+    finally:
+        await desk.close()
+
+
 async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     web: Server, browser: Browser
 ) -> None:
