@@ -236,6 +236,19 @@ async def test_a_customer_deletes_the_conversation_in_the_widget(
         await message.fill("how much does shipping cost?")
         await message.press("Enter")
         await expect(dialog.locator(".m.bot").last).to_contain_text("4.95 EUR", timeout=SLOW)
+
+        # The server forgets the conversation while the page stays open (an operator deleted it,
+        # or it expired): the next question starts a new one instead of showing an error.
+        second = await page.evaluate(SESSION_IN_STORAGE)
+        before = await dialog.locator(".m").count()
+        async with httpx.AsyncClient(base_url=web.url, headers=ADMIN, timeout=30) as admin:
+            assert (await admin.delete(f"/admin/sessions/{second}")).status_code == 200
+        await message.fill("which countries do you ship to?")
+        await message.press("Enter")
+        shipping = dialog.locator(".m.bot").last
+        await expect(shipping).to_contain_text("We ship to all EU countries", timeout=SLOW)
+        await page.wait_for_function(f"({SESSION_IN_STORAGE}) !== {second!r}", timeout=SLOW)
+        await expect(dialog.locator(".m")).to_have_count(before + 2)  # the question, its answer
     finally:
         shop.close()
 

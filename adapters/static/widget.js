@@ -127,10 +127,16 @@
   }
   // Site style, the conversation so far (or a new session) and the greeting, once; a message sent
   // before that is done waits for it.
-  function start() {
-    return (ready ||= begin().catch((e) => { ready = null; throw e; }));  // failed: try again next time
+  function start(greet = true) {
+    return (ready ||= begin(greet).catch((e) => { ready = null; throw e; }));  // failed: try again next time
   }
-  async function begin() {
+  // The conversation is gone from the server (deleted, or expired): the next message starts anew.
+  function forget() {
+    if (events) { events.close(); events = null; }
+    localStorage.removeItem(store);
+    session = ready = null;
+  }
+  async function begin(greet) {
     const site = await (await api("/api/site")).json();
     panel.style.setProperty("--c", site.colour); bubble.style.setProperty("--c", site.colour);
     $("h2").textContent = site.title;
@@ -160,7 +166,7 @@
       session = (await r.json()).session_id;
       localStorage.setItem(store, session);
     }
-    if (!replayed) add("bot", site.greeting);
+    if (!replayed && greet) add("bot", site.greeting);
     listen();
   }
   async function ask(text) {
@@ -168,6 +174,12 @@
     const m = add("bot typing", "");
     await start();
     log.append(u, m);  // after the history and greeting that start() may have just shown
+    if (await send(text, m, false)) { forget(); await start(false); await send(text, m, true); }
+    log.scrollTop = log.scrollHeight;
+  }
+  // The reply to `text`, streamed into `m`. True when the server no longer knows the conversation
+  // (and `last` is false): nothing was shown then.
+  async function send(text, m, last) {
     const t = m.querySelector(".t");
     const r = await api("/api/chat/stream", { method: "POST", body: JSON.stringify({ session_id: session, message: text }) });
     const reader = r.body.getReader(), decoder = new TextDecoder();
@@ -193,10 +205,13 @@
           const note = sourcesNote(d.sources);
           if (note) { const n = document.createElement("div"); n.className = "note"; n.textContent = note; m.appendChild(n); }
           feedback(m, d.reply_id);
-        } else if (type === "error") { m.className = "m bot"; t.textContent = d.error; }
+        } else if (type === "error") {
+          if (d.status === 404 && !last) return true;
+          m.className = "m bot"; t.textContent = d.error;
+        }
       }
     }
-    log.scrollTop = log.scrollHeight;
+    return false;
   }
   function toggle(open) {
     panel.classList.toggle("open", open);
@@ -214,9 +229,7 @@
     if (!confirm("Delete this conversation? This cannot be undone.")) return;
     const r = await api(`/api/chat/${session}`, { method: "DELETE" });
     if (!r.ok) { add("bot", (await r.json()).error); return; }
-    if (events) { events.close(); events = null; }
-    localStorage.removeItem(store);
-    session = ready = null;
+    forget();
     log.textContent = "";
     add("bot", "This conversation has been deleted.");
     await start();
