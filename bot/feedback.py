@@ -54,6 +54,7 @@ def reply_record(question: str, reply: Reply) -> dict[str, str | float]:
 
 class FeedbackLog:
     def __init__(self, sessions: SessionStore) -> None:
+        self._sessions = sessions
         self._keys = sessions.keys
         self._redis = sessions.redis
 
@@ -92,15 +93,22 @@ class FeedbackLog:
             "suggested": json.dumps(list(suggested)),
         }
         try:
-            rid = await self._redis.xadd(self._keys.unanswered, fields, maxlen=100_000)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._keys.unanswered, fields, maxlen=100_000)
+                self._sessions.drop_expired(pipe, self._keys.unanswered)
+                rid, _ = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot record the unanswered question: {exc}") from exc
-        return rid.decode()
+        return str(rid.decode())
 
     async def unanswered(self, count: int = 100) -> list[UnansweredItem]:
-        """The oldest `count` questions still waiting for an operator."""
+        """The oldest `count` questions still waiting for an operator (those older than a session
+        lives are dropped first)."""
         try:
-            rows = await self._redis.xrange(self._keys.unanswered, "-", "+", count)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                self._sessions.drop_expired(pipe, self._keys.unanswered)
+                pipe.xrange(self._keys.unanswered, "-", "+", count)
+                _, rows = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot read the unanswered questions: {exc}") from exc
         return [_item(rid, fields) for rid, fields in rows]

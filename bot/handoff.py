@@ -165,10 +165,12 @@ class HandoffDesk:
 
     async def _deliver(self, info: SessionInfo, text: str, operator: str) -> OutboxMessage:
         fields = {"session_id": info.session_id, "text": text, "operator": operator}
+        stream = self._keys.outbox(info.channel)
         try:
-            rid = await self._redis.xadd(
-                self._keys.outbox(info.channel), fields, maxlen=100_000, approximate=True
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(stream, fields, maxlen=100_000, approximate=True)
+                self._sessions.drop_expired(pipe, stream)
+                rid, _ = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
         return OutboxMessage(rid.decode(), info.session_id, text, operator)

@@ -77,6 +77,12 @@ class SessionStore:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot save the conversation: {exc}") from exc
 
+    def drop_expired(self, pipe: Any, stream: str) -> None:
+        """Queue on `pipe` the removal of `stream`'s entries older than a session lives (`ttl_s`):
+        the unanswered queue and the outboxes keep customers' words no longer than sessions do."""
+        oldest = f"{int((time.time() - self.ttl_s) * 1000)}-0"
+        pipe.xtrim(stream, minid=oldest, approximate=False)
+
     async def history(self, session_id: str, last: int | None = None) -> list[Turn]:
         start = -last if last else 0
         try:

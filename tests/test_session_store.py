@@ -1,8 +1,9 @@
 import asyncio
+import time
 
 from redis.asyncio import Redis
 
-from bot import SessionKeys, SessionStore, Source, Turn
+from bot import FeedbackLog, HandoffDesk, SessionKeys, SessionStore, Source, Turn
 
 
 async def test_history_round_trips_in_order_with_sources(redis_client: Redis, prefix: str) -> None:
@@ -82,3 +83,32 @@ async def test_a_lock_left_by_a_dead_worker_frees_within_the_lease(
     async with store.locked("s"):
         waited = loop.time() - started
     assert 0.5 < waited < 2.0
+
+
+async def test_queued_questions_and_operator_messages_live_no_longer_than_sessions(
+    redis_client: Redis, prefix: str
+) -> None:
+    """The unanswered queue and the outboxes outlive sessions unless trimmed: entries older than
+    a session lives go when the next one is written (and, for the queue, when it is listed)."""
+    store = SessionStore(redis_client, SessionKeys(prefix), ttl_s=2)
+    feedback, desk = FeedbackLog(store), HandoffDesk(store)
+
+    async def talk(session: str) -> None:
+        asked = [Turn("user", "human please", time.time())]
+        await store.append(session, asked, channel="web", meta={"state": "pending_human"})
+        await desk.enqueue(session, time.time())
+        await desk.take(session, "alice")  # "You are now talking to alice." goes to the outbox
+        await desk.send(session, "alice", f"hello {session}")
+        await feedback.add("fallback", session, f"question of {session}", "sorry")
+
+    await talk("old")
+    await asyncio.sleep(2.5)  # "old" is older than a session lives now
+    assert [i.question for i in await feedback.unanswered()] == []  # listing drops it
+    await feedback.add("fallback", "old", "question of old", "sorry")  # a fresh one stays
+    await talk("new")
+    assert [i.question for i in await feedback.unanswered()] == [
+        "question of old",
+        "question of new",
+    ]
+    outbox = [m.text for m in await desk.outbox("web")]
+    assert outbox == ["You are now talking to alice.", "hello new"]
