@@ -253,6 +253,40 @@ async def test_a_customer_deletes_the_conversation_in_the_widget(
         shop.close()
 
 
+async def test_a_failed_or_refused_question_says_so_and_can_be_asked_again(
+    web: Server, browser: Browser
+) -> None:
+    """No typing indicator left forever: a connection that fails, a reply cut off mid-way and a
+    refusal before any reply each end in a message, and the next question is answered."""
+    page = await browser.new_page()
+    stream = "**/api/chat/stream"
+    try:
+        await page.goto(web.url + "/")
+        await open_chat(page)
+        dialog = page.get_by_role("dialog", name="Chat")
+        message = dialog.get_by_label("Your message")
+        await expect(dialog.locator(".m.bot")).to_have_count(1, timeout=SLOW)  # the greeting
+        failed = "Sorry, the connection failed. Please try again."
+        cut_off = 'event: token\ndata: {"text": "Standard shipping"}\n\n'  # and then nothing
+        refused = {"error": "The service is unavailable; try again in 5 s."}
+        for answer, expected in [
+            (lambda route: route.abort(), failed),
+            (lambda route: route.fulfill(body=cut_off, content_type="text/event-stream"), failed),
+            (lambda route: route.fulfill(status=503, json=refused), refused["error"]),
+        ]:
+            await page.route(stream, answer)
+            await message.fill("how much does shipping cost?")
+            await message.press("Enter")
+            await expect(dialog.locator(".m.bot").last).to_have_text(expected, timeout=SLOW)
+            await expect(dialog.locator(".m.bot.typing")).to_have_count(0)
+            await page.unroute(stream)
+        await message.fill("how much does shipping cost?")
+        await message.press("Enter")
+        await expect(dialog.locator(".m.bot").last).to_contain_text("4.95 EUR", timeout=SLOW)
+    finally:
+        await page.close()
+
+
 async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Browser) -> None:
     """A question near FAQ entries but not close enough to answer from: the closest questions
     come as buttons (not as text lines too); tapping one asks it and gets its answer. The

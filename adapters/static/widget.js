@@ -172,9 +172,14 @@
   async function ask(text) {
     const u = add("user", text);
     const m = add("bot typing", "");
-    await start();
-    log.append(u, m);  // after the history and greeting that start() may have just shown
-    if (await send(text, m, false)) { forget(); await start(false); await send(text, m, true); }
+    try {
+      await start();
+      log.append(u, m);  // after the history and greeting that start() may have just shown
+      if (await send(text, m, false)) { forget(); await start(false); await send(text, m, true); }
+    } catch {  // no connection, or it broke off before the reply was complete (nothing is stored)
+      m.className = "m bot";
+      m.querySelector(".t").textContent = "Sorry, the connection failed. Please try again.";
+    }
     log.scrollTop = log.scrollHeight;
   }
   // The reply to `text`, streamed into `m`. True when the server no longer knows the conversation
@@ -182,6 +187,11 @@
   async function send(text, m, last) {
     const t = m.querySelector(".t");
     const r = await api("/api/chat/stream", { method: "POST", body: JSON.stringify({ session_id: session, message: text }) });
+    if (!r.ok) {  // refused before any reply (a limit, the site's key, the server unavailable)
+      m.className = "m bot";
+      t.textContent = (await r.json().catch(() => ({}))).error || "Sorry, something went wrong. Please try again.";
+      return false;
+    }
     const reader = r.body.getReader(), decoder = new TextDecoder();
     let buffer = "";
     for (;;) {
@@ -211,6 +221,7 @@
         }
       }
     }
+    if (m.classList.contains("typing")) throw new Error("the reply was cut off");
     return false;
   }
   function toggle(open) {
