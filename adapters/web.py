@@ -10,6 +10,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from redis.exceptions import RedisError
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
@@ -28,7 +29,12 @@ from adapters.telegram_webhook import telegram_webhook_router
 
 class SiteCORS(CORSMiddleware):
     """CORS for the chat and OpenAI APIs that answers only origins some registered site allows
-    (each call is then checked against its own site's origins)."""
+    (each call is then checked against its own site's origins). The sites' origins are read
+    again every `REFRESH_S`, and at once (at most every `NEW_ORIGIN_S`) for an origin not among
+    them: a site just registered is served at its first request, not refused for seconds."""
+
+    REFRESH_S = 2.0
+    NEW_ORIGIN_S = 0.1
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         super().__init__(
@@ -51,7 +57,10 @@ class SiteCORS(CORSMiddleware):
             await self._app(scope, receive, send)
             return
         runtime = getattr(scope["app"].state, "runtime", None)
-        if runtime is not None and time.monotonic() - self._checked > 2:
+        age = time.monotonic() - self._checked
+        origin = Headers(scope=scope).get("origin")
+        new = origin is not None and origin not in self._origins and age > self.NEW_ORIGIN_S
+        if runtime is not None and (age > self.REFRESH_S or new):
             with suppress(RedisError):  # keep the last known origins while Redis is away
                 sites = await runtime.sites.all()
                 self._origins = frozenset(o for s in sites for o in s.origins)
