@@ -9,7 +9,6 @@ under way finishes first and nothing of it is written back afterwards. What oper
 question (an FAQ entry, another phrasing of one) belongs to the FAQ and stays.
 """
 
-import re
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -42,17 +41,14 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
         async with sessions.locked(session_id):
             messages = await redis.llen(keys.history(session_id))
             # Every key of the session (history, metadata, reply records) but its lock, held here.
-            pattern = _glob_escape(keys.history(session_id)).removesuffix("history") + "*"
             lock, reply = keys.lock(session_id), keys.reply(session_id, "")
-            own = [k.decode() async for k in redis.scan_iter(match=pattern, count=PAGE)]
-            own = [k for k in own if k != lock]
+            found = redis.scan_iter(match=keys.session_keys(session_id), count=PAGE)
+            own = [k.decode() async for k in found if k.decode() != lock]
             replies = [k for k in own if k.startswith(reply)]
             unanswered = await _stream_entries(sessions, keys.unanswered, session_id)
             outboxes = {
                 stream.decode(): await _stream_entries(sessions, stream.decode(), session_id)
-                async for stream in redis.scan_iter(
-                    match=_glob_escape(keys.outbox("")) + "*", count=PAGE, _type="stream"
-                )
+                async for stream in redis.scan_iter(match=keys.outboxes, count=PAGE, _type="stream")
             }
             async with redis.pipeline(transaction=True) as pipe:
                 if own:
@@ -86,8 +82,3 @@ async def _stream_entries(sessions: SessionStore, stream: str, session_id: str) 
         if len(rows) < PAGE:
             return found
         start = "(" + rows[-1][0].decode()  # after the last one read
-
-
-def _glob_escape(text: str) -> str:
-    """`text` matched literally in a Redis SCAN pattern."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

@@ -4,6 +4,7 @@ A session's keys carry the `{session}` hash tag, so one session lives on one Red
 and its MULTI/EXEC transactions work there too.
 """
 
+import re
 from dataclasses import dataclass
 
 
@@ -21,6 +22,10 @@ class SessionKeys:
     def meta(self, session_id: str) -> str:
         """Hash: channel, created, last_seen, state, state_since, operator, fallbacks."""
         return self._session(session_id, "meta")
+
+    def session_keys(self, session_id: str) -> str:
+        """SCAN pattern of every key of the session (history, meta, lock, replies)."""
+        return _literal(self._session(session_id, "")) + "*"
 
     def lock(self, session_id: str) -> str:
         return self._session(session_id, "lock")
@@ -52,6 +57,16 @@ class SessionKeys:
         return f"{self.prefix}:outbox:{channel}"
 
     @property
+    def outboxes(self) -> str:
+        """SCAN pattern of every channel's outbox."""
+        return _literal(self.outbox("")) + "*"
+
+    @property
     def unanswered(self) -> str:
         """Stream: questions the bot could not answer and replies customers disliked."""
         return f"{self.prefix}:unanswered"
+
+
+def _literal(text: str) -> str:
+    """`text` matched literally in a Redis SCAN pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
