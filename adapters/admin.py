@@ -115,8 +115,11 @@ def admin_router(token: str | None) -> APIRouter:
 
     @router.get("/handoff", response_model=HandoffQueues)
     async def queues(request: Request) -> HandoffQueues:
-        """Conversations waiting for a human and those operators have taken, with transcripts."""
+        """Conversations waiting for a human and those operators have taken, with transcripts.
+        Listing them counts as an operator being there for the next 2 minutes: a customer who
+        asks for a person while nobody has listed them is told the answer may take a while."""
         desk = runtime(request).manager.handoff
+        await desk.watched()
         return HandoffQueues(
             waiting=[SessionOut.of(s) for s in await desk.waiting()],
             active=[SessionOut.of(s) for s in await desk.active()],

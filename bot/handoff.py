@@ -15,6 +15,8 @@ from bot.errors import ConversationError, StorageUnavailable
 from bot.messages import SessionInfo, State, Turn
 from bot.session_store import SessionStore
 
+WATCHED_S = 120  # a desk in a background tab may list the queue only once a minute
+
 
 class HandoffError(ConversationError):
     """An operator action that does not fit the session's state; the message says why."""
@@ -57,6 +59,20 @@ class HandoffDesk:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
         return None if rank is None else int(rank) + 1
+
+    async def watched(self) -> None:
+        """Someone is watching the queue now (the operator desk lists it every few seconds)."""
+        try:
+            await self._redis.set(self._keys.watched, 1, ex=WATCHED_S)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+
+    async def staffed(self) -> bool:
+        """Whether someone watched the queue within the last `WATCHED_S` seconds."""
+        try:
+            return bool(await self._redis.exists(self._keys.watched))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
 
     async def waiting(self) -> list[SessionInfo]:
         """Sessions waiting for a human, first come first, with their transcripts."""

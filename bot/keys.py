@@ -48,6 +48,11 @@ class SessionKeys:
         return f"{self.prefix}:handoff:waiting"
 
     @property
+    def watched(self) -> str:
+        """String with a TTL, set while someone watches the handoff queue (the operator desk)."""
+        return f"{self.prefix}:handoff:watched"
+
+    @property
     def active(self) -> str:
         """Set: sessions a human operator has taken."""
         return f"{self.prefix}:handoff:active"

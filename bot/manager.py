@@ -69,9 +69,14 @@ class AnswerPolicy:
         )
 
     @staticmethod
-    def waiting(place: int) -> str:
+    def waiting(place: int, staffed: bool = True) -> str:
+        """Where the customer is in line; and, when no operator is watching the queue, that
+        the answer may take a while."""
         ahead = "you are next" if place == 1 else f"you are number {place} in line"
-        return f"I've asked a colleague to take over; {ahead}. They will answer here."
+        told = f"I've asked a colleague to take over; {ahead}. They will answer here."
+        if staffed:
+            return told
+        return f"{told} No one from our team is online right now, so this may take a while."
 
 
 class Observer(Protocol):
@@ -211,7 +216,8 @@ class ConversationManager:
 
         if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
-            quiet = "" if place is None else policy.waiting(place)
+            staffed = place is None or await self.handoff.staffed()
+            quiet = "" if place is None else policy.waiting(place, staffed)
             await self._store(inbound, [asked], Reply(sid, quiet, "handoff", state=info.state))
             yield Reply(sid, quiet, "handoff", state=info.state)
             return
@@ -295,7 +301,7 @@ class ConversationManager:
         place = await self.handoff.enqueue(inbound.session_id, now)
         reply = Reply(
             inbound.session_id,
-            self.policy.waiting(place),
+            self.policy.waiting(place, await self.handoff.staffed()),
             "handoff",
             reply_id=_new_id(),
             state="pending_human",

@@ -293,6 +293,23 @@ async def test_a_near_miss_is_offered_the_closest_questions_and_off_topic_gets_n
     assert model.calls == 0
 
 
+async def test_a_customer_is_told_when_no_operator_is_there(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """Nobody has the operator desk open (nobody listed the queue lately): the customer is put
+    in line and told the answer may take a while; once an operator lists the queue, the next
+    customer is told only their place."""
+    bot = build(redis_client, prefix, sample_retriever)
+    offline = "No one from our team is online right now"
+    nobody = await bot.ask(Inbound("night", "talk to a human please"))
+    assert nobody.mode == "handoff" and nobody.state == "pending_human"
+    assert "you are next" in nobody.text and offline in nobody.text
+    assert offline in (await bot.ask(Inbound("night", "hello?"))).text
+    await bot.handoff.watched()  # an operator opens the desk
+    there = await bot.ask(Inbound("day", "Can I speak to a real person?"))
+    assert "you are number 2 in line" in there.text and offline not in there.text
+
+
 async def test_handoff_through_the_manager(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:

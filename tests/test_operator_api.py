@@ -38,9 +38,10 @@ def test_admin_routes_need_the_token(desk: Server, server: Server) -> None:
 
 
 def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
+    assert admin(desk, "GET", "/handoff").is_success  # an operator watches the queue
     asked = desk.chat("h1", "Can I talk to a human please?")
     assert (asked["mode"], asked["state"]) == ("handoff", "pending_human")
-    assert "you are next" in asked["reply"]
+    assert "you are next" in asked["reply"] and "online" not in asked["reply"]
 
     queues = admin(desk, "GET", "/handoff").json()
     [waiting] = [s for s in queues["waiting"] if s["session_id"] == "h1"]
