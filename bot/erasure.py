@@ -1,12 +1,15 @@
 """Erasing a conversation on request: everything answerdesk keeps of it, wherever it is.
 
 A customer's words are kept in the session's history and metadata and in the records of its
-replies (for 👍/👎), which expire with the session, and beyond the session's lifetime in the
-operators' unanswered queue and in the channels' outboxes of operator messages (streams capped at
-100,000 entries, not by age). A customer who asks to have a conversation deleted, as the GDPR's
-right to erasure lets them, expects all of it gone. Erasing holds the session's lock, so a turn
-under way finishes first and nothing of it is written back afterwards. What operators made of a
-question (an FAQ entry, another phrasing of one) belongs to the FAQ and stays.
+replies (for 👍/👎), which expire with the session, and in the operators' unanswered queue and the
+channels' outboxes of operator messages, which keep an entry up to a session's lifetime after it
+was written (`SessionStore.drop_expired`), so beyond the session's end. A customer who asks to
+have a conversation deleted, as the GDPR's right to erasure lets them, expects all of it gone.
+Erasing holds the session's lock, so a turn under way finishes first and nothing of it is written
+back afterwards; the deletions are not one transaction (the queues are other keys than the
+session's, on another Redis Cluster slot), and erasing again finishes an erase cut short. What
+operators made of a question (an FAQ entry, another phrasing of one) belongs to the FAQ and
+stays.
 """
 
 from dataclasses import dataclass
@@ -50,7 +53,7 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
                 stream.decode(): await _stream_entries(sessions, stream.decode(), session_id)
                 async for stream in redis.scan_iter(match=keys.outboxes, count=PAGE, _type="stream")
             }
-            async with redis.pipeline(transaction=True) as pipe:
+            async with redis.pipeline(transaction=False) as pipe:
                 if own:
                     pipe.delete(*own)
                 pipe.zrem(keys.waiting, session_id)
