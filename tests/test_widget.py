@@ -98,9 +98,18 @@ def register(web: Server, origin: str) -> str:
     return str(r.json()["key"])
 
 
-async def open_chat(page: Page) -> None:
+async def open_chat(page: Page) -> tuple[Locator, Locator]:
+    """Open the widget: its dialog and the customer's message box."""
     await page.get_by_role("button", name="Open chat").click()
-    await expect(page.get_by_role("dialog", name="Chat")).to_be_visible()
+    dialog = page.get_by_role("dialog", name="Chat")
+    await expect(dialog).to_be_visible()
+    return dialog, dialog.get_by_label("Your message")
+
+
+async def send(box: Locator, text: str) -> None:
+    """The customer types `text` into the message box and presses Enter."""
+    await box.fill(text)
+    await box.press("Enter")
 
 
 async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browser: Browser) -> None:
@@ -112,14 +121,11 @@ async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browse
     page.on("request", lambda r: requests.append(r.url))
     try:
         await page.goto(shop.url + "/")
-        await open_chat(page)
-        dialog = page.get_by_role("dialog", name="Chat")
+        dialog, message = await open_chat(page)
         await expect(dialog.get_by_role("heading")).to_have_text("Pinecone help")
-        message = dialog.get_by_label("Your message")
         await expect(message).to_be_focused()
 
-        await message.fill("how do I reset my password?")
-        await message.press("Enter")
+        await send(message, "how do I reset my password?")
         answer = dialog.locator(".m.bot").nth(1)
         await expect(answer).to_contain_text('Click "Sign in", then "Forgot password?"')
         await expect(answer.locator(".note")).to_have_text(
@@ -142,8 +148,7 @@ async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browse
                 }).observe(log, { childList: true, subtree: true, characterData: true });
             }"""
         )
-        await message.fill("is there a shop in berlin")
-        await message.press("Enter")
+        await send(message, "is there a shop in berlin")
         await expect(dialog.locator(".m.bot")).to_have_count(3)
         await expect(dialog.locator(".m.bot.typing")).to_have_count(0, timeout=120_000)
         generated = await dialog.locator(".m.bot").nth(2).locator(".t").text_content()
@@ -202,11 +207,8 @@ async def test_a_customer_deletes_the_conversation_in_the_widget(
     page = await browser.new_page()
     try:
         await page.goto(shop.url + "/")
-        await open_chat(page)
-        dialog = page.get_by_role("dialog", name="Chat")
-        message = dialog.get_by_label("Your message")
-        await message.fill("how do I reset my password?")
-        await message.press("Enter")
+        dialog, message = await open_chat(page)
+        await send(message, "how do I reset my password?")
         answer = dialog.locator(".m.bot").nth(1)
         await expect(answer).to_contain_text("Forgot password?", timeout=SLOW)
         first = await page.evaluate(SESSION_IN_STORAGE)
@@ -233,8 +235,7 @@ async def test_a_customer_deletes_the_conversation_in_the_widget(
         await page.reload()
         await open_chat(page)
         await expect(dialog.locator(".m")).to_have_count(1, timeout=SLOW)  # a new one's greeting
-        await message.fill("how much does shipping cost?")
-        await message.press("Enter")
+        await send(message, "how much does shipping cost?")
         await expect(dialog.locator(".m.bot").last).to_contain_text("4.95 EUR", timeout=SLOW)
 
         # The server forgets the conversation while the page stays open (an operator deleted it,
@@ -243,8 +244,7 @@ async def test_a_customer_deletes_the_conversation_in_the_widget(
         before = await dialog.locator(".m").count()
         async with httpx.AsyncClient(base_url=web.url, headers=ADMIN, timeout=30) as admin:
             assert (await admin.delete(f"/admin/sessions/{second}")).status_code == 200
-        await message.fill("which countries do you ship to?")
-        await message.press("Enter")
+        await send(message, "which countries do you ship to?")
         shipping = dialog.locator(".m.bot").last
         await expect(shipping).to_contain_text("We ship to all EU countries", timeout=SLOW)
         await page.wait_for_function(f"({SESSION_IN_STORAGE}) !== {second!r}", timeout=SLOW)
@@ -262,9 +262,7 @@ async def test_a_failed_or_refused_question_says_so_and_can_be_asked_again(
     stream = "**/api/chat/stream"
     try:
         await page.goto(web.url + "/")
-        await open_chat(page)
-        dialog = page.get_by_role("dialog", name="Chat")
-        message = dialog.get_by_label("Your message")
+        dialog, message = await open_chat(page)
         await expect(dialog.locator(".m.bot")).to_have_count(1, timeout=SLOW)  # the greeting
         failed = "Sorry, the connection failed. Please try again."
         cut_off = 'event: token\ndata: {"text": "Standard shipping"}\n\n'  # and then nothing
@@ -275,13 +273,11 @@ async def test_a_failed_or_refused_question_says_so_and_can_be_asked_again(
             (lambda route: route.fulfill(status=503, json=refused), refused["error"]),
         ]:
             await page.route(stream, answer)
-            await message.fill("how much does shipping cost?")
-            await message.press("Enter")
+            await send(message, "how much does shipping cost?")
             await expect(dialog.locator(".m.bot").last).to_have_text(expected, timeout=SLOW)
             await expect(dialog.locator(".m.bot.typing")).to_have_count(0)
             await page.unroute(stream)
-        await message.fill("how much does shipping cost?")
-        await message.press("Enter")
+        await send(message, "how much does shipping cost?")
         await expect(dialog.locator(".m.bot").last).to_contain_text("4.95 EUR", timeout=SLOW)
     finally:
         await page.close()
@@ -295,11 +291,8 @@ async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Bro
     page = await browser.new_page()
     try:
         await page.goto(web.url + "/")  # the demo page, with the demo site key
-        await open_chat(page)
-        dialog = page.get_by_role("dialog", name="Chat")
-        message = dialog.get_by_label("Your message")
-        await message.fill("i need to send back a jacket that is too small")
-        await message.press("Enter")
+        dialog, message = await open_chat(page)
+        await send(message, "i need to send back a jacket that is too small")
         offer = dialog.locator(".m.bot").nth(1)
         await expect(offer.locator(".t")).to_contain_text("Did you mean:", timeout=15_000)
         suggestion = offer.get_by_role("button", name="How do I return an item?")
@@ -338,11 +331,8 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     customer, desk = await browser.new_page(), await browser.new_page()
     try:
         await customer.goto(web.url + "/")
-        await open_chat(customer)
-        chat = customer.get_by_role("dialog", name="Chat")
-        message = chat.get_by_label("Your message")
-        await message.fill("how long do I have?")  # near "What is your return policy?"
-        await message.press("Enter")
+        chat, message = await open_chat(customer)
+        await send(message, "how long do I have?")  # near "What is your return policy?"
         offer = chat.locator(".m.bot").nth(1).locator(".t")
         await expect(offer).to_contain_text("Did you mean:", timeout=15_000)
         await chat.get_by_role("button", name="Talk to a human").click()
@@ -605,10 +595,8 @@ async def test_a_question_sent_before_the_widget_is_ready_waits_for_it(
     try:
         await page.route("**/api/site", slowly)
         await page.goto(web.url + "/")
-        await open_chat(page)
-        dialog = page.get_by_role("dialog", name="Chat")
-        await dialog.get_by_label("Your message").fill("how do I reset my password?")
-        await dialog.get_by_label("Your message").press("Enter")
+        dialog, message = await open_chat(page)
+        await send(message, "how do I reset my password?")
         await expect(dialog.locator(".m.bot").first).to_contain_text("Hi!")
         await expect(dialog.locator(".m.user")).to_have_text(["how do I reset my password?"])
         await expect(dialog.locator(".m.bot").nth(1)).to_contain_text("Forgot password?")
