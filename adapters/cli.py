@@ -69,6 +69,9 @@ def setup_logging(settings: Settings) -> None:
     # not download an optional 4-bit CPU kernel from the Hugging Face Hub; answerdesk never
     # downloads models, so the advice in it cannot apply.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # httpx2 logs every request's URL at INFO; a webhook's URL is its secret (Slack's is its key),
+    # and a model server's requests are one line per reply. Its warnings still show.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 @main.group(invoke_without_command=True)

@@ -51,6 +51,12 @@ class Metrics:
         self.handoffs = Counter(
             "answerdesk_handoffs", "Conversations handed to a human", registry=r
         )
+        self.handoff_notifications = Counter(
+            "answerdesk_handoff_notifications",
+            "Handoff webhook notifications, sent or failed after every retry",
+            ["result"],
+            registry=r,
+        )
         self.telegram_retries = Counter(
             "answerdesk_telegram_retry_after", "Telegram 429 answers waited out", registry=r
         )
@@ -77,6 +83,9 @@ class Metrics:
 
     def handoff(self) -> None:
         self.handoffs.inc()
+
+    def handoff_notified(self, result: str) -> None:
+        self.handoff_notifications.labels(result).inc()
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
+from adapters.handoff_webhook import HandoffWebhook
 from adapters.metrics import Metrics
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
@@ -169,7 +170,16 @@ async def build_runtime(
             reply_timeout_s=settings.reply_timeout_s,
         )
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
-        manager = ConversationManager(sessions, retriever, model, policy, limiter, metrics)
+        webhook = None
+        if settings.handoff_webhook_url is not None:
+            webhook = HandoffWebhook(
+                str(settings.handoff_webhook_url),
+                settings.operator_desk_url,
+                on_result=metrics.handoff_notified if metrics is not None else None,
+            )
+        manager = ConversationManager(
+            sessions, retriever, model, policy, limiter, metrics, notifier=webhook
+        )
         if metrics is not None:
             metrics.watch_model(model)
         sites = SiteRegistry(redis, settings.redis_prefix)
@@ -201,4 +211,6 @@ async def build_runtime(
         finally:
             if telegram is not None:
                 await telegram.stop()
+            if webhook is not None:
+                await webhook.aclose()
             await model.close()

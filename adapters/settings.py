@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, HttpUrl
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     # Bearer token of the operator API (/admin/…); empty: the operator API is disabled.
     admin_token: str | None = Field(default=None, repr=False)
     history_max_turns: int = Field(default=200, ge=2)
+    # Told each time a customer starts waiting for a person: a webhook URL of the operators' team
+    # chat (Slack, Mattermost, Rocket.Chat, Discord's …/slack URL) or any HTTP endpoint, which
+    # gets a JSON POST whose `text` says so. Empty: no notifications.
+    handoff_webhook_url: HttpUrl | None = Field(default=None, repr=False)
+    # The address this server is reached at (https://support.example.com): notifications link to
+    # its operator desk. Empty: they carry no link.
+    public_url: HttpUrl | None = None
 
     # Telegram: the token from @BotFather; empty: no Telegram bot.
     telegram_token: str | None = Field(default=None, repr=False)
@@ -114,3 +121,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def operator_desk_url(self) -> str | None:
+        return None if self.public_url is None else str(self.public_url).rstrip("/") + "/operator"

@@ -4,7 +4,14 @@ handoff, feedback and the unanswered queue."""
 from bot.erasure import Erased
 from bot.errors import ConversationError, StorageUnavailable
 from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
-from bot.handoff import HandoffDesk, HandoffError, OutboxMessage, UnknownSession
+from bot.handoff import (
+    HandoffDesk,
+    HandoffError,
+    HandoffNotifier,
+    OutboxMessage,
+    UnknownSession,
+    Waiting,
+)
 from bot.keys import SessionKeys
 from bot.manager import (
     AnswerPolicy,
@@ -38,6 +45,7 @@ __all__ = [
     "FeedbackLog",
     "HandoffDesk",
     "HandoffError",
+    "HandoffNotifier",
     "Inbound",
     "InvalidMessage",
     "Mode",
@@ -60,5 +68,6 @@ __all__ = [
     "UnknownItem",
     "UnknownReply",
     "UnknownSession",
+    "Waiting",
     "build_messages",
 ]

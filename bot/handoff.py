@@ -8,6 +8,7 @@ delivers them. Every state change is a timestamped `system` turn in the history.
 import time
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Protocol
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -32,6 +33,25 @@ class OutboxMessage:
     session_id: str
     text: str
     operator: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A customer who has just been put in line for a person."""
+
+    session_id: str
+    channel: str
+    place: int  # 1: the next one an operator takes
+    reason: str  # "customer asked for a human", "3 questions in a row the FAQ does not answer"
+    staffed: bool  # someone had the operator desk open in the last `WATCHED_S` seconds
+
+
+class HandoffNotifier(Protocol):
+    """Tells the operators that a customer waits (adapters post it to their team chat)."""
+
+    def waiting(self, call: Waiting) -> None:
+        """Called once the customer's place in line is stored; returns at once (the customer's
+        reply does not wait for the notification)."""
 
 
 def state_turn(state: State, note: str, now: float) -> Turn:

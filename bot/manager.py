@@ -12,7 +12,7 @@ from bot.erasure import Erased, erase_session
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
 from bot.grounding import supported_prefix
-from bot.handoff import HandoffDesk, state_turn
+from bot.handoff import HandoffDesk, HandoffNotifier, Waiting, state_turn
 from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
 from bot.prompt import approximate_tokens, build_messages, is_refusal
@@ -106,6 +106,7 @@ class ConversationManager:
         policy: AnswerPolicy | None = None,
         limiter: RateLimiter | None = None,
         observer: Observer | None = None,
+        notifier: HandoffNotifier | None = None,
     ) -> None:
         self._sessions = sessions
         self._retriever = retriever
@@ -113,6 +114,7 @@ class ConversationManager:
         self.model = model  # for callers that talk to the model directly (raw completions)
         self._limiter = limiter
         self._observer = observer
+        self._notifier = notifier
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
         self.handoff = HandoffDesk(sessions)
@@ -297,11 +299,12 @@ class ConversationManager:
     async def _hand_over(self, inbound: Inbound, asked: Turn, reason: str) -> Reply:
         if self._observer is not None:
             self._observer.handoff()
-        now = time.time()
-        place = await self.handoff.enqueue(inbound.session_id, now)
+        sid, now = inbound.session_id, time.time()
+        place = await self.handoff.enqueue(sid, now)
+        staffed = await self.handoff.staffed()
         reply = Reply(
-            inbound.session_id,
-            self.policy.waiting(place, await self.handoff.staffed()),
+            sid,
+            self.policy.waiting(place, staffed),
             "handoff",
             reply_id=_new_id(),
             state="pending_human",
@@ -314,6 +317,8 @@ class ConversationManager:
             state_since=now,
             fallbacks=0,
         )
+        if self._notifier is not None:
+            self._notifier.waiting(Waiting(sid, inbound.channel, place, reason, staffed))
         return reply
 
     async def _store(

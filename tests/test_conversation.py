@@ -17,12 +17,14 @@ from bot import (
     AnswerPolicy,
     ConversationManager,
     DuplicateMessage,
+    HandoffNotifier,
     Inbound,
     RateLimited,
     RateLimiter,
     SessionKeys,
     SessionStore,
     StorageUnavailable,
+    Waiting,
 )
 from engine import ChatMessage, GenerationParams
 from knowledge import Embedder, FaqEntry, KnowledgeKeys, KnowledgeStore, Retriever
@@ -69,6 +71,7 @@ def build(
     retriever: Retriever,
     model: SlowScriptedModel | None = None,
     ttl_s: int = 3600,
+    notifier: HandoffNotifier | None = None,
     **policy: object,
 ) -> ConversationManager:
     sessions = SessionStore(redis, SessionKeys(prefix), ttl_s=ttl_s)
@@ -77,6 +80,7 @@ def build(
         retriever,
         model or SlowScriptedModel(),
         AnswerPolicy(business="Pinecone", **policy),  # type: ignore[arg-type]
+        notifier=notifier,
     )
 
 
@@ -293,21 +297,37 @@ async def test_a_near_miss_is_offered_the_closest_questions_and_off_topic_gets_n
     assert model.calls == 0
 
 
+class TeamChat:
+    """A `HandoffNotifier` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.told: list[Waiting] = []
+
+    def waiting(self, call: Waiting) -> None:
+        self.told.append(call)
+
+
 async def test_a_customer_is_told_when_no_operator_is_there(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:
     """Nobody has the operator desk open (nobody listed the queue lately): the customer is put
     in line and told the answer may take a while; once an operator lists the queue, the next
     customer is told only their place."""
-    bot = build(redis_client, prefix, sample_retriever)
+    team = TeamChat()
+    bot = build(redis_client, prefix, sample_retriever, notifier=team)
     offline = "No one from our team is online right now"
     nobody = await bot.ask(Inbound("night", "talk to a human please"))
     assert nobody.mode == "handoff" and nobody.state == "pending_human"
     assert "you are next" in nobody.text and offline in nobody.text
     assert offline in (await bot.ask(Inbound("night", "hello?"))).text
     await bot.handoff.watched()  # an operator opens the desk
-    there = await bot.ask(Inbound("day", "Can I speak to a real person?"))
+    there = await bot.ask(Inbound("day", "Can I speak to a real person?", channel="telegram"))
     assert "you are number 2 in line" in there.text and offline not in there.text
+    # The operators are told once per customer put in line, not again while they wait.
+    assert team.told == [
+        Waiting("night", "web", 1, "customer asked for a human", staffed=False),
+        Waiting("day", "telegram", 2, "customer asked for a human", staffed=True),
+    ]
 
 
 async def test_handoff_through_the_manager(

@@ -1,6 +1,7 @@
 """Operators over real HTTP against `answerdesk serve` with the real model: handoff, the
 unanswered queue, and the chat API's limits."""
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -8,16 +9,29 @@ import pytest
 import redis
 
 from tests.server import Server
+from tests.webhook_receiver import WebhookReceiver
 
 TOKEN = "s3cret-operator-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def team_chat() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory, team_chat: WebhookReceiver) -> Iterator[Server]:
     running = Server(
         tmp_path_factory.mktemp("operator-data"),
-        extra_env={"ANSWERDESK_ADMIN_TOKEN": TOKEN, "ANSWERDESK_HANDOFF_AFTER_FALLBACKS": "3"},
+        extra_env={
+            "ANSWERDESK_ADMIN_TOKEN": TOKEN,
+            "ANSWERDESK_HANDOFF_AFTER_FALLBACKS": "3",
+            "ANSWERDESK_HANDOFF_WEBHOOK_URL": team_chat.url,
+            "ANSWERDESK_PUBLIC_URL": "https://support.example.com/",
+        },
     ).start()
     yield running
     running.stop()
@@ -188,6 +202,51 @@ def test_unanswerable_questions_queue_up_and_then_call_a_human(desk: Server) -> 
     assert [i["reason"] for i in fallbacks] == ["fallback"] * 3
     waiting = [s["session_id"] for s in admin(desk, "GET", "/handoff").json()["waiting"]]
     assert "lost" in waiting
+
+
+def test_the_team_chat_is_told_when_a_customer_waits(
+    desk: Server, team_chat: WebhookReceiver
+) -> None:
+    """Each customer put in line is posted to the operators' team chat (retried when it answers
+    503), with a link to the operator desk and without the customer's words; a webhook that
+    refuses is logged and counted, and the customer is in line all the same."""
+    team_chat.plan["notify-asks"] = [503]
+    asked = desk.chat("notify-asks", "can I talk to a person? my order 7781 never came")
+    assert asked["mode"] == "handoff"
+    first, second = team_chat.posts_for("notify-asks", count=2)
+    assert (first["answered"], second["answered"]) == (503, 200)
+    assert first == {**second, "answered": 503}
+    place = 1 + [s["session_id"] for s in admin(desk, "GET", "/handoff").json()["waiting"]].index(
+        "notify-asks"
+    )
+    line = "next in line" if place == 1 else f"number {place} in line"
+    assert second["text"] == (
+        "A customer in the web chat is waiting for a person (customer asked for a human); they "
+        f"are {line}. Open the operator desk: https://support.example.com/operator"
+    )
+    assert (second["channel"], second["place"]) == ("web", place)
+    assert second["operator_desk"] == "https://support.example.com/operator"
+    assert "7781" not in str(second) and "order" not in str(second)
+
+    team_chat.plan["notify-stuck"] = [404]
+    for question in ["what is the capital of Peru?", "sing me a song", "how do I bake bread"]:
+        stuck = desk.chat("notify-stuck", question)
+    assert stuck["mode"] == "handoff"
+    [refused] = team_chat.posts_for("notify-stuck")
+    assert refused["reason"] == "3 questions in a row the FAQ does not answer"
+    assert refused["answered"] == 404
+    waiting = [s["session_id"] for s in admin(desk, "GET", "/handoff").json()["waiting"]]
+    assert "notify-stuck" in waiting
+    log = desk.data_dir / "server.log"
+    deadline = time.monotonic() + 10  # the webhook's answer is logged after the receiver has it
+    while "session notify-stuck" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Could not tell the operators that session notify-stuck waits" in log.read_text()
+    assert "it answered 404 Not Found" in log.read_text()
+    assert team_chat.url not in log.read_text()  # it carries the chat's secret
+    metrics = httpx.get(f"{desk.url}/metrics", timeout=10).text
+    assert 'answerdesk_handoff_notifications_total{result="failed"} 1.0' in metrics
+    assert 'answerdesk_handoff_notifications_total{result="sent"}' in metrics
 
 
 def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> None:

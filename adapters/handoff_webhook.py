@@ -1,0 +1,123 @@
+"""Tells the operators' team chat that a customer is waiting for a person: one JSON POST per
+customer put in line, to a webhook URL. Its `text` is what Slack, Mattermost, Rocket.Chat and
+Discord's Slack-compatible URL (…/slack) show; the other fields are for anything else that reads
+it (n8n, Zapier, your own endpoint). It carries no words of the customer's: the conversation
+stays in the operator desk, where it can be erased.
+
+Delivery runs beside the conversation (the customer's reply never waits for it) and retries
+connection errors, 429 and 5xx answers with exponential backoff (tenacity); any other answer is
+a configuration mistake, logged once.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from bot import Waiting
+
+log = logging.getLogger(__name__)
+
+CHANNELS = {"web": "the web chat", "telegram": "Telegram"}
+
+
+def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
+    """The JSON body posted for `call`."""
+    where = CHANNELS.get(call.channel, call.channel)
+    line = "next in line" if call.place == 1 else f"number {call.place} in line"
+    text = f"A customer in {where} is waiting for a person ({call.reason}); they are {line}."
+    if desk_url:
+        text += f" Open the operator desk: {desk_url}"
+    return {
+        "text": text,
+        "event": "handoff",
+        "session_id": call.session_id,
+        "channel": call.channel,
+        "place": call.place,
+        "reason": call.reason,
+        "operator_desk": desk_url,
+    }
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return exc.response.status_code == 429 or exc.response.status_code >= 500
+    return isinstance(exc, httpx2.TransportError)
+
+
+class HandoffWebhook:
+    """A `bot.HandoffNotifier` that POSTs each waiting customer to `url`. Close it with `aclose`,
+    which lets notifications in flight finish for up to `grace_s`."""
+
+    def __init__(
+        self,
+        url: str,
+        desk_url: str | None = None,
+        *,
+        attempts: int = 5,
+        max_wait_s: float = 30,
+        timeout_s: float = 10,
+        on_result: Callable[[str], None] | None = None,
+    ) -> None:
+        self._url = url
+        self._desk_url = desk_url
+        self._attempts = attempts
+        self._max_wait_s = max_wait_s
+        self._on_result = on_result
+        self._client = httpx2.AsyncClient(timeout=timeout_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def waiting(self, call: Waiting) -> None:
+        task = asyncio.get_running_loop().create_task(self._post(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, call: Waiting) -> None:
+        body = notification(call, self._desk_url)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=wait_exponential(multiplier=1, max=self._max_wait_s),
+                retry=retry_if_exception(_worth_retrying),
+                reraise=True,
+            ):
+                with attempt:
+                    answer = await self._client.post(self._url, json=body)
+                    answer.raise_for_status()
+        except httpx2.HTTPError as exc:
+            log.error(
+                "Could not tell the operators that session %s waits for a person: the handoff "
+                "webhook failed (%s). Check ANSWERDESK_HANDOFF_WEBHOOK_URL; the customer is in "
+                "the operator desk's queue all the same.",
+                call.session_id,
+                _described(exc),
+            )
+            self._report("failed")
+        else:
+            self._report("sent")
+
+    def _report(self, result: str) -> None:
+        if self._on_result is not None:
+            self._on_result(result)
+
+    async def aclose(self, grace_s: float = 5) -> None:
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._client.aclose()
+
+
+def _described(exc: httpx2.HTTPError) -> str:
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"it answered {exc.response.status_code} {exc.response.reason_phrase}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
