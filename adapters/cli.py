@@ -7,7 +7,7 @@ import click
 
 from adapters.kb_cli import kb
 from adapters.redis_server import open_redis
-from adapters.settings import Settings
+from adapters.settings import Settings, load_settings
 from adapters.train_cli import evaluation, train
 from knowledge import KnowledgeError, read_entries
 
@@ -26,7 +26,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     from adapters.web import create_app
 
-    settings = Settings()
+    settings = load_settings()
     if settings.faq_file:
         try:
             read_entries(settings.faq_file)  # fail here, clearly, rather than inside the server
@@ -87,7 +87,7 @@ def telegram(ctx: click.Context) -> None:
     from adapters.runtime import build_runtime
     from adapters.telegram_service import TelegramSetupError
 
-    settings = Settings()
+    settings = load_settings()
     setup_logging(settings)
     if not settings.telegram_token:
         raise click.ClickException(
@@ -112,7 +112,7 @@ def telegram_set_webhook(url: str) -> None:
     """Tell Telegram to send updates to URL (https://HOST/telegram/webhook) with a new secret."""
     from adapters.telegram_service import TelegramSetupError, make_bot, register_webhook
 
-    settings = Settings()
+    settings = load_settings()
 
     async def run() -> None:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
@@ -145,7 +145,7 @@ def sites_add(name: str, origins: tuple[str, ...], **style: str | None) -> None:
     """Register a site and print the script tag for its pages."""
     from adapters.sites import SiteError, SiteRegistry
 
-    settings = Settings()
+    settings = load_settings()
 
     async def run() -> str:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
@@ -169,7 +169,7 @@ def sites_list() -> None:
     """Registered sites: key, name, origins."""
     from adapters.sites import SiteRegistry
 
-    settings = Settings()
+    settings = load_settings()
 
     async def run() -> None:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
@@ -185,7 +185,7 @@ def sites_rm(key: str) -> None:
     """Remove a site; its widget stops working."""
     from adapters.sites import SiteRegistry
 
-    settings = Settings()
+    settings = load_settings()
 
     async def run() -> bool:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 import click
 
 from adapters.redis_server import open_redis
-from adapters.settings import Settings
+from adapters.settings import Settings, load_settings
 from bot import ConversationError, FeedbackLog, SessionKeys, SessionStore
 from engine import as_batch_job
 from knowledge import (
@@ -123,7 +123,7 @@ def kb_import(file: Path, fmt: str | None, replace: bool, dry_run: bool) -> None
             echo_calibration(await kb.retriever.calibrate())
 
     with as_batch_job():  # embedding a large file: a server on this machine answers first
-        run(Settings(), work, search=not dry_run)
+        run(load_settings(), work, search=not dry_run)
 
 
 @kb.command("export")
@@ -137,7 +137,7 @@ def kb_export(file: Path, fmt: str | None) -> None:
         write_entries(file, entries, fmt)
         return len(entries)
 
-    click.echo(f"exported {run(Settings(), work)} entries to {file}")
+    click.echo(f"exported {run(load_settings(), work)} entries to {file}")
 
 
 @kb.command("list")
@@ -147,7 +147,7 @@ def kb_list() -> None:
     async def work(kb: Kb) -> list[EntryRecord]:
         return await kb.store.records()
 
-    for record in run(Settings(), work):
+    for record in run(load_settings(), work):
         assert record.entry is not None
         click.echo(f"{record.id}\tv{record.version}\t{record.entry.question}")
 
@@ -156,7 +156,7 @@ def kb_list() -> None:
 @click.argument("entry_id")
 def kb_show(entry_id: str) -> None:
     """One entry, as JSON."""
-    click.echo(show(run(Settings(), lambda kb: kb.store.get(entry_id))))
+    click.echo(show(run(load_settings(), lambda kb: kb.store.get(entry_id))))
 
 
 def entry_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -192,7 +192,7 @@ def kb_add(
     data["answer"] = answer
     data |= {"alt_questions": list(alts), "tags": list(tags), "language": language or "en"}
     entry = checked(data)
-    click.echo(show(run(Settings(), lambda kb: kb.store.create(entry))))
+    click.echo(show(run(load_settings(), lambda kb: kb.store.create(entry))))
 
 
 @kb.command("edit")
@@ -220,14 +220,14 @@ def kb_edit(
             data["tags"] = list(tags)
         return await kb.store.update(checked(data))
 
-    click.echo(show(run(Settings(), work)))
+    click.echo(show(run(load_settings(), work)))
 
 
 @kb.command("rm")
 @click.argument("entry_id")
 def kb_rm(entry_id: str) -> None:
     """Remove an entry (`kb revert` brings it back)."""
-    record = run(Settings(), lambda kb: kb.store.delete(entry_id))
+    record = run(load_settings(), lambda kb: kb.store.delete(entry_id))
     click.echo(f"removed {entry_id} (version {record.version})")
 
 
@@ -235,7 +235,7 @@ def kb_rm(entry_id: str) -> None:
 @click.argument("entry_id")
 def kb_history(entry_id: str) -> None:
     """Every version of an entry, oldest first."""
-    for record in run(Settings(), lambda kb: kb.store.history(entry_id)):
+    for record in run(load_settings(), lambda kb: kb.store.history(entry_id)):
         what = "deleted" if record.entry is None else record.entry.question
         click.echo(f"v{record.version}\t{record.updated:.0f}\t{what}")
 
@@ -245,7 +245,7 @@ def kb_history(entry_id: str) -> None:
 @click.argument("version", type=int)
 def kb_revert(entry_id: str, version: int) -> None:
     """Make VERSION of an entry current again (as a new version)."""
-    click.echo(show(run(Settings(), lambda kb: kb.store.revert(entry_id, version))))
+    click.echo(show(run(load_settings(), lambda kb: kb.store.revert(entry_id, version))))
 
 
 @kb.command("search")
@@ -265,7 +265,7 @@ def kb_search(question: str, count: int) -> None:
             parts = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items())
             click.echo(f"{hit.score:.3f}\t{hit.entry.id}\t{hit.entry.question}\t({parts})")
 
-    run(Settings(), work, search=True)
+    run(load_settings(), work, search=True)
 
 
 @kb.command("calibrate")
@@ -276,7 +276,7 @@ def kb_calibrate() -> None:
         assert kb.retriever is not None
         echo_calibration(await kb.retriever.calibrate())
 
-    run(Settings(), work, search=True)
+    run(load_settings(), work, search=True)
 
 
 @kb.command("eval")
@@ -318,7 +318,7 @@ def kb_eval(
         )
         return {"kb": str(kb_file), "entries": len(entries), "hold_out": hold_out_share, **result}
 
-    result = run(Settings(), work, search=True)
+    result = run(load_settings(), work, search=True)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -372,7 +372,7 @@ def kb_tune(
         if kb_file is not None:
             entries = read_entries(kb_file)
         else:
-            entries = run(Settings(), lambda kb: kb.store.entries())
+            entries = run(load_settings(), lambda kb: kb.store.entries())
         from knowledge.tuner import tune_embedder
 
         with as_batch_job():  # a server on this machine answers customers first
@@ -392,7 +392,7 @@ def kb_tune(
 @click.option("--count", default=100, show_default=True, help="How many to list, oldest first.")
 def kb_unanswered(count: int) -> None:
     """List questions the assistant could not answer and replies customers rated 👎."""
-    settings = Settings()
+    settings = load_settings()
 
     async def work() -> None:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
@@ -417,7 +417,7 @@ def kb_alias(item_id: str, entry_id: str) -> None:
             f"{item_id!r} is not an unanswered question's id (like 1765000000000-0): see "
             "`answerdesk kb unanswered`."
         )
-    settings = Settings()
+    settings = load_settings()
 
     async def work() -> FaqEntry:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:

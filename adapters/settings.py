@@ -4,7 +4,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, HttpUrl
+import click
+from pydantic import Field, HttpUrl, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -118,6 +119,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
 
+    @field_validator("handoff_webhook_url", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @property
     def models_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
@@ -125,3 +131,16 @@ class Settings(BaseSettings):
     @property
     def operator_desk_url(self) -> str | None:
         return None if self.public_url is None else str(self.public_url).rstrip("/") + "/operator"
+
+
+def load_settings() -> Settings:
+    """The settings of a command; a bad value stops it with the variable's name and what is
+    wrong (never its value, which may be a secret)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"{Settings.model_config['env_prefix']}{str(e['loc'][0]).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise click.ClickException(f"Bad setting: {wrong}.") from exc

@@ -13,7 +13,7 @@ import click
 
 from adapters.kb_cli import index_of
 from adapters.redis_server import open_redis
-from adapters.settings import Settings
+from adapters.settings import Settings, load_settings
 from bot.answer_eval import Scored, answer_cases, summarize
 from bot.grounded_chats import GroundedCase, Search, grounded_case, training_chats
 from engine import EngineError, GenerationParams, as_batch_job
@@ -81,7 +81,7 @@ def train(ctx: click.Context, data: Path | None, out: Path | None, **options: An
     from engine.training import DEFAULT_TARGETS, TrainConfig, read_chats
     from engine.training import train as run_training
 
-    settings = Settings()
+    settings = load_settings()
     rank = options.pop("rank")
     alpha = options.pop("alpha") or 2 * rank
     targets = options.pop("targets")
@@ -136,7 +136,7 @@ def make_data(
         raise click.UsageError("give one --business, or one per --kb")
     if not 0 <= refusal_share <= 1:
         raise click.UsageError("--refusal-share must be between 0 and 1")
-    settings = Settings()
+    settings = load_settings()
     names = businesses * len(kb_files) if len(businesses) == 1 else businesses
 
     async def work() -> list[dict[str, object]]:
@@ -207,7 +207,7 @@ def eval_answers(
 
     if adapter is not None and no_adapter:
         raise click.UsageError("give --adapter or --no-adapter, not both")
-    settings = Settings()
+    settings = load_settings()
     update: dict[str, Any] = {"model_url": None, "model_max_batch": 8, "model_max_waiting": 8}
     if quant:
         update["quantization"] = quant

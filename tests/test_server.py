@@ -76,6 +76,23 @@ def test_bad_input_gets_a_4xx_that_says_what_is_wrong(
         assert history["turns"] == []  # nothing half-written
 
 
+def test_a_bad_setting_stops_the_command_and_names_it(tmp_path: Path) -> None:
+    """A mistyped setting stops `answerdesk` at once with the variable and what is wrong with
+    it, not a traceback, and without echoing its value (a webhook URL is a secret)."""
+    bad = {
+        "ANSWERDESK_HANDOFF_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/s3cr3t",
+        "ANSWERDESK_PORT": "eighty",
+    }
+    for command in (["serve"], ["kb", "list"]):
+        done = Server(tmp_path, extra_env=bad).cli(*command)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == (
+            "Error: Bad setting: ANSWERDESK_HANDOFF_WEBHOOK_URL: Input should be a valid URL, "
+            "relative URL without a base; ANSWERDESK_PORT: Input should be a valid integer, "
+            "unable to parse string as an integer."
+        )
+
+
 def test_the_demo_page_embeds_the_widget(server: Server) -> None:
     r = httpx.get(server.url + "/", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
