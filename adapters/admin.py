@@ -1,4 +1,5 @@
-"""The operator API under /admin: human handoff and the unanswered queue. Bearer-token auth."""
+"""The operator API under /admin: human handoff, the unanswered queue, erasure, the figures and
+the sites. Bearer-token auth."""
 
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.admin_auth import operator_auth
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
+from bot import Figures
 from knowledge import FaqEntry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -84,6 +86,44 @@ class ErasedOut(BaseModel):
     replies: int = Field(description="Records of its replies kept for feedback.")
     unanswered: int = Field(description="Its questions in the unanswered queue.")
     operator_messages: int = Field(description="Operator messages in the channels' outboxes.")
+
+
+class FiguresOut(BaseModel):
+    conversations: int = Field(description="Distinct conversations with a message.")
+    messages: int = Field(description="Customers' messages, every answer mode.")
+    faq: int = Field(description="Answered with an FAQ entry's answer, word for word.")
+    grounded: int = Field(description="Answered by the model from FAQ entries.")
+    fallback: int = Field(description='"I don\'t know", with FAQ questions to pick from or not.')
+    suggested: int = Field(description="Of the fallbacks, those offered FAQ questions.")
+    smalltalk: int = Field(description="Greetings, thanks, goodbyes, /reset.")
+    handoff: int = Field(description="Messages asking for a person or sent while with one.")
+    handoffs: int = Field(description="Customers put in line for a person.")
+    thumbs_up: int
+    thumbs_down: int
+    answered: float | None = Field(
+        description="Share of the questions for the FAQ (faq, grounded, fallback) answered; "
+        "null when there were none."
+    )
+
+    @classmethod
+    def of(cls, figures: Figures) -> "FiguresOut":
+        return cls(**asdict(figures), answered=figures.answered)
+
+
+class DayOut(FiguresOut):
+    day: str = Field(description="YYYY-MM-DD, UTC.")
+
+
+class TopEntry(BaseModel):
+    id: str
+    question: str | None = Field(description="null when the entry has been deleted since.")
+    answers: int = Field(description="Answers given from it (faq and grounded replies).")
+
+
+class StatsOut(BaseModel):
+    days: list[DayOut] = Field(description="Every day of the range, oldest first.")
+    total: FiguresOut = Field(description="The range; conversations counted once.")
+    top_entries: list[TopEntry] = Field(description="The 10 entries most answered from.")
 
 
 class NewSite(BaseModel):
@@ -207,6 +247,29 @@ def admin_router(token: str | None) -> APIRouter:
         rt = runtime(request)
         entry = await rt.manager.feedback.alias(item_id, body.entry_id, rt.knowledge)
         return FaqEntryOut.of(entry)
+
+    @router.get("/stats", response_model=StatsOut)
+    async def stats(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 7) -> StatsOut:
+        """How the assistant did over the last `days` UTC days (today included): customers'
+        messages by answer mode, handoffs, ratings and the FAQ entries most answered from."""
+        rt = runtime(request)
+        report = await rt.manager.stats.report(days)
+        top = report.entries[:10]
+        records = await rt.knowledge.get_many([entry for entry, _ in top])
+        return StatsOut(
+            days=[DayOut(**FiguresOut.of(d.figures).model_dump(), day=d.day) for d in report.days],
+            total=FiguresOut.of(report.total),
+            top_entries=[
+                TopEntry(
+                    id=entry,
+                    question=None
+                    if (r := records[entry]) is None or r.entry is None
+                    else r.entry.question,
+                    answers=answers,
+                )
+                for entry, answers in top
+            ],
+        )
 
     @router.get("/sites", response_model=list[SiteFull])
     async def sites(request: Request) -> list[SiteFull]:

@@ -199,3 +199,46 @@ def sites_rm(key: str) -> None:
 main.add_command(kb)
 main.add_command(train)
 main.add_command(evaluation)
+
+
+@main.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=7,
+    show_default=True,
+    help="How many UTC days, today included.",
+)
+def stats(days: int) -> None:
+    """How the assistant did: messages by how they were answered, handoffs, ratings, and the
+    FAQ entries most answered from (as GET /admin/stats)."""
+    from bot import SessionKeys, SessionStore, StatsReport
+    from bot.stats import ConversationStats
+    from knowledge import KnowledgeKeys, KnowledgeStore
+
+    settings = load_settings()
+
+    async def work() -> tuple[StatsReport, dict[str, str]]:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
+            sessions = SessionStore(redis, SessionKeys(settings.redis_prefix))
+            report = await ConversationStats(sessions).report(days)
+            store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
+            records = await store.get_many([entry for entry, _ in report.entries[:10]])
+        questions = {i: r.entry.question for i, r in records.items() if r and r.entry}
+        return report, questions
+
+    report, questions = asyncio.run(work())
+    columns = (
+        "conversations", "messages", "answered", "faq", "grounded", "fallback", "handoffs",
+        "thumbs_up", "thumbs_down",
+    )  # fmt: skip
+    rows = [(d.day, d.figures) for d in report.days] + [("total", report.total)]
+    click.echo("\t".join(("day", *columns)))
+    for day, figures in rows:
+        share = "-" if figures.answered is None else f"{figures.answered:.0%}"
+        cells = [share if c == "answered" else str(getattr(figures, c)) for c in columns]
+        click.echo("\t".join((day, *cells)))
+    if report.entries:
+        click.echo("\nmost answered from:")
+    for entry, answers in report.entries[:10]:
+        click.echo(f"{answers}\t{entry}\t{questions.get(entry, '(deleted)')}")

@@ -34,15 +34,19 @@ from bot.messages import (
 from bot.prompt import REFUSAL, build_messages
 from bot.rate_limit import RateLimited, RateLimiter
 from bot.session_store import SessionStore
+from bot.stats import ConversationStats, DayFigures, Figures, StatsReport
 
 __all__ = [
     "REFUSAL",
     "AnswerPolicy",
     "ConversationError",
     "ConversationManager",
+    "ConversationStats",
+    "DayFigures",
     "DuplicateMessage",
     "Erased",
     "FeedbackLog",
+    "Figures",
     "HandoffDesk",
     "HandoffError",
     "HandoffNotifier",
@@ -62,6 +66,7 @@ __all__ = [
     "SessionStore",
     "Source",
     "State",
+    "StatsReport",
     "StorageUnavailable",
     "Turn",
     "UnansweredItem",

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from bot.errors import ConversationError, StorageUnavailable
 from bot.messages import Reply
 from bot.session_store import SessionStore
+from bot.stats import ConversationStats
 from knowledge import FaqEntry, KnowledgeStore
 
 Rating = Literal["up", "down"]
@@ -53,8 +54,9 @@ def reply_record(question: str, reply: Reply) -> dict[str, str | float]:
 
 
 class FeedbackLog:
-    def __init__(self, sessions: SessionStore) -> None:
+    def __init__(self, sessions: SessionStore, stats: ConversationStats | None = None) -> None:
         self._sessions = sessions
+        self._stats = stats
         self._keys = sessions.keys
         self._redis = sessions.redis
 
@@ -68,6 +70,8 @@ class FeedbackLog:
             await self._redis.hset(key, mapping={"rating": rating, "rated_at": time.time()})
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot store the feedback: {exc}") from exc
+        if self._stats is not None:
+            await self._stats.rated(float(record[b"ts"]), rating, previous)
         if rating == "down" and previous != "down":
             await self.add(
                 "thumbs_down",

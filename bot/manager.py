@@ -19,6 +19,7 @@ from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
+from bot.stats import ConversationStats
 from engine import ChatModel, EngineError, GenerationParams, ModelBusy
 from knowledge import Hit, KnowledgeError, Retriever
 
@@ -118,7 +119,8 @@ class ConversationManager:
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
         self.handoff = HandoffDesk(sessions)
-        self.feedback = FeedbackLog(sessions)
+        self.stats = ConversationStats(sessions)
+        self.feedback = FeedbackLog(sessions, self.stats)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:
         """Answer one message. Yields `ReplyChunk`s while a grounded reply is generated, then
@@ -157,6 +159,9 @@ class ConversationManager:
         if reply is not None:
             if self._observer is not None:
                 self._observer.reply(reply.mode, time.perf_counter() - started, chunks)
+            # A reply that puts the customer in line is the only "handoff" reply with an id.
+            handed_over = reply.mode == "handoff" and bool(reply.reply_id)
+            await self.stats.message(inbound.session_id, reply, handed_over)
             yield reply
 
     async def ask(self, inbound: Inbound) -> Reply:

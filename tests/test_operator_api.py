@@ -3,6 +3,7 @@ unanswered queue, and the chat API's limits."""
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -277,6 +278,68 @@ def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> N
     result = desk.kb("alias", line.split("\t")[0], "orders-track")
     assert result.returncode == 0, result.stderr
     assert desk.chat("near-4", "the tracking link shows nothing at all")["mode"] == "faq"
+
+
+def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
+    """Every message is counted by how it was answered, in Redis (shared by every worker); the
+    operators read the figures of the last days over the API and with `answerdesk stats`."""
+
+    def totals() -> dict:
+        figures = admin(desk, "GET", "/stats?days=2").json()  # today and yesterday (UTC)
+        today = datetime.now(UTC).date()
+        days = [d["day"] for d in figures["days"]]
+        assert days == [(today - timedelta(days=1)).isoformat(), today.isoformat()]
+        return figures["total"]
+
+    before = totals()
+    faq = desk.chat("figures-1", "how do I reset my password?")
+    unknown = desk.chat("figures-1", "what is the capital of Peru?")
+    desk.chat("figures-1", "thanks!")
+    desk.chat("figures-2", "talk to a human please")
+    desk.chat("figures-2", "hello? anyone?")
+    for rating in ("up", "down"):  # a customer changes their mind: it counts once, as the last
+        rated = httpx.post(
+            f"{desk.url}/api/chat/figures-1/feedback",
+            json={"reply_id": faq["reply_id"], "rating": rating},
+            timeout=30,
+        )
+        assert rated.status_code == 204, rated.text
+    after = totals()
+    assert (faq["mode"], unknown["mode"]) == ("faq", "fallback")
+    changed = {k: after[k] - before[k] for k in after if k != "answered"}
+    assert changed == {
+        "conversations": 2,
+        "messages": 5,
+        "faq": 1,
+        "grounded": 0,
+        "fallback": 1,
+        "suggested": 1 if unknown["suggestions"] else 0,
+        "smalltalk": 1,
+        "handoff": 2,  # the request, and the message sent while waiting
+        "handoffs": 1,
+        "thumbs_up": 0,
+        "thumbs_down": 1,
+    }
+    asked = after["faq"] + after["grounded"] + after["fallback"]
+    assert after["answered"] == (after["faq"] + after["grounded"]) / asked
+    top = admin(desk, "GET", "/stats?days=2").json()["top_entries"]
+    password = faq["sources"][0]["id"]
+    assert {"id": password, "question": faq["sources"][0]["question"]}.items() <= next(
+        t for t in top if t["id"] == password
+    ).items()
+    assert admin(desk, "GET", "/stats?days=0").status_code == 422
+
+    printed = desk.cli("stats", "--days", "2")
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert lines[0].split("\t") == [
+        "day", "conversations", "messages", "answered", "faq", "grounded", "fallback",
+        "handoffs", "thumbs_up", "thumbs_down",
+    ]  # fmt: skip
+    total = next(line for line in lines if line.startswith("total\t")).split("\t")
+    assert total[1:3] == [str(after["conversations"]), str(after["messages"])]
+    assert total[3] == f"{after['answered']:.0%}"
+    assert f"{password}\t{faq['sources'][0]['question']}" in printed.stdout
 
 
 def test_cli_lists_the_unanswered_queue(desk: Server) -> None:

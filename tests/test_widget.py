@@ -446,6 +446,40 @@ async def test_an_operator_deletes_a_conversation_the_customer_wants_gone(
         await desk.close()
 
 
+async def test_the_desk_shows_how_the_assistant_did(web: Server, browser: Browser) -> None:
+    """The desk shows today's and the week's figures as the operator API counts them, and what
+    customers asked about most; a new question shows at the next refresh."""
+    asked = await ask(web, "how do I reset my password?")
+    assert asked["mode"] == "faq"
+    async with httpx.AsyncClient(base_url=web.url, headers=ADMIN, timeout=30) as admin:
+        week = (await admin.get("/admin/stats?days=7")).json()
+    today, total = week["days"][-1], week["total"]
+    desk = await browser.new_page()
+    try:
+        await sign_in(desk, web, "dora")
+        figures = desk.get_by_role("region", name="How the assistant did")
+        table = figures.get_by_role("table", name="Figures")
+        columns = await table.get_by_role("columnheader").all_inner_texts()
+        assert columns[:4] == ["Conversations", "Messages", "Answered", "From the FAQ"]
+        cells = table.get_by_role("row", name="Today").get_by_role("cell")
+        answered = f"{round(today['answered'] * 100)}%"
+        await expect(cells).to_have_text(
+            [str(today["conversations"]), str(today["messages"]), answered, str(today["faq"])]
+            + [str(today[k]) for k in ("grounded", "fallback", "handoffs")]
+            + [str(today["thumbs_up"]), str(today["thumbs_down"])]
+        )
+        week_row = table.get_by_role("row", name="Last 7 days").get_by_role("cell")
+        await expect(week_row.nth(1)).to_have_text(str(total["messages"]))
+        most = figures.get_by_role("list", name="Answered most often")
+        await expect(most).to_contain_text(asked["sources"][0]["question"])
+        await ask(web, "what is the capital of Peru?")
+        await expect(cells.nth(1)).to_have_text(str(today["messages"] + 1), timeout=SLOW)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await figures.screenshot(path=str(ARTIFACTS / "operator-figures.png"))
+    finally:
+        await desk.close()
+
+
 async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     web: Server, browser: Browser
 ) -> None:

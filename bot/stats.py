@@ -1,0 +1,145 @@
+"""How the assistant is doing, day by day: what a business reads to see how many questions the
+FAQ answers, how many customers needed a person and what they ask about most (`GET
+/admin/stats`, `answerdesk stats`, the operator desk).
+
+Counted per UTC day in Redis, so every worker adds to the same figures: customers' messages by
+answer mode, customers put in line for a person, the 👍 and 👎 given to that day's replies, the
+FAQ entries answers came from, and distinct conversations (a HyperLogLog: no session id is
+kept). No customer's words are; the figures are kept `KEEP_DAYS` days.
+"""
+
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
+
+from redis.exceptions import RedisError
+
+from bot.errors import StorageUnavailable
+from bot.messages import Reply
+from bot.session_store import SessionStore
+
+log = logging.getLogger(__name__)
+
+KEEP_DAYS = 400  # a year's figures next to the same days of the year before
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One day's figures, or a range's (its conversations counted once however many days)."""
+
+    conversations: int = 0  # distinct conversations with a message
+    messages: int = 0  # customers' messages, every mode
+    faq: int = 0  # answered with an FAQ entry's answer, word for word
+    grounded: int = 0  # answered by the model from FAQ entries
+    fallback: int = 0  # "I don't know", with FAQ questions to pick from or not
+    suggested: int = 0  # of those, offered FAQ questions to pick from
+    smalltalk: int = 0  # greetings, thanks, goodbyes, /reset
+    handoff: int = 0  # messages asking for a person, or sent while waiting for or talking to one
+    handoffs: int = 0  # customers put in line for a person
+    thumbs_up: int = 0  # ratings of the replies of the day
+    thumbs_down: int = 0
+
+    @property
+    def answered(self) -> float | None:
+        """The share of questions for the FAQ (modes faq, grounded, fallback) that were answered."""
+        asked = self.faq + self.grounded + self.fallback
+        return (self.faq + self.grounded) / asked if asked else None
+
+    def __add__(self, other: "Figures") -> "Figures":
+        return Figures(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _FIELDS})
+
+
+_FIELDS = [f for f in fields(Figures) if f.name != "conversations"]
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    day: str  # YYYY-MM-DD, UTC
+    figures: Figures
+    entries: dict[str, int]  # FAQ entry id -> answers given from it
+
+
+@dataclass(frozen=True)
+class StatsReport:
+    days: list[DayFigures]  # oldest first, every day of the range
+    total: Figures
+    entries: list[tuple[str, int]]  # FAQ entry ids by answers given from them, most first
+
+
+def day_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+
+
+class ConversationStats:
+    def __init__(self, sessions: SessionStore) -> None:
+        self._keys = sessions.keys
+        self._redis = sessions.redis
+
+    async def message(self, session_id: str, reply: Reply, handed_over: bool = False) -> None:
+        """Count a customer's message and how it was answered. A failure is logged, never
+        raised: the customer's answer does not depend on the figures."""
+        day = day_of(time.time())
+        counted, entries = self._keys.stats(day), self._keys.stats_entries(day)
+        sessions = self._keys.stats_sessions(day)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(counted, "messages", 1)
+                pipe.hincrby(counted, reply.mode, 1)
+                if reply.suggestions:
+                    pipe.hincrby(counted, "suggested", 1)
+                if handed_over:
+                    pipe.hincrby(counted, "handoffs", 1)
+                if reply.mode in ("faq", "grounded") and reply.sources:
+                    pipe.hincrby(entries, reply.sources[0].id, 1)
+                pipe.pfadd(sessions, session_id)
+                for key in (counted, entries, sessions):
+                    pipe.expire(key, KEEP_DAYS * 86400)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("Could not count the message in the figures: %s", exc)
+
+    async def rated(self, reply_ts: float, rating: str, previous: str) -> None:
+        """A reply of the day `reply_ts` was rated (`previous`: its rating before, or "")."""
+        if rating == previous:
+            return
+        counted = self._keys.stats(day_of(reply_ts))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(counted, f"thumbs_{rating}", 1)
+                if previous:
+                    pipe.hincrby(counted, f"thumbs_{previous}", -1)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("Could not count the rating in the figures: %s", exc)
+
+    async def report(self, days: int, until: float | None = None) -> StatsReport:
+        """The last `days` UTC days up to the day of `until` (default: today)."""
+        last = datetime.fromtimestamp(time.time() if until is None else until, UTC).date()
+        dates = [(last - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+        k = self._keys
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for day in dates:
+                    pipe.hgetall(k.stats(day))
+                    pipe.hgetall(k.stats_entries(day))
+                    pipe.pfcount(k.stats_sessions(day))
+                pipe.pfcount(*[k.stats_sessions(day) for day in dates])
+                found = await pipe.execute()
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the figures: {exc}") from exc
+        report, total, used = [], Figures(), dict[str, int]()
+        for n, day in enumerate(dates):
+            counted, entries, conversations = found[3 * n : 3 * n + 3]
+            figures = Figures(
+                conversations=int(conversations),
+                **{f.name: int(counted.get(f.name.encode(), 0)) for f in _FIELDS},
+            )
+            per_entry = {e.decode(): int(c) for e, c in entries.items()}
+            for entry, count in per_entry.items():
+                used[entry] = used.get(entry, 0) + count
+            report.append(DayFigures(day, figures, per_entry))
+            total += figures
+        total = Figures(**{**asdict(total), "conversations": int(found[-1])})
+        ranked = sorted(used.items(), key=lambda item: (-item[1], item[0]))
+        return StatsReport(report, total, ranked)
