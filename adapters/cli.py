@@ -212,8 +212,7 @@ main.add_command(evaluation)
 def stats(days: int) -> None:
     """How the assistant did: messages by how they were answered, handoffs, ratings, and the
     FAQ entries most answered from (as GET /admin/stats)."""
-    from bot import SessionKeys, SessionStore, StatsReport
-    from bot.stats import ConversationStats
+    from bot import ConversationStats, SessionKeys, SessionStore, StatsReport
     from knowledge import KnowledgeKeys, KnowledgeStore
 
     settings = load_settings()

@@ -26,7 +26,7 @@ from bot import Waiting
 
 log = logging.getLogger(__name__)
 
-CHANNELS = {"web": "the web chat", "telegram": "Telegram"}
+CHANNELS = {"web": "the web chat", "telegram": "Telegram", "openai": "the OpenAI-compatible API"}
 
 
 def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
