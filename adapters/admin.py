@@ -80,6 +80,10 @@ class FaqEntryOut(BaseModel):
         )
 
 
+class RecentSessionOut(SessionOut):
+    last_message: float = Field(description="When the customer wrote last (Unix time).")
+
+
 class ErasedOut(BaseModel):
     session_id: str
     messages: int = Field(description="Messages of the conversation (customer, bot, operators).")
@@ -164,6 +168,23 @@ def admin_router(token: str | None) -> APIRouter:
             waiting=[SessionOut.of(s) for s in await desk.waiting()],
             active=[SessionOut.of(s) for s in await desk.active()],
         )
+
+    @router.get("/sessions", response_model=list[RecentSessionOut])
+    async def recent(
+        request: Request,
+        count: Annotated[int, Query(ge=1, le=200)] = 20,
+        before: Annotated[
+            float | None,
+            Query(gt=0, description="Only those whose customer wrote last before this time."),
+        ] = None,
+    ) -> list[RecentSessionOut]:
+        """Conversations by their customer's last message, the latest first, with transcripts:
+        what the assistant answered, to check and to improve the FAQ from. The next page:
+        `before` = the last one's `last_message`."""
+        found = await runtime(request).manager.recent(count, before)
+        return [
+            RecentSessionOut(**SessionOut.of(s).model_dump(), last_message=at) for s, at in found
+        ]
 
     @router.get("/sessions/{session_id}", response_model=SessionOut)
     async def session(request: Request, session_id: Annotated[SessionId, Path()]) -> SessionOut:

@@ -57,6 +57,7 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
                 if own:
                     pipe.delete(*own)
                 pipe.zrem(keys.waiting, session_id)
+                pipe.zrem(keys.recent, session_id)
                 pipe.srem(keys.active, session_id)
                 if unanswered:
                     pipe.xdel(keys.unanswered, *unanswered)

@@ -34,6 +34,11 @@ class SessionKeys:
         """Hash: what was asked and answered, kept for feedback."""
         return self._session(session_id, f"reply:{reply_id}")
 
+    @property
+    def recent(self) -> str:
+        """Sorted set: session ids by the time of their customer's last message."""
+        return f"{self.prefix}:sessions:recent"
+
     def delivery(self, channel: str, message_id: str) -> str:
         """Claimed once per channel message id: redeliveries are dropped."""
         return f"{self.prefix}:delivery:{channel}:{message_id}"

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from redis.exceptions import RedisError
+
 from bot.erasure import Erased, erase_session
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
@@ -159,10 +161,27 @@ class ConversationManager:
         if reply is not None:
             if self._observer is not None:
                 self._observer.reply(reply.mode, time.perf_counter() - started, chunks)
-            # A reply that puts the customer in line is the only "handoff" reply with an id.
-            handed_over = reply.mode == "handoff" and bool(reply.reply_id)
-            await self.stats.message(inbound.session_id, reply, handed_over)
+            await self._count(inbound.session_id, reply)
             yield reply
+
+    async def _count(self, session_id: str, reply: Reply) -> None:
+        """The message in the figures and the recent conversations, in one round trip. A failure
+        is logged, not raised: the customer's answer does not depend on them."""
+        # A reply that puts the customer in line is the only "handoff" reply with an id.
+        handed_over = reply.mode == "handoff" and bool(reply.reply_id)
+        try:
+            async with self._sessions.redis.pipeline(transaction=False) as pipe:
+                self.stats.count(pipe, session_id, reply, handed_over)
+                self._sessions.seen(pipe, session_id, time.time())
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("Could not count the message in the figures: %s", exc)
+
+    async def recent(
+        self, count: int, before: float | None = None
+    ) -> list[tuple[SessionInfo, float]]:
+        """Conversations, and when their customer wrote last (before `before`), latest first."""
+        return await self._sessions.recent(count, before)
 
     async def ask(self, inbound: Inbound) -> Reply:
         """The final reply of `handle`, for channels that do not stream."""

@@ -77,6 +77,31 @@ class SessionStore:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot save the conversation: {exc}") from exc
 
+    def seen(self, pipe: Any, session_id: str, now: float) -> None:
+        """Queue on `pipe`: the session's customer wrote at `now` (the recent conversations
+        operators read), and forget the sessions silent for longer than a session lives."""
+        pipe.zadd(self.keys.recent, {session_id: now})
+        pipe.zremrangebyscore(self.keys.recent, "-inf", now - self.ttl_s)
+
+    async def recent(
+        self, count: int, before: float | None = None
+    ) -> list[tuple[SessionInfo, float]]:
+        """Up to `count` conversations, with their turns, and the time their customer wrote
+        last, if that was before `before` (default: any time); the latest first."""
+        try:
+            found = await self.redis.zrevrangebyscore(
+                self.keys.recent,
+                f"({before}" if before else "+inf",
+                "-inf",
+                start=0,
+                num=count,
+                withscores=True,
+            )
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot list the conversations: {exc}") from exc
+        listed = [(await self.info(i.decode(), with_turns=True), at) for i, at in found]
+        return [(info, at) for info, at in listed if info.created]  # not reset or expired since
+
     def drop_expired(self, pipe: Any, stream: str) -> None:
         """Queue on `pipe` the removal of `stream`'s entries older than a session lives (`ttl_s`):
         the unanswered queue and the outboxes keep customers' words no longer than sessions do."""

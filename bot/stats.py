@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -76,28 +77,22 @@ class ConversationStats:
         self._keys = sessions.keys
         self._redis = sessions.redis
 
-    async def message(self, session_id: str, reply: Reply, handed_over: bool = False) -> None:
-        """Count a customer's message and how it was answered. A failure is logged, never
-        raised: the customer's answer does not depend on the figures."""
+    def count(self, pipe: Any, session_id: str, reply: Reply, handed_over: bool = False) -> None:
+        """Queue on `pipe` the counting of a customer's message and how it was answered."""
         day = day_of(time.time())
         counted, entries = self._keys.stats(day), self._keys.stats_entries(day)
         sessions = self._keys.stats_sessions(day)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(counted, "messages", 1)
-                pipe.hincrby(counted, reply.mode, 1)
-                if reply.suggestions:
-                    pipe.hincrby(counted, "suggested", 1)
-                if handed_over:
-                    pipe.hincrby(counted, "handoffs", 1)
-                if reply.mode in ("faq", "grounded") and reply.sources:
-                    pipe.hincrby(entries, reply.sources[0].id, 1)
-                pipe.pfadd(sessions, session_id)
-                for key in (counted, entries, sessions):
-                    pipe.expire(key, KEEP_DAYS * 86400)
-                await pipe.execute()
-        except RedisError as exc:
-            log.warning("Could not count the message in the figures: %s", exc)
+        pipe.hincrby(counted, "messages", 1)
+        pipe.hincrby(counted, reply.mode, 1)
+        if reply.suggestions:
+            pipe.hincrby(counted, "suggested", 1)
+        if handed_over:
+            pipe.hincrby(counted, "handoffs", 1)
+        if reply.mode in ("faq", "grounded") and reply.sources:
+            pipe.hincrby(entries, reply.sources[0].id, 1)
+        pipe.pfadd(sessions, session_id)
+        for key in (counted, entries, sessions):
+            pipe.expire(key, KEEP_DAYS * 86400)
 
     async def rated(self, reply_ts: float, rating: str, previous: str) -> None:
         """A reply of the day `reply_ts` was rated (`previous`: its rating before, or "")."""

@@ -342,6 +342,28 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
     assert f"{password}\t{faq['sources'][0]['question']}" in printed.stdout
 
 
+def test_operators_read_the_latest_conversations(desk: Server) -> None:
+    """The operator API lists conversations by their customer's last message, latest first,
+    with what the assistant answered and how, page by page; an erased one is gone from it."""
+    first = desk.chat("recent-a", "how do I reset my password?")
+    desk.chat("recent-b", "what is the capital of Peru?")
+    desk.chat("recent-a", "thanks!")  # a's customer wrote last
+    latest = admin(desk, "GET", "/sessions?count=2").json()
+    assert [s["session_id"] for s in latest] == ["recent-a", "recent-b"]
+    assert latest[0]["last_message"] > latest[1]["last_message"]
+    said = [(t["role"], t["mode"], t["text"]) for t in latest[0]["turns"]]
+    assert said[:2] == [
+        ("user", None, "how do I reset my password?"),
+        ("assistant", "faq", first["reply"]),
+    ]
+    page = admin(desk, "GET", f"/sessions?count=1&before={latest[0]['last_message']}").json()
+    assert [s["session_id"] for s in page] == ["recent-b"]
+    assert admin(desk, "DELETE", "/sessions/recent-b").status_code == 200
+    after = admin(desk, "GET", f"/sessions?before={latest[0]['last_message']}").json()
+    assert "recent-b" not in [s["session_id"] for s in after]
+    assert admin(desk, "GET", "/sessions?count=201").status_code == 422
+
+
 def test_cli_lists_the_unanswered_queue(desk: Server) -> None:
     desk.chat("cli", "who won the football match yesterday")
     result = desk.kb("unanswered")

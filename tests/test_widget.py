@@ -480,6 +480,28 @@ async def test_the_desk_shows_how_the_assistant_did(web: Server, browser: Browse
         await desk.close()
 
 
+async def test_an_operator_reads_the_latest_conversations(web: Server, browser: Browser) -> None:
+    """The desk lists the latest conversations; one opened shows what the assistant answered
+    and how, and stays open when a new conversation comes in above it."""
+    asked = await ask(web, "how do I reset my password?")
+    desk = await browser.new_page()
+    try:
+        await sign_in(desk, web, "erin")
+        recent = desk.get_by_role("region", name="Recent conversations")
+        theirs = recent.locator("details").filter(has_text="how do I reset my password?").first
+        await theirs.locator("summary").click()
+        await expect(theirs).to_contain_text(f"Assistant (from the FAQ): {asked['reply']}")
+        await ask(web, "what is the capital of Peru?")
+        newest = recent.locator("details").first
+        await expect(newest).to_contain_text("what is the capital of Peru?", timeout=SLOW)
+        await expect(newest).not_to_have_attribute("open", "")
+        await expect(theirs).to_have_attribute("open", "")
+        await newest.locator("summary").click()
+        await expect(newest).to_contain_text("Assistant (not known): ")
+    finally:
+        await desk.close()
+
+
 async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     web: Server, browser: Browser
 ) -> None:
