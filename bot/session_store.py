@@ -100,7 +100,8 @@ class SessionStore:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot list the conversations: {exc}") from exc
         listed = [(await self.info(i.decode(), with_turns=True), at) for i, at in found]
-        return [(info, at) for info, at in listed if info.created]  # not reset or expired since
+        # Gone since (erased, expired), or reset and not written to again: nothing to read.
+        return [(info, at) for info, at in listed if info.turns]
 
     def drop_expired(self, pipe: Any, stream: str) -> None:
         """Queue on `pipe` the removal of `stream`'s entries older than a session lives (`ttl_s`):

@@ -361,6 +361,12 @@ def test_operators_read_the_latest_conversations(desk: Server) -> None:
     assert admin(desk, "DELETE", "/sessions/recent-b").status_code == 200
     after = admin(desk, "GET", f"/sessions?before={latest[0]['last_message']}").json()
     assert "recent-b" not in [s["session_id"] for s in after]
+    desk.chat("recent-c", "how do I create an account?")
+    desk.chat("recent-c", "/reset")  # forgotten: nothing left to read
+    assert "recent-c" not in [s["session_id"] for s in admin(desk, "GET", "/sessions").json()]
+    desk.chat("recent-c", "which payment methods do you accept?")
+    [again] = [s for s in admin(desk, "GET", "/sessions").json() if s["session_id"] == "recent-c"]
+    assert again["turns"][0]["text"] == "which payment methods do you accept?"
     assert admin(desk, "GET", "/sessions?count=201").status_code == 422
 
 
