@@ -502,6 +502,51 @@ async def test_an_operator_reads_the_latest_conversations(web: Server, browser: 
         await desk.close()
 
 
+BACKGROUND_TAB_WITH_NOTIFICATIONS = """
+window.shown = [];
+Object.defineProperty(document, "hidden", { get: () => true });
+window.Notification = class {
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+  constructor(title, options) { window.shown.push({ title, ...options }); }
+  close() {}
+};
+"""
+
+
+async def test_a_desk_in_a_background_tab_notifies_of_each_new_waiting_customer(
+    web: Server, browser: Browser
+) -> None:
+    """The browser's notifications (allowed, the tab hidden) get one for each customer who
+    starts waiting after the desk opened, with what they wrote; none for those already there."""
+    before = uuid.uuid4().hex
+    async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
+        await client.post("/api/chat", json={"session_id": before, "message": "human please"})
+    context = await browser.new_context()
+    await context.add_init_script(BACKGROUND_TAB_WITH_NOTIFICATIONS)
+    desk = await context.new_page()
+    try:
+        await sign_in(desk, web, "fay")
+        waiting = desk.get_by_role("region", name="Customers waiting for a person")
+        await expect(waiting.get_by_role("article").first).to_be_visible()
+        session = uuid.uuid4().hex
+        async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
+            for text in ["my parcel never came", "can I talk to a person?"]:
+                r = await client.post("/api/chat", json={"session_id": session, "message": text})
+                assert r.status_code == 200, r.text
+        await desk.wait_for_function("window.shown.length > 0", timeout=SLOW)
+        await desk.wait_for_timeout(2 * 3000)  # two more refreshes: nothing is told twice
+        assert await desk.evaluate("window.shown") == [
+            {
+                "title": "A customer is waiting for a person",
+                "body": "can I talk to a person?",
+                "tag": session,
+            }
+        ]
+    finally:
+        await context.close()
+
+
 async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
     web: Server, browser: Browser
 ) -> None:
