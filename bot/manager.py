@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +27,8 @@ from engine import ChatModel, EngineError, GenerationParams, ModelBusy
 from knowledge import Hit, KnowledgeError, Retriever
 
 log = logging.getLogger(__name__)
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,23 @@ class AnswerPolicy:
         )
 
     @staticmethod
-    def waiting(place: int, staffed: bool = True) -> str:
+    def waiting(place: int, staffed: bool = True, channel: str = "web", said: str = "") -> str:
         """Where the customer is in line; and, when no operator is watching the queue, that
-        the answer may take a while."""
+        the answer may take a while. A web chat's customer, who may be gone by then, is asked
+        for an e-mail address (and thanked when `said`, their message, has one)."""
         ahead = "you are next" if place == 1 else f"you are number {place} in line"
         told = f"I've asked a colleague to take over; {ahead}. They will answer here."
         if staffed:
             return told
-        return f"{told} No one from our team is online right now, so this may take a while."
+        offline = f"{told} No one from our team is online right now, so this may take a while."
+        if channel != "web":
+            return offline
+        if address := EMAIL.search(said):
+            return (
+                f"Thank you: if you are no longer here when they answer, they will write to "
+                f"{address.group()}. {ahead[0].upper()}{ahead[1:]}."
+            )
+        return f"{offline} Leave your e-mail address here if you would like them to write to you."
 
 
 class Observer(Protocol):
@@ -243,7 +255,9 @@ class ConversationManager:
         if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
             staffed = place is None or await self.handoff.staffed()
-            quiet = "" if place is None else policy.waiting(place, staffed)
+            quiet = (
+                "" if place is None else policy.waiting(place, staffed, inbound.channel, said=text)
+            )
             await self._store(inbound, [asked], Reply(sid, quiet, "handoff", state=info.state))
             yield Reply(sid, quiet, "handoff", state=info.state)
             return
@@ -328,7 +342,7 @@ class ConversationManager:
         staffed = await self.handoff.staffed()
         reply = Reply(
             sid,
-            self.policy.waiting(place, staffed),
+            self.policy.waiting(place, staffed, inbound.channel),
             "handoff",
             reply_id=_new_id(),
             state="pending_human",

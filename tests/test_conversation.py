@@ -311,22 +311,37 @@ async def test_a_customer_is_told_when_no_operator_is_there(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:
     """Nobody has the operator desk open (nobody listed the queue lately): the customer is put
-    in line and told the answer may take a while; once an operator lists the queue, the next
-    customer is told only their place."""
+    in line and told the answer may take a while, and in the web chat, which they may have left
+    by then, asked for an e-mail address, and thanked for one; once an operator lists the
+    queue, the next customer is told only their place."""
     team = TeamChat()
     bot = build(redis_client, prefix, sample_retriever, notifier=team)
-    offline = "No one from our team is online right now"
+    offline = "No one from our team is online right now, so this may take a while."
+    ask_mail = "Leave your e-mail address here if you would like them to write to you."
     nobody = await bot.ask(Inbound("night", "talk to a human please"))
     assert nobody.mode == "handoff" and nobody.state == "pending_human"
-    assert "you are next" in nobody.text and offline in nobody.text
-    assert offline in (await bot.ask(Inbound("night", "hello?"))).text
+    assert nobody.text == (
+        f"I've asked a colleague to take over; you are next. They will answer here. {offline} "
+        f"{ask_mail}"
+    )
+    assert (await bot.ask(Inbound("night", "hello?"))).text == nobody.text
+    thanked = await bot.ask(Inbound("night", "sure, it's ann.lee+shop@example.co.uk."))
+    assert thanked.text == (
+        "Thank you: if you are no longer here when they answer, they will write to "
+        "ann.lee+shop@example.co.uk. You are next."
+    )
+    in_telegram = await bot.ask(Inbound("night-tg", "human please", channel="telegram"))
+    assert in_telegram.text.endswith(offline)  # Telegram reaches them whenever it comes
     await bot.handoff.watched()  # an operator opens the desk
-    there = await bot.ask(Inbound("day", "Can I speak to a real person?", channel="telegram"))
-    assert "you are number 2 in line" in there.text and offline not in there.text
+    there = await bot.ask(Inbound("day", "Can I speak to a real person?"))
+    assert there.text == "I've asked a colleague to take over; you are number 3 in line. They " + (
+        "will answer here."
+    )
     # The operators are told once per customer put in line, not again while they wait.
     assert team.told == [
         Waiting("night", "web", 1, "customer asked for a human", staffed=False),
-        Waiting("day", "telegram", 2, "customer asked for a human", staffed=True),
+        Waiting("night-tg", "telegram", 2, "customer asked for a human", staffed=False),
+        Waiting("day", "web", 3, "customer asked for a human", staffed=True),
     ]
 
 

@@ -426,7 +426,7 @@ async def test_an_operator_deletes_a_conversation_the_customer_wants_gone(
 ) -> None:
     session = uuid.uuid4().hex
     async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
-        for text in ["my name is Ada Lovelace", "human please", "please delete my data"]:
+        for text in ["my name is Ada Lovelace", "human please", "delete my data: ada@example.org"]:
             r = await client.post("/api/chat", json={"session_id": session, "message": text})
             assert r.status_code == 200, r.text
     desk = await browser.new_page()
@@ -434,6 +434,8 @@ async def test_an_operator_deletes_a_conversation_the_customer_wants_gone(
         await sign_in(desk, web, "carol")
         handoffs = desk.get_by_role("region", name="Customers waiting for a person")
         theirs = handoffs.get_by_role("article").filter(has_text="Ada Lovelace")
+        address = theirs.get_by_role("link", name="ada@example.org")  # to write back to
+        await expect(address).to_have_attribute("href", "mailto:ada@example.org")
         await theirs.get_by_role("button", name="Take").click()
         desk.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
         await theirs.get_by_role("button", name="Delete conversation").click()
