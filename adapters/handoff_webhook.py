@@ -1,8 +1,11 @@
 """Tells the operators' team chat that a customer is waiting for a person: one JSON POST per
 customer put in line, to a webhook URL. Its `text` is what Slack, Mattermost, Rocket.Chat and
 Discord's Slack-compatible URL (…/slack) show; the other fields are for anything else that reads
-it (n8n, Zapier, your own endpoint). It carries no words of the customer's: the conversation
-stays in the operator desk, where it can be erased.
+it (n8n, Zapier, your own endpoint). A Telegram Bot API URL,
+`https://api.telegram.org/bot<token>/sendMessage?chat_id=<chat>`, gets the Bot API's own
+parameters instead (`chat_id`, `text`): the bot writes the text into that chat, such as the
+operators' group. It carries no words of the customer's: the conversation stays in the operator
+desk, where it can be erased.
 
 Delivery runs beside the conversation (the customer's reply never waits for it) and retries
 connection errors, 429 and 5xx answers with exponential backoff (tenacity); any other answer is
@@ -33,7 +36,10 @@ def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
     """The JSON body posted for `call`."""
     where = CHANNELS.get(call.channel, call.channel)
     line = "next in line" if call.place == 1 else f"number {call.place} in line"
-    text = f"A customer in {where} is waiting for a person ({call.reason}); they are {line}."
+    text = (
+        f"A customer in {where} (conversation {call.session_id[:8]}, as the operator desk shows "
+        f"it) is waiting for a person ({call.reason}); they are {line}."
+    )
     if desk_url:
         text += f" Open the operator desk: {desk_url}"
     return {
@@ -45,6 +51,14 @@ def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
         "reason": call.reason,
         "operator_desk": desk_url,
     }
+
+
+def telegram_chat(url: str) -> str | None:
+    """The chat a Bot API sendMessage URL (…/bot<token>/sendMessage?chat_id=…) writes to."""
+    parsed = httpx2.URL(url)
+    if not parsed.path.endswith("/sendMessage"):
+        return None
+    return parsed.params.get("chat_id")
 
 
 def _worth_retrying(exc: BaseException) -> bool:
@@ -82,6 +96,8 @@ class HandoffWebhook:
 
     async def _post(self, call: Waiting) -> None:
         body = notification(call, self._desk_url)
+        if (chat := telegram_chat(self._url)) is not None:
+            body = {"chat_id": chat, "text": body["text"]}
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),

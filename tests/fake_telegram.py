@@ -108,7 +108,9 @@ class FakeTelegram:
             )
         method = request.match_info["method"]
         params: dict[str, Any] = {}
-        if request.can_read_body:
+        if request.content_type == "application/json":  # as any HTTP client may call it
+            params = await request.json()
+        elif request.can_read_body:  # aiogram sends forms
             form = await request.post()
             params = {k: _value(v) for k, v in form.items()}
         self.calls.append(Call(method, params))

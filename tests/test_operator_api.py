@@ -222,8 +222,9 @@ def test_the_team_chat_is_told_when_a_customer_waits(
     )
     line = "next in line" if place == 1 else f"number {place} in line"
     assert second["text"] == (
-        "A customer in the web chat is waiting for a person (customer asked for a human); they "
-        f"are {line}. Open the operator desk: https://support.example.com/operator"
+        "A customer in the web chat (conversation notify-a, as the operator desk shows it) is "
+        f"waiting for a person (customer asked for a human); they are {line}. Open the operator "
+        "desk: https://support.example.com/operator"
     )
     assert (second["channel"], second["place"]) == ("web", place)
     assert second["operator_desk"] == "https://support.example.com/operator"

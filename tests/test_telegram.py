@@ -22,6 +22,7 @@ from tests.fake_telegram import BOT_USER, FakeTelegram, user
 from tests.server import BIN, Server
 
 ADMIN = {"authorization": "Bearer tg-test-admin"}
+OPERATORS = -1001234567890  # the operators' Telegram group
 PARAGRAPH = (
     "Part {n} of our care guide: wash at 30 degrees <not hotter> & dry flat; *never* "
     "tumble_dry wool. Keep zips closed, brush off mud first and re-proof once a season. "
@@ -68,6 +69,10 @@ async def webhook(
             "ANSWERDESK_TELEGRAM_API_URL": fake.url,
             "ANSWERDESK_FAQ_FILE": str(faq_file),
             "ANSWERDESK_ADMIN_TOKEN": "tg-test-admin",
+            # The operators' Telegram group, told of each customer who waits for a person.
+            "ANSWERDESK_HANDOFF_WEBHOOK_URL": (
+                f"{fake.url}/bot{fake.token}/sendMessage?chat_id={OPERATORS}"
+            ),
         },
     )
     await asyncio.to_thread(running.start)
@@ -307,6 +312,13 @@ async def test_human_hands_over_and_the_operator_message_reaches_the_chat(
     await post_update(webhook, fake.update(message=fake.message("/human", chat=566)), secret(fake))
     await fake.wait_for(lambda: fake.sent("sendMessage", 566))
     assert "you are next" in texts(fake, 566)[0]
+    told = "A customer in Telegram (conversation tg566, as the operator desk shows it) is waiting"
+    await fake.wait_for(lambda: [t for t in texts(fake, OPERATORS) if t.startswith(told)])
+    [notice] = [m for m in fake.sent("sendMessage", OPERATORS) if m["text"].startswith(told)]
+    assert notice == {
+        "chat_id": str(OPERATORS),
+        "text": f"{told} for a person (customer asked for a human); they are next in line.",
+    }
     async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as api:
         session = (await api.get("/admin/sessions/tg566")).json()
         assert session["state"] == "pending_human" and session["channel"] == "telegram"
