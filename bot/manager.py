@@ -75,10 +75,10 @@ class AnswerPolicy:
         )
 
     @staticmethod
-    def waiting(place: int, staffed: bool = True, channel: str = "web", said: str = "") -> str:
-        """Where the customer is in line; and, when no operator is watching the queue, that
-        the answer may take a while. A web chat's customer, who may be gone by then, is asked
-        for an e-mail address (and thanked when `said`, their message, has one)."""
+    def waiting(place: int, staffed: bool = True, channel: str = "web") -> str:
+        """Told when put in line: where the customer is; and, when no operator is watching the
+        queue, that the answer may take a while. A web chat's customer, who may be gone by then,
+        is asked for an e-mail address."""
         ahead = "you are next" if place == 1 else f"you are number {place} in line"
         told = f"I've asked a colleague to take over; {ahead}. They will answer here."
         if staffed:
@@ -86,12 +86,19 @@ class AnswerPolicy:
         offline = f"{told} No one from our team is online right now, so this may take a while."
         if channel != "web":
             return offline
+        return f"{offline} Leave your e-mail address here if you would like them to write to you."
+
+    @staticmethod
+    def still_waiting(place: int, said: str) -> str:
+        """The reply to a message sent while waiting for a person (`said`): short, as the
+        customer was told the rest; thanks for an e-mail address to be written to."""
+        ahead = "you are next" if place == 1 else f"you are number {place} in line"
         if address := EMAIL.search(said):
             return (
                 f"Thank you: if you are no longer here when they answer, they will write to "
                 f"{address.group()}. {ahead[0].upper()}{ahead[1:]}."
             )
-        return f"{offline} Leave your e-mail address here if you would like them to write to you."
+        return f"Our colleague will see this when they take over; {ahead}."
 
 
 class Observer(Protocol):
@@ -254,10 +261,7 @@ class ConversationManager:
 
         if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
-            staffed = place is None or await self.handoff.staffed()
-            quiet = (
-                "" if place is None else policy.waiting(place, staffed, inbound.channel, said=text)
-            )
+            quiet = "" if place is None else policy.still_waiting(place, text)
             await self._store(inbound, [asked], Reply(sid, quiet, "handoff", state=info.state))
             yield Reply(sid, quiet, "handoff", state=info.state)
             return
