@@ -221,6 +221,17 @@ async def test_a_customer_deletes_the_conversation_in_the_widget(
             kept = await client.get(f"/api/chat/{first}/history", headers={"x-site-key": key})
         assert [t["role"] for t in kept.json()["turns"]] == ["user", "assistant"]
 
+        # The connection fails: the customer is told nothing was deleted, and it is all there.
+        await page.route(f"**/api/chat/{first}", lambda route: route.abort())
+        page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+        await delete.click()
+        await expect(dialog.locator(".m.bot").last).to_have_text(
+            "Sorry, the connection failed, so nothing was deleted. Please try again."
+        )
+        await page.unroute(f"**/api/chat/{first}")
+        await expect(dialog.locator(".m.user")).to_have_text(["how do I reset my password?"])
+        assert await page.evaluate(SESSION_IN_STORAGE) == first
+
         page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
         await delete.click()
         await expect(dialog.locator(".m.bot").first).to_have_text(

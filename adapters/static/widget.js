@@ -228,7 +228,7 @@
     panel.classList.toggle("open", open);
     bubble.setAttribute("aria-expanded", String(open));
     bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
-    if (open) start().then(() => input.focus()); else bubble.focus();
+    if (open) start().catch(() => {}).then(() => input.focus()); else bubble.focus();  // offline: a question says so
   }
   bubble.onclick = () => toggle(!panel.classList.contains("open"));
   $(".close").onclick = () => toggle(false);
@@ -236,14 +236,19 @@
   $(".human").onclick = () => ask("I'd like to talk to a human");
   // The customer deletes the conversation (everything the server kept of it); a new one starts.
   $(".erase").onclick = async () => {
-    await start();
-    if (!confirm("Delete this conversation? This cannot be undone.")) return;
-    const r = await api(`/api/chat/${session}`, { method: "DELETE" });
-    if (!r.ok) { add("bot", (await r.json()).error); return; }
+    try {
+      await start();
+      if (!confirm("Delete this conversation? This cannot be undone.")) return;
+      const r = await api(`/api/chat/${session}`, { method: "DELETE" });
+      if (!r.ok) { add("bot", (await r.json().catch(() => ({}))).error || "Sorry, something went wrong. Please try again."); return; }
+    } catch {  // no connection: nothing was deleted
+      add("bot", "Sorry, the connection failed, so nothing was deleted. Please try again.");
+      return;
+    }
     forget();
     log.textContent = "";
     add("bot", "This conversation has been deleted.");
-    await start();
+    await start().catch(() => {});  // offline now: the next question starts it
   };
   $("form").onsubmit = (e) => {
     e.preventDefault();
