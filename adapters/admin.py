@@ -138,6 +138,9 @@ class NewSite(BaseModel):
     greeting: str | None = None
     colour: str | None = Field(default=None, description="#rgb or #rrggbb")
     language: str | None = None
+    privacy_url: str | None = Field(
+        default=None, description="The site's privacy notice, linked under the widget's input."
+    )
 
 
 class SiteFull(BaseModel):
@@ -148,6 +151,7 @@ class SiteFull(BaseModel):
     greeting: str
     colour: str
     language: str
+    privacy_url: str
     demo: bool
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from adapters.errors import status_of
 from adapters.runtime import Runtime
@@ -34,6 +34,7 @@ class SiteOut(BaseModel):
     greeting: str
     colour: str
     language: str
+    privacy_url: str = Field(description="The site's privacy notice; empty: none.")
 
 
 class SessionCreated(BaseModel):
@@ -94,7 +95,7 @@ def chat_router() -> APIRouter:
 
     @router.get("/site", response_model=SiteOut)
     async def site_style_route(site: CurrentSite) -> SiteOut:
-        """The widget's title, greeting, colour and language for this site."""
+        """The widget's title, greeting, colour, language and privacy notice for this site."""
         return SiteOut(**site_style(site))
 
     @router.post("/chat", response_model=ChatResponse)
@@ -191,4 +192,5 @@ def site_style(site: Site) -> dict[str, str]:
         "greeting": site.greeting,
         "colour": site.colour,
         "language": site.language,
+        "privacy_url": site.privacy_url,
     }

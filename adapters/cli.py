@@ -141,6 +141,7 @@ def sites() -> None:
 @click.option("--greeting", help="The widget's first message.")
 @click.option("--colour", help="#rrggbb")
 @click.option("--language", help="e.g. en")
+@click.option("--privacy-url", help="The site's privacy notice, linked under the widget's input.")
 def sites_add(name: str, origins: tuple[str, ...], **style: str | None) -> None:
     """Register a site and print the script tag for its pages."""
     from adapters.sites import SiteError, SiteRegistry

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 COLOUR = re.compile(r"^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+LINK = re.compile(r"^https?://[^\s\"'<>]+$")
 
 
 class SiteError(ValueError):
@@ -25,6 +26,9 @@ class Site:
     greeting: str = "Hi! Ask me about orders, shipping, returns, payments or your account."
     colour: str = "#2563eb"
     language: str = "en"
+    # The site's privacy notice, linked under the widget's input (how customers' messages are
+    # processed and kept, as a site must tell them); empty: no link.
+    privacy_url: str = ""
     demo: bool = field(default=False)
 
     def validate(self) -> "Site":
@@ -34,6 +38,11 @@ class Site:
                     f"origin {origin!r} must look like https://shop.example or "
                     "http://127.0.0.1:8080 (scheme, host, optional port; no path)"
                 )
+        if self.privacy_url and not LINK.match(self.privacy_url):
+            raise SiteError(
+                f"privacy_url {self.privacy_url!r} must be a web address such as "
+                "https://shop.example/privacy"
+            )
         if not COLOUR.match(self.colour):
             raise SiteError(f"colour {self.colour!r} must be #rgb or #rrggbb")
         if not self.name.strip():

@@ -46,7 +46,8 @@ def new_session(web: Server, key: str, origin: str | None = None) -> str:
 
 
 def test_sites_sessions_and_origins(web: Server) -> None:
-    site = add_site(web, [SHOP], colour="#0a7", title="Shop help")
+    privacy = "https://shop.example/privacy#chat"
+    site = add_site(web, [SHOP], colour="#0a7", title="Shop help", privacy_url=privacy)
     other = add_site(web, ["https://other.example"])
     assert site["key"].startswith("pk_") and site["key"] != other["key"]
 
@@ -57,6 +58,7 @@ def test_sites_sessions_and_origins(web: Server) -> None:
         "greeting": body["site"]["greeting"],
         "colour": "#0a7",
         "language": "en",
+        "privacy_url": privacy,
     }
     session = body["session_id"]
     assert len(session) >= 32  # 24 random bytes, URL-safe: 192 bits
@@ -262,5 +264,9 @@ def test_sites_from_the_command_line(web: Server, tmp_path: Path) -> None:
     assert f"{key}\tCorner shop\thttps://corner.example" in listed.stdout
     bad = web.cli("sites", "add", "Bad", "--origin", "corner.example/path")
     assert bad.returncode != 0 and "must look like https://shop.example" in bad.stderr
+    notice = ["--origin", "https://corner.example", "--privacy-url", "corner.example/privacy"]
+    bad = web.cli("sites", "add", "Bad", *notice)
+    assert bad.returncode != 0
+    assert "privacy_url 'corner.example/privacy' must be a web address" in bad.stderr
     assert web.cli("sites", "rm", key).returncode == 0
     assert key not in web.cli("sites", "list").stdout

@@ -91,8 +91,17 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+PRIVACY = "https://pinecone.example/privacy"
+
+
 def register(web: Server, origin: str) -> str:
-    body = {"name": "Pinecone", "origins": [origin], "title": "Pinecone help", "colour": "#0f766e"}
+    body = {
+        "name": "Pinecone",
+        "origins": [origin],
+        "title": "Pinecone help",
+        "colour": "#0f766e",
+        "privacy_url": PRIVACY,
+    }
     r = httpx.post(f"{web.url}/admin/sites", json=body, headers=ADMIN, timeout=30)
     assert r.status_code == 201, r.text
     return str(r.json()["key"])
@@ -124,6 +133,9 @@ async def test_a_customer_chats_in_the_widget_on_a_shop_page(web: Server, browse
         dialog, message = await open_chat(page)
         await expect(dialog.get_by_role("heading")).to_have_text("Pinecone help")
         await expect(message).to_be_focused()
+        notice = dialog.get_by_role("link", name="How we handle your messages")
+        await expect(notice).to_have_attribute("href", PRIVACY)
+        await expect(notice).to_have_attribute("target", "_blank")
 
         await send(message, "how do I reset my password?")
         answer = dialog.locator(".m.bot").nth(1)
@@ -275,6 +287,8 @@ async def test_a_failed_or_refused_question_says_so_and_can_be_asked_again(
         await page.goto(web.url + "/")
         dialog, message = await open_chat(page)
         await expect(dialog.locator(".m.bot")).to_have_count(1, timeout=SLOW)  # the greeting
+        notice = dialog.get_by_role("link", name="How we handle your messages")
+        await expect(notice).to_have_count(0)  # the demo site has no privacy notice
         failed = "Sorry, the connection failed. Please try again."
         cut_off = 'event: token\ndata: {"text": "Standard shipping"}\n\n'  # and then nothing
         refused = {"error": "The service is unavailable; try again in 5 s."}

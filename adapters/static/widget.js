@@ -42,6 +42,8 @@
   .sg:disabled { opacity: .5; cursor: default; }
   .typing .t::after { content: "…"; animation: blink 1s infinite; } @keyframes blink { 50% { opacity: .2; } }
   form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid #e3e3e6; background: #fff; }
+  .privacy { margin: 0; padding: 0 10px 8px; font-size: 12px; background: #fff; }
+  .privacy a { color: #555; }
   input { flex: 1; padding: 9px 10px; border: 1px solid #ccc; border-radius: 8px; }
   form button, .human { padding: 8px 12px; border: 0; border-radius: 8px; background: var(--c); color: #fff; cursor: pointer; }
   .human { margin: 0 10px 10px; background: #fff; color: var(--c); border: 1px solid var(--c); }
@@ -55,6 +57,7 @@
   <button class="human" type="button">Talk to a human</button>
   <form><input aria-label="Your message" maxlength="4000" autocomplete="off" placeholder="Type your question…">
   <button type="submit">Send</button></form>
+  <p class="privacy" hidden><a target="_blank" rel="noopener noreferrer">How we handle your messages</a></p>
 </section>`;
   const $ = (s) => root.querySelector(s);
   const bubble = $(".bubble"), panel = $(".panel"), log = $(".log"), input = $("input");
@@ -140,6 +143,7 @@
     const site = await (await api("/api/site")).json();
     panel.style.setProperty("--c", site.colour); bubble.style.setProperty("--c", site.colour);
     $("h2").textContent = site.title;
+    if (site.privacy_url) { $(".privacy a").href = site.privacy_url; $(".privacy").hidden = false; }
     let replayed = 0;
     if (session) {
       const r = await api(`/api/chat/${session}/history`);
