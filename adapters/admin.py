@@ -115,7 +115,7 @@ class FiguresOut(BaseModel):
 
 
 class DayOut(FiguresOut):
-    day: str = Field(description="YYYY-MM-DD, UTC.")
+    day: str = Field(description="YYYY-MM-DD, in the figures' time zone.")
 
 
 class TopEntry(BaseModel):
@@ -125,6 +125,7 @@ class TopEntry(BaseModel):
 
 
 class StatsOut(BaseModel):
+    time_zone: str = Field(description="Where the days begin and end (ANSWERDESK_TIME_ZONE).")
     days: list[DayOut] = Field(description="Every day of the range, oldest first.")
     total: FiguresOut = Field(description="The range; conversations counted once.")
     top_entries: list[TopEntry] = Field(description="The 10 entries most answered from.")
@@ -275,13 +276,15 @@ def admin_router(token: str | None) -> APIRouter:
 
     @router.get("/stats", response_model=StatsOut)
     async def stats(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 7) -> StatsOut:
-        """How the assistant did over the last `days` UTC days (today included): customers'
-        messages by answer mode, handoffs, ratings and the FAQ entries most answered from."""
+        """How the assistant did over the last `days` days (today included; days of
+        ANSWERDESK_TIME_ZONE, default UTC): customers' messages by answer mode, handoffs,
+        ratings and the FAQ entries most answered from."""
         rt = runtime(request)
         report = await rt.manager.stats.report(days)
         top = report.entries[:10]
         records = await rt.knowledge.get_many([entry for entry, _ in top])
         return StatsOut(
+            time_zone=rt.settings.time_zone,
             days=[DayOut(**FiguresOut.of(d.figures).model_dump(), day=d.day) for d in report.days],
             total=FiguresOut.of(report.total),
             top_entries=[

@@ -208,7 +208,7 @@ main.add_command(evaluation)
     type=click.IntRange(1, 366),
     default=7,
     show_default=True,
-    help="How many UTC days, today included.",
+    help="How many days (ANSWERDESK_TIME_ZONE's), today included.",
 )
 def stats(days: int) -> None:
     """How the assistant did: messages by how they were answered, handoffs, ratings, and the
@@ -221,7 +221,7 @@ def stats(days: int) -> None:
     async def work() -> tuple[StatsReport, dict[str, str]]:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
             sessions = SessionStore(redis, SessionKeys(settings.redis_prefix))
-            report = await ConversationStats(sessions).report(days)
+            report = await ConversationStats(sessions, settings.zone).report(days)
             store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
             records = await store.get_many([entry for entry, _ in report.entries[:10]])
         questions = {i: r.entry.question for i, r in records.items() if r and r.entry}

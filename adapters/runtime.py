@@ -178,7 +178,7 @@ async def build_runtime(
                 on_result=metrics.handoff_notified if metrics is not None else None,
             )
         manager = ConversationManager(
-            sessions, retriever, model, policy, limiter, metrics, notifier=webhook
+            sessions, retriever, model, policy, limiter, metrics, webhook, settings.zone
         )
         if metrics is not None:
             metrics.watch_model(model)

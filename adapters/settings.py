@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from pydantic import Field, HttpUrl, ValidationError, field_validator
@@ -88,6 +89,8 @@ class Settings(BaseSettings):
     # Bearer token of the operator API (/admin/…); empty: the operator API is disabled.
     admin_token: str | None = Field(default=None, repr=False)
     history_max_turns: int = Field(default=200, ge=2)
+    # Where the figures' days begin and end (GET /admin/stats): an IANA time zone name.
+    time_zone: str = "UTC"
     # Told each time a customer starts waiting for a person: a webhook URL of the operators' team
     # chat (Slack, Mattermost, Rocket.Chat, Discord's …/slack URL) or any HTTP endpoint, which
     # gets a JSON POST whose `text` says so. Empty: no notifications.
@@ -123,6 +126,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown time zone; use a name such as Europe/Berlin") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
     @property
     def models_dir(self) -> Path:

@@ -72,17 +72,17 @@ class SessionKeys:
         return _literal(self.outbox("")) + "*"
 
     def stats(self, day: str) -> str:
-        """Hash per UTC day: customers' messages by answer mode, handoffs, ratings. Every
+        """Hash per day: customers' messages by answer mode, handoffs, ratings. Every
         figures key has the `{stats}` hash tag: a range's conversations are counted in one
         PFCOUNT, which needs its keys on one Redis Cluster slot."""
         return f"{self.prefix}:{{stats}}:{day}"
 
     def stats_entries(self, day: str) -> str:
-        """Hash per UTC day: FAQ entry id -> answers given from it."""
+        """Hash per day: FAQ entry id -> answers given from it."""
         return f"{self.stats(day)}:entries"
 
     def stats_sessions(self, day: str) -> str:
-        """HyperLogLog per UTC day: the conversations with a message."""
+        """HyperLogLog per day: the conversations with a message."""
         return f"{self.stats(day)}:sessions"
 
     @property

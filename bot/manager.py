@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Protocol
 
 from redis.exceptions import RedisError
@@ -129,7 +130,9 @@ class ConversationManager:
         limiter: RateLimiter | None = None,
         observer: Observer | None = None,
         notifier: HandoffNotifier | None = None,
+        time_zone: tzinfo = UTC,
     ) -> None:
+        """`time_zone`: where the days of the figures (`stats`) begin and end."""
         self._sessions = sessions
         self._retriever = retriever
         self._model = model
@@ -140,7 +143,7 @@ class ConversationManager:
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
         self.handoff = HandoffDesk(sessions)
-        self.stats = ConversationStats(sessions)
+        self.stats = ConversationStats(sessions, time_zone)
         self.feedback = FeedbackLog(sessions, self.stats)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:

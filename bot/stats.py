@@ -2,7 +2,8 @@
 FAQ answers, how many customers needed a person and what they ask about most (`GET
 /admin/stats`, `answerdesk stats`, the operator desk).
 
-Counted per UTC day in Redis, so every worker adds to the same figures: customers' messages by
+Counted per day (in the business's time zone) in Redis, so every worker adds to the same
+figures: customers' messages by
 answer mode, customers put in line for a person, the 👍 and 👎 given to that day's replies, the
 FAQ entries answers came from, and distinct conversations (a HyperLogLog: no session id is
 kept). No customer's words are; the figures are kept `KEEP_DAYS` days.
@@ -11,7 +12,7 @@ kept). No customer's words are; the figures are kept `KEEP_DAYS` days.
 import logging
 import time
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -56,7 +57,7 @@ _FIELDS = [f for f in fields(Figures) if f.name != "conversations"]
 
 @dataclass(frozen=True)
 class DayFigures:
-    day: str  # YYYY-MM-DD, UTC
+    day: str  # YYYY-MM-DD, in the time zone of the figures
     figures: Figures
     entries: dict[str, int]  # FAQ entry id -> answers given from it
 
@@ -68,18 +69,20 @@ class StatsReport:
     entries: list[tuple[str, int]]  # FAQ entry ids by answers given from them, most first
 
 
-def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+def day_of(ts: float, zone: tzinfo = UTC) -> str:
+    return datetime.fromtimestamp(ts, zone).date().isoformat()
 
 
 class ConversationStats:
-    def __init__(self, sessions: SessionStore) -> None:
+    def __init__(self, sessions: SessionStore, zone: tzinfo = UTC) -> None:
+        """`zone`: where a day begins and ends (the business's time zone)."""
+        self.zone = zone
         self._keys = sessions.keys
         self._redis = sessions.redis
 
     def count(self, pipe: Any, session_id: str, reply: Reply, handed_over: bool = False) -> None:
         """Queue on `pipe` the counting of a customer's message and how it was answered."""
-        day = day_of(time.time())
+        day = day_of(time.time(), self.zone)
         counted, entries = self._keys.stats(day), self._keys.stats_entries(day)
         sessions = self._keys.stats_sessions(day)
         pipe.hincrby(counted, "messages", 1)
@@ -98,7 +101,7 @@ class ConversationStats:
         """A reply of the day `reply_ts` was rated (`previous`: its rating before, or "")."""
         if rating == previous:
             return
-        counted = self._keys.stats(day_of(reply_ts))
+        counted = self._keys.stats(day_of(reply_ts, self.zone))
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(counted, f"thumbs_{rating}", 1)
@@ -109,8 +112,8 @@ class ConversationStats:
             log.warning("Could not count the rating in the figures: %s", exc)
 
     async def report(self, days: int, until: float | None = None) -> StatsReport:
-        """The last `days` UTC days up to the day of `until` (default: today)."""
-        last = datetime.fromtimestamp(time.time() if until is None else until, UTC).date()
+        """The last `days` days up to the day of `until` (default: today)."""
+        last = datetime.fromtimestamp(time.time() if until is None else until, self.zone).date()
         dates = [(last - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
         k = self._keys
         try:

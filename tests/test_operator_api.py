@@ -4,6 +4,7 @@ unanswered queue, and the chat API's limits."""
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ from tests.server import Server
 from tests.webhook_receiver import WebhookReceiver
 
 TOKEN = "s3cret-operator-token"
+# The figures' days are the business's: a zone whose date is not UTC's right now, so that a day
+# taken in UTC shows. (UTC+14 from 10:00 UTC, UTC-11 before 11:00 UTC.)
+ZONE = "Pacific/Kiritimati" if datetime.now(UTC).hour >= 10 else "Pacific/Pago_Pago"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
@@ -32,6 +36,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory, team_chat: WebhookReceiver) -
             "ANSWERDESK_HANDOFF_AFTER_FALLBACKS": "3",
             "ANSWERDESK_HANDOFF_WEBHOOK_URL": team_chat.url,
             "ANSWERDESK_PUBLIC_URL": "https://support.example.com/",
+            "ANSWERDESK_TIME_ZONE": ZONE,
         },
     ).start()
     yield running
@@ -286,8 +291,10 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
     operators read the figures of the last days over the API and with `answerdesk stats`."""
 
     def totals() -> dict:
-        figures = admin(desk, "GET", "/stats?days=2").json()  # today and yesterday (UTC)
-        today = datetime.now(UTC).date()
+        figures = admin(desk, "GET", "/stats?days=2").json()  # today and yesterday, there
+        assert figures["time_zone"] == ZONE
+        today = datetime.now(ZoneInfo(ZONE)).date()
+        assert today != datetime.now(UTC).date()
         days = [d["day"] for d in figures["days"]]
         assert days == [(today - timedelta(days=1)).isoformat(), today.isoformat()]
         return figures["total"]

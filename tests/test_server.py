@@ -82,13 +82,15 @@ def test_a_bad_setting_stops_the_command_and_names_it(tmp_path: Path) -> None:
     bad = {
         "ANSWERDESK_HANDOFF_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/s3cr3t",
         "ANSWERDESK_PORT": "eighty",
+        "ANSWERDESK_TIME_ZONE": "Mars/Olympus_Mons",
     }
     for command in (["serve"], ["kb", "list"]):
         done = Server(tmp_path, extra_env=bad).cli(*command)
         assert done.returncode == 1, done.stderr
         assert done.stderr.strip() == (
-            "Error: Bad setting: ANSWERDESK_HANDOFF_WEBHOOK_URL: Input should be a valid URL, "
-            "relative URL without a base; ANSWERDESK_PORT: Input should be a valid integer, "
+            "Error: Bad setting: ANSWERDESK_TIME_ZONE: Value error, unknown time zone; use a "
+            "name such as Europe/Berlin; ANSWERDESK_HANDOFF_WEBHOOK_URL: Input should be a valid "
+            "URL, relative URL without a base; ANSWERDESK_PORT: Input should be a valid integer, "
             "unable to parse string as an integer."
         )
 
