@@ -80,6 +80,12 @@ class FaqEntryOut(BaseModel):
         )
 
 
+class ResolvedOut(FaqEntryOut):
+    resolved: list[str] = Field(
+        description="Other queued questions the entry now answers, dropped from the queue."
+    )
+
+
 class RecentSessionOut(SessionOut):
     last_message: float = Field(description="When the customer wrote last (Unix time).")
 
@@ -249,30 +255,41 @@ def admin_router(token: str | None) -> APIRouter:
         items = await runtime(request).manager.feedback.unanswered(count)
         return [UnansweredOut(**i.__dict__) for i in items]
 
-    @router.post("/unanswered/{item_id}/faq", response_model=FaqEntryOut, status_code=201)
+    @router.post("/unanswered/{item_id}/faq", response_model=ResolvedOut, status_code=201)
     async def answer(
         body: NewFaqEntry,
         request: Request,
         item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")],
-    ) -> FaqEntryOut:
-        """Answer an unanswered question with a new FAQ entry, live at once."""
+    ) -> ResolvedOut:
+        """Answer an unanswered question with a new FAQ entry, live at once. Other queued
+        questions the entry now answers leave the queue too (`resolved`)."""
         rt = runtime(request)
         entry = await rt.manager.feedback.answer(
             item_id, body.answer, rt.knowledge, question=body.question, entry_id=body.id
         )
-        return FaqEntryOut.of(entry)
+        resolved = await rt.manager.resolve_unanswered(entry.id)
+        return ResolvedOut(**FaqEntryOut.of(entry).model_dump(), resolved=resolved)
 
-    @router.post("/unanswered/{item_id}/alias", response_model=FaqEntryOut)
+    @router.post("/unanswered/{item_id}/alias", response_model=ResolvedOut)
     async def alias(
         body: Alias,
         request: Request,
         item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")],
-    ) -> FaqEntryOut:
+    ) -> ResolvedOut:
         """The customer meant an existing FAQ entry: add their question to its phrasings, live
-        at once, so the next customer asking so is answered."""
+        at once, so the next customer asking so is answered. Other queued questions the entry
+        now answers leave the queue too (`resolved`)."""
         rt = runtime(request)
         entry = await rt.manager.feedback.alias(item_id, body.entry_id, rt.knowledge)
-        return FaqEntryOut.of(entry)
+        resolved = await rt.manager.resolve_unanswered(entry.id)
+        return ResolvedOut(**FaqEntryOut.of(entry).model_dump(), resolved=resolved)
+
+    @router.delete("/unanswered/{item_id}", status_code=204)
+    async def dismiss(
+        request: Request, item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")]
+    ) -> None:
+        """Drop a question from the queue without answering it (off-topic, spam, a test)."""
+        await runtime(request).manager.feedback.dismiss(item_id)
 
     @router.get("/stats", response_model=StatsOut)
     async def stats(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 7) -> StatsOut:

@@ -407,6 +407,25 @@ def kb_unanswered(count: int) -> None:
     asyncio.run(work())
 
 
+@kb.command("dismiss")
+@click.argument("item_id")
+def kb_dismiss(item_id: str) -> None:
+    """Drop unanswered question ITEM_ID (from `kb unanswered`) without answering it."""
+    settings = load_settings()
+
+    async def work() -> None:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
+            await FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix))).dismiss(
+                item_id
+            )
+
+    try:
+        asyncio.run(work())
+    except ConversationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"dismissed {item_id}")
+
+
 @kb.command("alias")
 @click.argument("item_id")
 @click.argument("entry_id")

@@ -18,7 +18,7 @@ from bot.errors import ConversationError, StorageUnavailable
 from bot.messages import Reply
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
-from knowledge import FaqEntry, KnowledgeStore
+from knowledge import FaqEntry, KnowledgeStore, Retriever
 
 Rating = Literal["up", "down"]
 
@@ -149,6 +149,32 @@ class FeedbackLog:
         assert record.entry is not None
         await self._redis.xdel(self._keys.unanswered, item_id)
         return record.entry
+
+    async def dismiss(self, item_id: str) -> None:
+        """Drop a question from the queue without answering it (off-topic, spam, a test)."""
+        try:
+            dropped = await self._redis.xdel(self._keys.unanswered, item_id)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot change the unanswered questions: {exc}") from exc
+        if not dropped:
+            raise UnknownItem(f"No unanswered question with id {item_id}.")
+
+    async def resolve(
+        self, entry_id: str, retriever: Retriever, at: float, count: int = 200
+    ) -> list[str]:
+        """Drop from the queue's oldest `count` the questions FAQ entry `entry_id` now answers:
+        it is their best match, scoring `at` (the answer threshold) or more. Their ids."""
+        answered = []
+        for item in await self.unanswered(count):
+            hits = await retriever.search(item.question, k=1)
+            if hits and hits[0].entry.id == entry_id and hits[0].score >= at:
+                answered.append(item.id)
+        if answered:
+            try:
+                await self._redis.xdel(self._keys.unanswered, *answered)
+            except RedisError as exc:
+                raise StorageUnavailable(f"Cannot change the unanswered questions: {exc}") from exc
+        return answered
 
     async def _item(self, item_id: str) -> UnansweredItem:
         rows = await self._redis.xrange(self._keys.unanswered, item_id, item_id)

@@ -212,6 +212,17 @@ class ConversationManager:
                 return event
         raise ConversationError("The conversation core produced no reply.")  # pragma: no cover
 
+    async def resolve_unanswered(self, entry_id: str) -> list[str]:
+        """Drop the queued unanswered questions FAQ entry `entry_id` now answers (after an
+        operator made it from one of them, or added a phrasing to it); their ids."""
+        known = self._retriever.thresholds
+        at = (
+            known.answer
+            if self.policy.grounded_threshold is None
+            else self.policy.grounded_threshold
+        )
+        return await self.feedback.resolve(entry_id, self._retriever, at)
+
     async def history(self, session_id: str) -> list[Turn]:
         return await self._sessions.history(session_id)
 

@@ -378,11 +378,59 @@ def test_operators_read_the_latest_conversations(desk: Server) -> None:
     assert admin(desk, "GET", "/sessions?count=201").status_code == 422
 
 
+def test_an_answer_clears_the_same_question_asked_again_and_junk_is_dismissed(
+    desk: Server,
+) -> None:
+    """Several customers asked the same thing: answering one of them with a new FAQ entry
+    takes the others it now answers off the queue too, and leaves the rest (a question in other
+    words, which its entry does not yet reach, stays to be filed under it). An operator drops
+    an off-topic question from the queue without answering it."""
+    asked = {
+        "loyal-1": "do you have a loyalty programme?",
+        "loyal-2": "Do you have a loyalty program?",
+        "loyal-3": "is there a rewards program?",
+        "loyal-4": "write me a poem about socks",
+    }
+    for session, question in asked.items():
+        assert desk.chat(session, question)["mode"] == "fallback", question
+    queued = {
+        i["session_id"]: i["id"]
+        for i in admin(desk, "GET", "/unanswered").json()
+        if i["session_id"] in asked
+    }
+    answer = {"answer": "Yes: Pinecone Points, 1 point per euro; 100 points make 5 euros off."}
+    made = admin(desk, "POST", f"/unanswered/{queued['loyal-1']}/faq", json=answer)
+    assert made.status_code == 201, made.text
+    assert made.json()["question"] == asked["loyal-1"]
+    assert made.json()["resolved"] == [queued["loyal-2"]]
+    left = {i["id"] for i in admin(desk, "GET", "/unanswered").json()}
+    assert {queued["loyal-3"], queued["loyal-4"]} <= left
+    assert not {queued["loyal-1"], queued["loyal-2"]} & left
+    assert desk.chat("loyal-5", "Do you have a loyalty program?")["mode"] == "faq"
+
+    filed = admin(
+        desk, "POST", f"/unanswered/{queued['loyal-3']}/alias", json={"entry_id": made.json()["id"]}
+    )
+    assert filed.status_code == 200 and filed.json()["resolved"] == []
+    assert admin(desk, "DELETE", f"/unanswered/{queued['loyal-4']}").status_code == 204
+    left = {i["id"] for i in admin(desk, "GET", "/unanswered").json()}
+    assert not set(queued.values()) & left
+    gone = admin(desk, "DELETE", f"/unanswered/{queued['loyal-4']}")
+    assert gone.status_code == 404 and "No unanswered question" in gone.json()["error"]
+
+
 def test_cli_lists_the_unanswered_queue(desk: Server) -> None:
     desk.chat("cli", "who won the football match yesterday")
     result = desk.kb("unanswered")
     assert result.returncode == 0, result.stderr
-    assert "fallback\tcli\twho won the football match yesterday" in result.stdout
+    [line] = [x for x in result.stdout.splitlines() if "\tcli\twho won the football" in x]
+    assert line.split("\t")[1:] == ["fallback", "cli", "who won the football match yesterday"]
+    item = line.split("\t")[0]
+    dismissed = desk.kb("dismiss", item)
+    assert dismissed.returncode == 0 and dismissed.stdout.strip() == f"dismissed {item}"
+    assert item not in desk.kb("unanswered").stdout
+    again = desk.kb("dismiss", item)
+    assert again.returncode == 1 and f"No unanswered question with id {item}." in again.stderr
 
 
 def test_resent_messages_and_floods_get_clear_errors(desk: Server) -> None:

@@ -507,6 +507,42 @@ async def test_the_desk_shows_how_the_assistant_did(web: Server, browser: Browse
         await desk.close()
 
 
+async def test_an_operator_answers_a_question_once_and_dismisses_junk(
+    web: Server, browser: Browser
+) -> None:
+    """Answered at the desk, a question leaves the list with the same question another customer
+    asked, and the desk says so; *Dismiss* drops an off-topic one."""
+    questions = [
+        "do you sell socks made of bamboo?",
+        "Do you sell socks made from bamboo?",  # another customer, nearly the same words
+        "sing me a song about the sea",
+    ]
+    for question in questions:
+        assert (await ask(web, question))["mode"] == "fallback", question
+    desk = await browser.new_page()
+    try:
+        await sign_in(desk, web, "gus")
+        missed = desk.get_by_role("region", name="Questions the FAQ did not answer")
+        first, second, junk = (
+            missed.get_by_role("article", name=f"Unanswered: {q}") for q in questions
+        )
+        await first.get_by_label("Answer for the FAQ").fill(
+            "Yes: bamboo socks, 3 pairs for 15 euros."
+        )
+        await first.get_by_role("button", name="Add to the FAQ").click()
+        await expect(missed.get_by_role("status")).to_have_text(
+            "It also answers 1 other question in the list, which left it too."
+        )
+        await expect(first).to_have_count(0)
+        await expect(second).to_have_count(0)
+        await expect(junk).to_have_count(1)
+        await junk.get_by_role("button", name="Dismiss").click()
+        await expect(junk).to_have_count(0)
+        assert (await ask(web, "do you sell socks made from bamboo?"))["mode"] == "faq"
+    finally:
+        await desk.close()
+
+
 async def test_an_operator_reads_the_latest_conversations(web: Server, browser: Browser) -> None:
     """The desk lists the latest conversations; one opened shows what the assistant answered
     and how, and stays open when a new conversation comes in above it."""
