@@ -49,6 +49,7 @@ def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
         "channel": call.channel,
         "place": call.place,
         "reason": call.reason,
+        "operators_online": call.staffed,  # someone had the operator desk open (2 minutes)
         "operator_desk": desk_url,
     }
 

@@ -166,6 +166,7 @@ async def build_runtime(
             max_message_chars=settings.max_message_chars,
             business=settings.business_name,
             handoff_after_fallbacks=settings.handoff_after_fallbacks,
+            operator_idle_s=settings.operator_idle_minutes * 60,
             generation=GenerationParams(max_new_tokens=settings.max_new_tokens),
             reply_timeout_s=settings.reply_timeout_s,
         )

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     rate_limit: str = "20/minute"
     # Consecutive unanswerable questions before a human is called in; 0 never.
     handoff_after_fallbacks: int = Field(default=3, ge=0)
+    # A conversation an operator took and has not written in for this long goes back to the
+    # assistant at the customer's next message; 0: never.
+    operator_idle_minutes: float = Field(default=60, ge=0)
     # Bearer token of the operator API (/admin/…); empty: the operator API is disabled.
     admin_token: str | None = Field(default=None, repr=False)
     history_max_turns: int = Field(default=200, ge=2)

@@ -162,10 +162,13 @@ class FeedbackLog:
     async def resolve(
         self, entry_id: str, retriever: Retriever, at: float, count: int = 200
     ) -> list[str]:
-        """Drop from the queue's oldest `count` the questions FAQ entry `entry_id` now answers:
-        it is their best match, scoring `at` (the answer threshold) or more. Their ids."""
+        """Drop from the queue's oldest `count` the questions the FAQ did not answer that entry
+        `entry_id` now answers: it is their best match, scoring `at` (the answer threshold) or
+        more. Their ids. A reply rated 👎 stays: its question was answered, and not well."""
         answered = []
         for item in await self.unanswered(count):
+            if item.reason != "fallback":
+                continue
             hits = await retriever.search(item.question, k=1)
             if hits and hits[0].entry.id == entry_id and hits[0].score >= at:
                 answered.append(item.id)

@@ -142,18 +142,34 @@ class HandoffDesk:
             info = await self._known(session_id)
             if info.state == "bot":
                 raise HandoffError(f"Session {session_id} is already with the assistant.")
-            now = time.time()
-            await self._sessions.append(
-                session_id,
-                [state_turn("bot", f"handed back by {operator}", now)],
-                meta={"state": "bot", "state_since": now, "operator": "", "fallbacks": 0},
-            )
-            await self._redis.zrem(self._keys.waiting, session_id)
-            await self._redis.srem(self._keys.active, session_id)
-            await self._deliver(
-                info, "You are back with the assistant. Ask me anything about our FAQ.", operator
+            await self.hand_back(
+                info,
+                f"handed back by {operator}",
+                "You are back with the assistant. Ask me anything about our FAQ.",
+                operator,
             )
         return await self._sessions.info(session_id, with_turns=True)
+
+    async def hand_back(self, info: SessionInfo, note: str, told: str, operator: str) -> None:
+        """Give the conversation back to the bot, telling the customer `told`; the caller holds
+        the session's lock."""
+        now = time.time()
+        await self._sessions.append(
+            info.session_id,
+            [state_turn("bot", note, now)],
+            meta={"state": "bot", "state_since": now, "operator": "", "fallbacks": 0},
+        )
+        await self._redis.zrem(self._keys.waiting, info.session_id)
+        await self._redis.srem(self._keys.active, info.session_id)
+        await self._deliver(info, told, operator)
+
+    async def operator_silent_for(self, info: SessionInfo, now: float) -> float:
+        """Seconds since the operator who has the conversation took it or last wrote in it."""
+        last = info.state_since
+        for turn in await self._sessions.history(info.session_id, last=50):
+            if turn.role == "operator":
+                last = max(last, turn.ts)
+        return now - last
 
     async def outbox(
         self, channel: str, after: str = "0-0", count: int = 100, block_ms: int | None = None

@@ -44,6 +44,10 @@ class AnswerPolicy:
     prompt_tokens: int = 1500  # the prompt's budget; the oldest history turns give way first
     max_message_chars: int = 4000
     handoff_after_fallbacks: int = 3  # consecutive fallbacks before a human is called; 0: never
+    # A conversation an operator took but has not written in for this long goes back to the
+    # assistant at the customer's next message (an operator who forgot "hand back" would
+    # leave the customer unanswered for good); 0: never.
+    operator_idle_s: float = 3600
     dedupe_ttl_s: int = 24 * 3600
     business: str = "our shop"
     fallback_message: str = (
@@ -273,6 +277,17 @@ class ConversationManager:
             yield Reply(sid, policy.smalltalk("reset"), "smalltalk")
             return
 
+        if info.state == "human" and policy.operator_idle_s:
+            silent = await self.handoff.operator_silent_for(info, now)
+            if silent >= policy.operator_idle_s:
+                await self.handoff.hand_back(
+                    info,
+                    f"{info.operator} silent for {silent / 60:.0f} min",
+                    "Our colleague has left the conversation, so you are back with the "
+                    "assistant. Ask me anything about our FAQ.",
+                    info.operator or "",
+                )
+                info = await self._sessions.info(sid)
         if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
             quiet = "" if place is None else policy.still_waiting(place, text)

@@ -3,10 +3,10 @@ FAQ answers, how many customers needed a person and what they ask about most (`G
 /admin/stats`, `answerdesk stats`, the operator desk).
 
 Counted per day (in the business's time zone) in Redis, so every worker adds to the same
-figures: customers' messages by
-answer mode, customers put in line for a person, the 👍 and 👎 given to that day's replies, the
-FAQ entries answers came from, and distinct conversations (a HyperLogLog: no session id is
-kept). No customer's words are; the figures are kept `KEEP_DAYS` days.
+figures: customers' messages by answer mode, customers put in line for a person, the 👍 and 👎
+given to that day's replies, the FAQ entries answers came from, and distinct conversations (a
+HyperLogLog: no session id is kept). No customer's words are; the figures are kept `KEEP_DAYS`
+days.
 """
 
 import logging

@@ -346,6 +346,31 @@ async def test_a_customer_is_told_when_no_operator_is_there(
     ]
 
 
+async def test_a_conversation_its_operator_left_comes_back_to_the_assistant(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """An operator took the conversation and stopped writing (forgot to hand it back): the bot
+    stays quiet until the idle time has passed; then the customer's next message is answered by
+    the assistant, and the customer is told the colleague left."""
+    bot = build(redis_client, prefix, sample_retriever, operator_idle_s=1.0)
+    await bot.ask(Inbound("idle", "talk to a human please"))
+    await bot.handoff.take("idle", "olga")
+    await bot.handoff.send("idle", "olga", "Hi, Olga here.")
+    quiet = await bot.ask(Inbound("idle", FAQ_QUESTION))
+    assert (quiet.mode, quiet.text, quiet.state) == ("handoff", "", "human")
+    await asyncio.sleep(1.2)
+    back = await bot.ask(Inbound("idle", FAQ_QUESTION))
+    assert (back.mode, back.state) == ("faq", "bot")
+    assert [m.text for m in await bot.handoff.outbox("web")][-1] == (
+        "Our colleague has left the conversation, so you are back with the assistant. Ask me "
+        "anything about our FAQ."
+    )
+    info = await bot.session("idle")
+    assert info.state == "bot" and not await bot.handoff.active()
+    [note] = [t.text for t in info.turns if t.role == "system" and "silent" in t.text]
+    assert note == "state: bot (olga silent for 0 min)"
+
+
 async def test_handoff_through_the_manager(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:

@@ -217,6 +217,7 @@ def test_the_team_chat_is_told_when_a_customer_waits(
     503), with a link to the operator desk and without the customer's words; a webhook that
     refuses is logged and counted, and the customer is in line all the same."""
     team_chat.plan["notify-asks"] = [503]
+    assert admin(desk, "GET", "/handoff").is_success  # an operator has the desk open
     asked = desk.chat("notify-asks", "can I talk to a person? my order 7781 never came")
     assert asked["mode"] == "handoff"
     first, second = team_chat.posts_for("notify-asks", count=2)
@@ -231,7 +232,7 @@ def test_the_team_chat_is_told_when_a_customer_waits(
         f"waiting for a person (customer asked for a human); they are {line}. Open the operator "
         "desk: https://support.example.com/operator"
     )
-    assert (second["channel"], second["place"]) == ("web", place)
+    assert (second["channel"], second["place"], second["operators_online"]) == ("web", place, True)
     assert second["operator_desk"] == "https://support.example.com/operator"
     assert "7781" not in str(second) and "order" not in str(second)
 
