@@ -14,7 +14,6 @@ from bot.handoff import (
 )
 from bot.keys import SessionKeys
 from bot.manager import (
-    AnswerPolicy,
     ConversationManager,
     DuplicateMessage,
     InvalidMessage,
@@ -31,6 +30,7 @@ from bot.messages import (
     State,
     Turn,
 )
+from bot.policy import AnswerPolicy
 from bot.prompt import REFUSAL, build_messages
 from bot.rate_limit import RateLimited, RateLimiter
 from bot.session_store import SessionStore

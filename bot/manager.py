@@ -2,11 +2,9 @@
 
 import asyncio
 import logging
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, tzinfo
 from typing import Protocol
 
@@ -19,91 +17,16 @@ from bot.grounding import supported_prefix
 from bot.handoff import HandoffDesk, HandoffNotifier, Waiting, state_turn
 from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
+from bot.policy import AnswerPolicy
 from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
-from engine import ChatModel, EngineError, GenerationParams, ModelBusy
+from engine import ChatModel, EngineError, ModelBusy
 from knowledge import Hit, KnowledgeError, Retriever
 
 log = logging.getLogger(__name__)
-
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-
-
-@dataclass(frozen=True)
-class AnswerPolicy:
-    """How retrieval scores turn into answer modes, and what the bot says in each case."""
-
-    # Score thresholds; None: the knowledge base's own, chosen by `answerdesk kb calibrate`.
-    faq_threshold: float | None = None  # at or above: the operator's answer, verbatim
-    grounded_threshold: float | None = None  # at or above: the model answers from the top hits
-    top_k: int = 3
-    history_turns: int = 4
-    prompt_tokens: int = 1500  # the prompt's budget; the oldest history turns give way first
-    max_message_chars: int = 4000
-    handoff_after_fallbacks: int = 3  # consecutive fallbacks before a human is called; 0: never
-    # A conversation an operator took but has not written in for this long goes back to the
-    # assistant at the customer's next message (an operator who forgot "hand back" would
-    # leave the customer unanswered for good); 0: never.
-    operator_idle_s: float = 3600
-    dedupe_ttl_s: int = 24 * 3600
-    business: str = "our shop"
-    fallback_message: str = (
-        "I'm sorry, I don't know the answer to that, and I don't want to guess. "
-        'Please try asking in other words, or write "human" to talk to a person.'
-    )
-    max_suggestions: int = 3  # FAQ questions offered when none answers well enough
-    generation: GenerationParams = field(default_factory=GenerationParams)
-    # A generated reply not finished by then gives way to the closest FAQ entry: the customer's
-    # next messages wait for it (a session's answers come in order).
-    reply_timeout_s: float = 30.0
-
-    def smalltalk(self, kind: str) -> str:
-        return {
-            "greeting": f"Hello! I'm the {self.business} assistant. Ask me about orders, "
-            'shipping, returns, payments or your account, or write "human" to reach a person.',
-            "thanks": "You're welcome! Is there anything else I can help with?",
-            "goodbye": "Goodbye, and thank you for getting in touch!",
-            "reset": "Done: I've forgotten our conversation. How can I help?",
-        }[kind]
-
-    @staticmethod
-    def suggesting(suggestions: Sequence[Source]) -> str:
-        """The reply that offers FAQ questions close to the customer's, none close enough to
-        answer it (the channels may show them as buttons too)."""
-        listed = "\n".join(f"- {s.question}" for s in suggestions)
-        return (
-            f"I'm not sure I understood. Did you mean:\n{listed}\n"
-            'If not, please ask in other words, or write "human" to talk to a person.'
-        )
-
-    @staticmethod
-    def waiting(place: int, staffed: bool = True, channel: str = "web") -> str:
-        """Told when put in line: where the customer is; and, when no operator is watching the
-        queue, that the answer may take a while. A web chat's customer, who may be gone by then,
-        is asked for an e-mail address."""
-        ahead = "you are next" if place == 1 else f"you are number {place} in line"
-        told = f"I've asked a colleague to take over; {ahead}. They will answer here."
-        if staffed:
-            return told
-        offline = f"{told} No one from our team is online right now, so this may take a while."
-        if channel != "web":
-            return offline
-        return f"{offline} Leave your e-mail address here if you would like them to write to you."
-
-    @staticmethod
-    def still_waiting(place: int, said: str) -> str:
-        """The reply to a message sent while waiting for a person (`said`): short, as the
-        customer was told the rest; thanks for an e-mail address to be written to."""
-        ahead = "you are next" if place == 1 else f"you are number {place} in line"
-        if address := EMAIL.search(said):
-            return (
-                f"Thank you: if you are no longer here when they answer, they will write to "
-                f"{address.group()}. {ahead[0].upper()}{ahead[1:]}."
-            )
-        return f"Our colleague will see this when they take over; {ahead}."
 
 
 class Observer(Protocol):
@@ -219,13 +142,8 @@ class ConversationManager:
     async def resolve_unanswered(self, entry_id: str) -> list[str]:
         """Drop the queued unanswered questions FAQ entry `entry_id` now answers (after an
         operator made it from one of them, or added a phrasing to it); their ids."""
-        known = self._retriever.thresholds
-        at = (
-            known.answer
-            if self.policy.grounded_threshold is None
-            else self.policy.grounded_threshold
-        )
-        return await self.feedback.resolve(entry_id, self._retriever, at)
+        _, answer_at = self.policy.thresholds(self._retriever.thresholds)
+        return await self.feedback.resolve(entry_id, self._retriever, answer_at)
 
     async def history(self, session_id: str) -> list[Turn]:
         return await self._sessions.history(session_id)
@@ -308,8 +226,7 @@ class ConversationManager:
         confidence = hits[0].score if hits else 0.0
         sources = tuple(Source(h.entry.id, h.entry.question, h.score) for h in hits)
         known = self._retriever.thresholds
-        faq_at = known.faq if policy.faq_threshold is None else policy.faq_threshold
-        answer_at = known.answer if policy.grounded_threshold is None else policy.grounded_threshold
+        faq_at, answer_at = policy.thresholds(known)
         mode: Mode
         suggested: tuple[Source, ...] = ()
         if hits and confidence >= faq_at and hits[0].entry.answer:
