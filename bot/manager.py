@@ -203,7 +203,7 @@ class ConversationManager:
                     f"{info.operator} silent for {silent / 60:.0f} min",
                     "Our colleague has left the conversation, so you are back with the "
                     "assistant. Ask me anything about our FAQ.",
-                    info.operator or "",
+                    "",  # from the assistant, not from the colleague
                 )
                 info = await self._sessions.info(sid)
         if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
