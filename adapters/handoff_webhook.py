@@ -14,6 +14,7 @@ a configuration mistake, logged once.
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot import Waiting
+from bot import HandoffDesk, HandoffNotifier, StorageUnavailable, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,18 @@ class HandoffWebhook:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self._client.aclose()
+
+
+async def remind(desk: HandoffDesk, notifier: HandoffNotifier, after_s: float) -> None:
+    """Until cancelled: tell `notifier` once more of each customer who has waited `after_s`
+    without an operator taking them (looked for every tenth of that, at most every 30 s)."""
+    while True:
+        await asyncio.sleep(min(30.0, after_s / 10))
+        try:
+            for call in await desk.overdue(after_s, time.time()):
+                notifier.waiting(call)
+        except StorageUnavailable as exc:
+            log.warning("Could not look for customers waiting long: %s", exc)
 
 
 def _described(exc: httpx2.HTTPError) -> str:

@@ -3,14 +3,14 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from adapters.handoff_webhook import HandoffWebhook
+from adapters.handoff_webhook import HandoffWebhook, remind
 from adapters.metrics import Metrics
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
@@ -207,9 +207,17 @@ async def build_runtime(
             except BaseException:
                 await bot.session.close()
                 raise
+        reminders = None
+        if webhook is not None and settings.handoff_remind_minutes:
+            after_s = settings.handoff_remind_minutes * 60
+            reminders = asyncio.create_task(remind(manager.handoff, webhook, after_s))
         try:
             yield Runtime(settings, redis, knowledge, retriever, manager, sites, telegram)
         finally:
+            if reminders is not None:
+                reminders.cancel()
+                with suppress(asyncio.CancelledError):
+                    await reminders
             if telegram is not None:
                 await telegram.stop()
             if webhook is not None:

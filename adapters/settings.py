@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # chat (Slack, Mattermost, Rocket.Chat, Discord's …/slack URL) or any HTTP endpoint, which
     # gets a JSON POST whose `text` says so. Empty: no notifications.
     handoff_webhook_url: HttpUrl | None = Field(default=None, repr=False)
+    # A customer still waiting this long (no operator took them) is posted there once more;
+    # 0: never.
+    handoff_remind_minutes: float = Field(default=10, ge=0)
     # The address this server is reached at (https://support.example.com): notifications link to
     # its operator desk. Empty: they carry no link.
     public_url: HttpUrl | None = None

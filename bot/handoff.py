@@ -67,10 +67,31 @@ class HandoffDesk:
     async def enqueue(self, session_id: str, now: float) -> int:
         """Put the session in the queue (keeping its place if it is there); returns its place."""
         try:
-            await self._redis.zadd(self._keys.waiting, {session_id: now}, nx=True)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self._keys.waiting, {session_id: now}, nx=True)
+                pipe.delete(self._keys.reminded(session_id))  # a new wait is reminded of anew
+                await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
         return await self.place(session_id) or 1
+
+    async def overdue(self, waited_s: float, now: float) -> list[Waiting]:
+        """Customers who have waited `waited_s` or longer and were not reminded of yet, each
+        claimed so that one worker reminds the operators once."""
+        try:
+            found = await self._redis.zrangebyscore(
+                self._keys.waiting, "-inf", now - waited_s, withscores=True
+            )
+            calls, staffed = [], await self.staffed() if found else False
+            for place, (raw, since) in enumerate(found, start=1):
+                session_id = raw.decode()
+                if await self._redis.set(self._keys.reminded(session_id), 1, nx=True, ex=86400):
+                    info = await self._sessions.info(session_id)
+                    reason = f"still not taken after {_duration(now - since)}"
+                    calls.append(Waiting(session_id, info.channel, place, reason, staffed))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+        return calls
 
     async def place(self, session_id: str) -> int | None:
         """1 for the next customer an operator will take; None when not waiting."""
@@ -226,6 +247,10 @@ class HandoffDesk:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
         return OutboxMessage(rid.decode(), info.session_id, text, operator)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _outbox(rid: bytes, fields: dict[bytes, bytes]) -> OutboxMessage:

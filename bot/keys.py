@@ -30,6 +30,10 @@ class SessionKeys:
     def lock(self, session_id: str) -> str:
         return self._session(session_id, "lock")
 
+    def reminded(self, session_id: str) -> str:
+        """Set once the operators were reminded of the session's wait for a person."""
+        return self._session(session_id, "reminded")
+
     def reply(self, session_id: str, reply_id: str) -> str:
         """Hash: what was asked and answered, kept for feedback."""
         return self._session(session_id, f"reply:{reply_id}")

@@ -1,6 +1,7 @@
 """Operators over real HTTP against `answerdesk serve` with the real model: handoff, the
 unanswered queue, and the chat API's limits."""
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory, team_chat: WebhookReceiver) -
             "ANSWERDESK_HANDOFF_WEBHOOK_URL": team_chat.url,
             "ANSWERDESK_PUBLIC_URL": "https://support.example.com/",
             "ANSWERDESK_TIME_ZONE": ZONE,
+            "ANSWERDESK_HANDOFF_REMIND_MINUTES": "0.05",  # 3 s
         },
     ).start()
     yield running
@@ -220,7 +222,7 @@ def test_the_team_chat_is_told_when_a_customer_waits(
     assert admin(desk, "GET", "/handoff").is_success  # an operator has the desk open
     asked = desk.chat("notify-asks", "can I talk to a person? my order 7781 never came")
     assert asked["mode"] == "handoff"
-    first, second = team_chat.posts_for("notify-asks", count=2)
+    first, second = team_chat.posts_for("notify-asks", count=2)[:2]  # then a reminder
     assert (first["answered"], second["answered"]) == (503, 200)
     assert first == {**second, "answered": 503}
     place = 1 + [s["session_id"] for s in admin(desk, "GET", "/handoff").json()["waiting"]].index(
@@ -240,7 +242,7 @@ def test_the_team_chat_is_told_when_a_customer_waits(
     for question in ["what is the capital of Peru?", "sing me a song", "how do I bake bread"]:
         stuck = desk.chat("notify-stuck", question)
     assert stuck["mode"] == "handoff"
-    [refused] = team_chat.posts_for("notify-stuck")
+    refused = team_chat.posts_for("notify-stuck")[0]
     assert refused["reason"] == "3 questions in a row the FAQ does not answer"
     assert refused["answered"] == 404
     waiting = [s["session_id"] for s in admin(desk, "GET", "/handoff").json()["waiting"]]
@@ -377,6 +379,21 @@ def test_operators_read_the_latest_conversations(desk: Server) -> None:
     [again] = [s for s in admin(desk, "GET", "/sessions").json() if s["session_id"] == "recent-c"]
     assert again["turns"][0]["text"] == "which payment methods do you accept?"
     assert admin(desk, "GET", "/sessions?count=201").status_code == 422
+
+
+def test_the_team_chat_is_reminded_once_of_a_customer_still_waiting(
+    desk: Server, team_chat: WebhookReceiver
+) -> None:
+    """A customer no operator has taken after ANSWERDESK_HANDOFF_REMIND_MINUTES (3 s here) is
+    posted once more, once."""
+    asked = desk.chat("remind-me", "human please")
+    assert asked["state"] == "pending_human"
+    told, reminded = team_chat.posts_for("remind-me", count=2)[:2]
+    assert told["reason"] == "customer asked for a human"
+    assert re.fullmatch(r"still not taken after \d+ s", reminded["reason"]), reminded
+    assert f"is waiting for a person ({reminded['reason']}); they are" in reminded["text"]
+    time.sleep(1.5)  # five more looks for customers waiting long
+    assert len(team_chat.posts_for("remind-me", count=3, timeout=0)) == 2
 
 
 def test_an_answer_clears_the_same_question_asked_again_and_junk_is_dismissed(
