@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
+from redis.asyncio import Redis
 
 from adapters.redis_server import open_redis
 from adapters.settings import Settings, load_settings
@@ -396,7 +397,7 @@ def kb_unanswered(count: int) -> None:
 
     async def work() -> None:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            log = FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
+            log = feedback_log(redis, settings)
             items = await log.unanswered(count)
         for item in items:
             offered = f"\tsuggested: {', '.join(item.suggested)}" if item.suggested else ""
@@ -415,9 +416,7 @@ def kb_dismiss(item_id: str) -> None:
 
     async def work() -> None:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            await FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix))).dismiss(
-                item_id
-            )
+            await feedback_log(redis, settings).dismiss(item_id)
 
     try:
         asyncio.run(work())
@@ -440,7 +439,7 @@ def kb_alias(item_id: str, entry_id: str) -> None:
 
     async def work() -> FaqEntry:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            log = FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
+            log = feedback_log(redis, settings)
             store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
             return await log.alias(item_id, entry_id, store)
 
@@ -449,6 +448,11 @@ def kb_alias(item_id: str, entry_id: str) -> None:
     except (KnowledgeError, ConversationError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{entry.id}: {len(entry.alt_questions)} alternative questions")
+
+
+def feedback_log(redis: Redis, settings: Settings) -> FeedbackLog:
+    """The unanswered queue in the configured Redis."""
+    return FeedbackLog(SessionStore(redis, SessionKeys(settings.redis_prefix)))
 
 
 def checked(data: dict[str, Any]) -> FaqEntry:
