@@ -486,8 +486,19 @@ async def test_the_desk_shows_how_the_assistant_did(web: Server, browser: Browse
         await sign_in(desk, web, "dora")
         figures = desk.get_by_role("region", name="How the assistant did")
         table = figures.get_by_role("table", name="Figures")
-        columns = await table.get_by_role("columnheader").all_inner_texts()
-        assert columns[:4] == ["Conversations", "Messages", "Answered", "From the FAQ"]
+        await expect(table.get_by_role("columnheader")).to_have_text(  # waits for the table
+            [
+                "Conversations",
+                "Messages",
+                "Answered",
+                "From the FAQ",
+                "By the model",
+                "Not known",
+                "Handed to a person",
+                "Rated 👍",
+                "Rated 👎",
+            ]
+        )
         cells = table.get_by_role("row", name="Today").get_by_role("cell")
         answered = f"{round(today['answered'] * 100)}%"
         await expect(cells).to_have_text(
