@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
@@ -26,7 +27,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot import HandoffDesk, HandoffNotifier, StorageUnavailable, Waiting
+from bot import HandoffDesk, HandoffNotifier, StorageUnavailable, TeamHours, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
         f"A customer in {where} (conversation {call.session_id[:8]}, as the operator desk shows "
         f"it) is waiting for a person ({call.reason}); they are {line}."
     )
+    if call.back:
+        text += f" It is outside the team's hours: they were told it is back {call.back}."
     if desk_url:
         text += f" Open the operator desk: {desk_url}"
     return {
@@ -51,6 +54,7 @@ def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
         "place": call.place,
         "reason": call.reason,
         "operators_online": call.staffed,  # someone had the operator desk open (2 minutes)
+        "team_back": call.back or None,  # outside the team's hours: when it is back
         "operator_desk": desk_url,
     }
 
@@ -135,11 +139,17 @@ class HandoffWebhook:
         await self._client.aclose()
 
 
-async def remind(desk: HandoffDesk, notifier: HandoffNotifier, after_s: float) -> None:
+async def remind(
+    desk: HandoffDesk, notifier: HandoffNotifier, after_s: float, hours: TeamHours | None = None
+) -> None:
     """Until cancelled: tell `notifier` once more of each customer who has waited `after_s`
-    without an operator taking them (looked for every tenth of that, at most every 30 s)."""
+    without an operator taking them (looked for every tenth of that, at most every 30 s).
+    Outside the team's `hours` no one is reminded: the customers waiting overnight are, once,
+    when the team's day begins."""
     while True:
         await asyncio.sleep(min(30.0, after_s / 10))
+        if hours is not None and not hours.is_open(datetime.now(UTC)):
+            continue
         try:
             for call in await desk.overdue(after_s, time.time()):
                 notifier.waiting(call)

@@ -169,6 +169,7 @@ async def build_runtime(
             operator_idle_s=settings.operator_idle_minutes * 60,
             generation=GenerationParams(max_new_tokens=settings.max_new_tokens),
             reply_timeout_s=settings.reply_timeout_s,
+            hours=settings.hours,
         )
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
         webhook = None
@@ -210,7 +211,7 @@ async def build_runtime(
         reminders = None
         if webhook is not None and settings.handoff_remind_minutes:
             after_s = settings.handoff_remind_minutes * 60
-            reminders = asyncio.create_task(remind(manager.handoff, webhook, after_s))
+            reminders = asyncio.create_task(remind(manager.handoff, webhook, after_s, policy.hours))
         try:
             yield Runtime(settings, redis, knowledge, retriever, manager, sites, telegram)
         finally:

@@ -9,6 +9,8 @@ import click
 from pydantic import Field, HttpUrl, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot import TeamHours, hours_from
+
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -101,6 +103,12 @@ class Settings(BaseSettings):
     # A customer still waiting this long (no operator took them) is posted there once more;
     # 0: never.
     handoff_remind_minutes: float = Field(default=10, ge=0)
+    # When the operators work, in OpenStreetMap's opening_hours syntax ("Mo-Fr 09:00-17:00;
+    # PH off"), in `time_zone`: a customer put in line outside them while no one has the
+    # operator desk open is told when the team is back, and reminders wait for it. Empty: none.
+    opening_hours: str = ""
+    # The country (ISO 3166 code, such as DE) whose public holidays `PH` in opening_hours means.
+    holidays_country: str = ""
     # The address this server is reached at (https://support.example.com): notifications link to
     # its operator desk. Empty: they carry no link.
     public_url: HttpUrl | None = None
@@ -142,9 +150,26 @@ class Settings(BaseSettings):
             raise ValueError("unknown time zone; use a name such as Europe/Berlin") from exc
         return value
 
+    @field_validator("opening_hours")
+    @classmethod
+    def _readable_hours(cls, value: str) -> str:
+        hours_from(value, ZoneInfo("UTC"))  # BadOpeningHours is a ValueError: says what is wrong
+        return value
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        hours_from("PH off" if value else "", ZoneInfo("UTC"), value)
+        return value.upper()
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+    @property
+    def hours(self) -> TeamHours | None:
+        """The operators' working hours, or None when none are set."""
+        return hours_from(self.opening_hours, self.zone, self.holidays_country)
 
     @property
     def models_dir(self) -> Path:

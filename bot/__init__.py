@@ -35,10 +35,12 @@ from bot.prompt import REFUSAL, build_messages
 from bot.rate_limit import RateLimited, RateLimiter
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats, DayFigures, Figures, StatsReport
+from bot.team_hours import BadOpeningHours, TeamHours, hours_from
 
 __all__ = [
     "REFUSAL",
     "AnswerPolicy",
+    "BadOpeningHours",
     "ConversationError",
     "ConversationManager",
     "ConversationStats",
@@ -68,6 +70,7 @@ __all__ = [
     "State",
     "StatsReport",
     "StorageUnavailable",
+    "TeamHours",
     "Turn",
     "UnansweredItem",
     "UnknownItem",
@@ -75,4 +78,5 @@ __all__ = [
     "UnknownSession",
     "Waiting",
     "build_messages",
+    "hours_from",
 ]

@@ -5,7 +5,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
 from redis.exceptions import RedisError
@@ -289,10 +289,11 @@ class ConversationManager:
             self._observer.handoff()
         sid, now = inbound.session_id, time.time()
         place = await self.handoff.enqueue(sid, now)
-        staffed = await self.handoff.staffed()
+        staffed, hours = await self.handoff.staffed(), self.policy.hours
+        back = "" if staffed or hours is None else hours.back(datetime.now(UTC))
         reply = Reply(
             sid,
-            self.policy.waiting(place, staffed, inbound.channel),
+            self.policy.waiting(place, staffed, inbound.channel, back),
             "handoff",
             reply_id=_new_id(),
             state="pending_human",
@@ -306,7 +307,7 @@ class ConversationManager:
             fallbacks=0,
         )
         if self._notifier is not None:
-            self._notifier.waiting(Waiting(sid, inbound.channel, place, reason, staffed))
+            self._notifier.waiting(Waiting(sid, inbound.channel, place, reason, staffed, back))
         return reply
 
     async def _store(

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.messages import Source
+from bot.team_hours import TeamHours
 from engine import GenerationParams
 from knowledge import Thresholds
 
@@ -38,6 +39,8 @@ class AnswerPolicy:
     # A generated reply not finished by then gives way to the closest FAQ entry: the customer's
     # next messages wait for it (a session's answers come in order).
     reply_timeout_s: float = 30.0
+    # When the operators work; None: customers are not told of hours.
+    hours: TeamHours | None = None
 
     def thresholds(self, known: Thresholds) -> tuple[float, float]:
         """The scores at or above which a question gets an entry's answer verbatim, and an
@@ -66,15 +69,18 @@ class AnswerPolicy:
         )
 
     @staticmethod
-    def waiting(place: int, staffed: bool = True, channel: str = "web") -> str:
+    def waiting(place: int, staffed: bool = True, channel: str = "web", back: str = "") -> str:
         """Told when put in line: where the customer is; and, when no operator is watching the
-        queue, that the answer may take a while. A web chat's customer, who may be gone by then,
-        is asked for an e-mail address."""
+        queue, when the team is back (`back`, outside its hours) or that the answer may take a
+        while. A web chat's customer, who may be gone by then, is asked for an e-mail address."""
         ahead = "you are next" if place == 1 else f"you are number {place} in line"
         told = f"I've asked a colleague to take over; {ahead}. They will answer here."
         if staffed:
             return told
-        offline = f"{told} No one from our team is online right now, so this may take a while."
+        if back:
+            offline = f"{told} Our team is away right now and back {back}."
+        else:
+            offline = f"{told} No one from our team is online right now, so this may take a while."
         if channel != "web":
             return offline
         return f"{offline} Leave your e-mail address here if you would like them to write to you."

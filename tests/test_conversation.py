@@ -7,7 +7,9 @@ decisions, not the model); the real model answers in test_server.py and test_ope
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis.asyncio import Redis
@@ -24,6 +26,7 @@ from bot import (
     SessionKeys,
     SessionStore,
     StorageUnavailable,
+    TeamHours,
     Waiting,
 )
 from engine import ChatMessage, GenerationParams
@@ -344,6 +347,33 @@ async def test_a_customer_is_told_when_no_operator_is_there(
         Waiting("night-tg", "telegram", 2, "customer asked for a human", staffed=False),
         Waiting("day", "web", 3, "customer asked for a human", staffed=True),
     ]
+
+
+async def test_a_customer_outside_the_teams_hours_is_told_when_it_is_back(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """The team works set hours and nobody has the desk open: a customer put in line outside
+    them is told when the team is back (not just "a while"), and the operators are told what the
+    customer was told. An operator at the desk after hours answers as on any other day."""
+    now = datetime.now(UTC)
+    opens = (now + timedelta(hours=6)).replace(minute=0, second=0, microsecond=0)
+    hours = TeamHours(f"Mo-Su {opens:%H}:00-{opens:%H}:30", ZoneInfo("UTC"))
+    team = TeamChat()
+    bot = build(redis_client, prefix, sample_retriever, notifier=team, hours=hours)
+    day = "today" if opens.date() == now.date() else "tomorrow"
+    back = f"{day} at {opens:%H}:00 (UTC)"
+    asked = await bot.ask(Inbound("late", "can I talk to a person?"))
+    assert asked.text == (
+        "I've asked a colleague to take over; you are next. They will answer here. Our team is "
+        f"away right now and back {back}. Leave your e-mail address here if you would like them "
+        "to write to you."
+    )
+    in_telegram = await bot.ask(Inbound("late-tg", "human please", channel="telegram"))
+    assert in_telegram.text.endswith(f"Our team is away right now and back {back}.")
+    await bot.handoff.watched()  # someone works late
+    there = await bot.ask(Inbound("later", "human please"))
+    assert there.text.endswith("you are number 3 in line. They will answer here.")
+    assert [call.back for call in team.told] == [back, back, ""]
 
 
 async def test_a_conversation_its_operator_left_comes_back_to_the_assistant(

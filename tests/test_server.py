@@ -83,6 +83,7 @@ def test_a_bad_setting_stops_the_command_and_names_it(tmp_path: Path) -> None:
         "ANSWERDESK_HANDOFF_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/s3cr3t",
         "ANSWERDESK_PORT": "eighty",
         "ANSWERDESK_TIME_ZONE": "Mars/Olympus_Mons",
+        "ANSWERDESK_OPENING_HOURS": "Mon-Fri 9-17",
     }
     for command in (["serve"], ["kb", "list"]):
         done = Server(tmp_path, extra_env=bad).cli(*command)
@@ -90,7 +91,9 @@ def test_a_bad_setting_stops_the_command_and_names_it(tmp_path: Path) -> None:
         assert done.stderr.strip() == (
             "Error: Bad setting: ANSWERDESK_TIME_ZONE: Value error, unknown time zone; use a "
             "name such as Europe/Berlin; ANSWERDESK_HANDOFF_WEBHOOK_URL: Input should be a valid "
-            "URL, relative URL without a base; ANSWERDESK_PORT: Input should be a valid integer, "
+            "URL, relative URL without a base; ANSWERDESK_OPENING_HOURS: Value error, not in "
+            "OpenStreetMap's opening_hours syntax (such as 'Mo-Fr 09:00-17:00; PH off'); it "
+            "cannot be read from character 3 on; ANSWERDESK_PORT: Input should be a valid integer, "
             "unable to parse string as an integer."
         )
 
