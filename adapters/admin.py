@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.admin_auth import operator_auth
+from adapters.admin_auth import acting, operator_auth
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
 from bot import Figures
@@ -16,18 +16,32 @@ from knowledge import FaqEntry
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
 }
-Operator = Annotated[str, Field(min_length=1, max_length=64, description="Who is acting.")]
+Operator = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="Who is acting: needed with the admin token; with an operator's own token "
+        "it is that operator (and may be left out).",
+    ),
+]
 
 
 class OperatorAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    operator: Operator
+    operator: Operator = None
 
 
 class OperatorMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    operator: Operator
+    operator: Operator = None
     text: Text
+
+
+class SignedIn(BaseModel):
+    operator: str | None = Field(
+        description="The operator whose token this is; null for the owner's admin token."
+    )
 
 
 class HandoffQueues(BaseModel):
@@ -168,6 +182,11 @@ def admin_router(token: str | None) -> APIRouter:
     def runtime(request: Request) -> Runtime:
         return request.app.state.runtime  # type: ignore[no-any-return]
 
+    @router.get("/me", response_model=SignedIn)
+    async def me(request: Request) -> SignedIn:
+        """Who this token signs in: an operator, or the owner (the admin token)."""
+        return SignedIn(operator=request.state.operator)
+
     @router.get("/handoff", response_model=HandoffQueues)
     async def queues(request: Request) -> HandoffQueues:
         """Conversations waiting for a human and those operators have taken, with transcripts.
@@ -219,14 +238,16 @@ def admin_router(token: str | None) -> APIRouter:
         body: OperatorAction, request: Request, session_id: Annotated[SessionId, Path()]
     ) -> SessionOut:
         """Take a waiting conversation: the bot goes quiet and the customer is told who joined."""
-        return SessionOut.of(await runtime(request).manager.handoff.take(session_id, body.operator))
+        desk = runtime(request).manager.handoff
+        return SessionOut.of(await desk.take(session_id, acting(request, body.operator)))
 
     @router.post("/handoff/{session_id}/messages", response_model=OutboxOut)
     async def send(
         body: OperatorMessage, request: Request, session_id: Annotated[SessionId, Path()]
     ) -> OutboxOut:
         """Write to the customer; the message goes out through the conversation's channel."""
-        sent = await runtime(request).manager.handoff.send(session_id, body.operator, body.text)
+        operator = acting(request, body.operator)
+        sent = await runtime(request).manager.handoff.send(session_id, operator, body.text)
         return OutboxOut(**sent.__dict__)
 
     @router.post("/handoff/{session_id}/release", response_model=SessionOut)
@@ -235,7 +256,7 @@ def admin_router(token: str | None) -> APIRouter:
     ) -> SessionOut:
         """Hand the conversation back to the assistant."""
         desk = runtime(request).manager.handoff
-        return SessionOut.of(await desk.release(session_id, body.operator))
+        return SessionOut.of(await desk.release(session_id, acting(request, body.operator)))
 
     @router.get("/outbox/{channel}", response_model=list[OutboxOut])
     async def outbox(

@@ -1,29 +1,63 @@
-"""Bearer-token auth for the operator API; no token configured means the API is disabled."""
+"""Bearer-token auth for the operator API: the owner's ANSWERDESK_ADMIN_TOKEN, or an operator's
+own token (`answerdesk operators add NAME`). With neither configured the API is disabled."""
 
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from adapters.operators import OperatorAccounts
 
 
 def operator_auth(token: str | None) -> Any:
-    """A FastAPI dependency: 403 when the operator API is disabled, 401 for a wrong token."""
+    """A FastAPI dependency: 403 when the operator API is disabled, 401 for a wrong token.
+    It leaves who signed in on `request.state.operator`: the operator's name, or None for the
+    owner's admin token (whose requests name the operator acting)."""
     bearer = HTTPBearer(auto_error=False)
 
     async def authorized(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        if not token:
-            raise HTTPException(
-                403, "The operator API is disabled; set ANSWERDESK_ADMIN_TOKEN to enable it."
-            )
         given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
+        if token and secrets.compare_digest(given.encode(), token.encode()):
+            request.state.operator = None
+            return
+        accounts: OperatorAccounts = request.app.state.runtime.operators
+        name = await accounts.who(given) if given else None
+        if name is not None:
+            request.state.operator = name
+            return
+        if not token and not await accounts.exist():
             raise HTTPException(
-                401, "Missing or wrong bearer token.", headers={"WWW-Authenticate": "Bearer"}
+                403,
+                "The operator API is disabled; set ANSWERDESK_ADMIN_TOKEN or add an operator "
+                "(answerdesk operators add NAME) to enable it.",
             )
+        raise HTTPException(
+            401, "Missing or wrong bearer token.", headers={"WWW-Authenticate": "Bearer"}
+        )
 
     check: Callable[..., Awaitable[None]] = authorized
     return Depends(check)
+
+
+def acting(request: Request, named: str | None) -> str:
+    """Who acts in an operator request: the signed-in operator (a request may repeat their
+    name), or with the owner's admin token the operator it names."""
+    signed_in: str | None = request.state.operator
+    if signed_in is None:
+        if not named:
+            raise HTTPException(
+                422,
+                "operator: say who is acting (customers see the name); the admin token "
+                "belongs to no operator.",
+            )
+        return named
+    if named and named != signed_in:
+        raise HTTPException(
+            403, f"This token is {signed_in}'s: it acts as {signed_in}, not as {named}."
+        )
+    return signed_in

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from datetime import datetime
 
 import click
 
@@ -195,6 +196,67 @@ def sites_rm(key: str) -> None:
     if not asyncio.run(run()):
         raise click.ClickException(f"No site with key {key}.")
     click.echo(f"removed {key}")
+
+
+@main.group()
+def operators() -> None:
+    """Operator accounts: each operator signs in to the operator desk and API with a token of
+    their own."""
+
+
+@operators.command("add")
+@click.argument("name")
+def operators_add(name: str) -> None:
+    """Add an operator (NAME is what customers see) and print their token, shown this once."""
+    from adapters.operators import OperatorAccounts, OperatorError
+
+    settings = load_settings()
+
+    async def run() -> str:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
+            return await OperatorAccounts(redis, settings.redis_prefix).add(name)
+
+    try:
+        token = asyncio.run(run())
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"token of {name.strip()}: {token}")
+    click.echo("Give it to them alone: it signs in to the operator desk (/operator) as them.")
+
+
+@operators.command("list")
+def operators_list() -> None:
+    """The operators, with the day each was added (their tokens are not kept)."""
+    from adapters.operators import OperatorAccounts
+
+    settings = load_settings()
+
+    async def run() -> None:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
+            for account in await OperatorAccounts(redis, settings.redis_prefix).all():
+                added = datetime.fromtimestamp(account.created, settings.zone)
+                click.echo(f"{account.name}\tadded {added:%Y-%m-%d}")
+
+    asyncio.run(run())
+
+
+@operators.command("rm")
+@click.argument("name")
+def operators_rm(name: str) -> None:
+    """Remove an operator: their token stops working at once (conversations they have taken
+    stay theirs until handed back; or go back to the assistant after
+    ANSWERDESK_OPERATOR_IDLE_MINUTES)."""
+    from adapters.operators import OperatorAccounts
+
+    settings = load_settings()
+
+    async def run() -> bool:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
+            return await OperatorAccounts(redis, settings.redis_prefix).remove(name)
+
+    if not asyncio.run(run()):
+        raise click.ClickException(f"No operator named {name!r} (answerdesk operators list).")
+    click.echo(f"removed {name}; their token no longer signs in")
 
 
 main.add_command(kb)

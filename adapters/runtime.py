@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from adapters.handoff_webhook import HandoffWebhook, remind
 from adapters.metrics import Metrics
+from adapters.operators import OperatorAccounts
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from adapters.sites import Site, SiteRegistry
@@ -43,6 +44,7 @@ class Runtime:
     retriever: Retriever
     manager: ConversationManager
     sites: SiteRegistry
+    operators: OperatorAccounts
     telegram: "TelegramService | None" = None
 
 
@@ -213,7 +215,10 @@ async def build_runtime(
             after_s = settings.handoff_remind_minutes * 60
             reminders = asyncio.create_task(remind(manager.handoff, webhook, after_s, policy.hours))
         try:
-            yield Runtime(settings, redis, knowledge, retriever, manager, sites, telegram)
+            operators = OperatorAccounts(redis, settings.redis_prefix)
+            yield Runtime(
+                settings, redis, knowledge, retriever, manager, sites, operators, telegram
+            )
         finally:
             if reminders is not None:
                 reminders.cancel()

@@ -54,9 +54,55 @@ def test_admin_routes_need_the_token(desk: Server, server: Server) -> None:
         r = httpx.get(f"{desk.url}/admin/handoff", headers=headers, timeout=30)
         assert r.status_code == 401 and "bearer token" in r.json()["error"]
     assert admin(desk, "GET", "/handoff").status_code == 200
-    # Without ANSWERDESK_ADMIN_TOKEN the operator API is off, not open.
+    # Without ANSWERDESK_ADMIN_TOKEN or an operator account the operator API is off, not open;
+    # an operator account turns it on, for that operator's token alone.
     r = httpx.get(f"{server.url}/admin/handoff", headers=AUTH, timeout=30)
     assert r.status_code == 403 and "ANSWERDESK_ADMIN_TOKEN" in r.json()["error"]
+    assert "answerdesk operators add NAME" in r.json()["error"]
+    pat = added_operator(server, "Pat")
+    assert httpx.get(f"{server.url}/admin/handoff", headers=pat, timeout=30).status_code == 200
+    assert httpx.get(f"{server.url}/admin/handoff", headers=AUTH, timeout=30).status_code == 401
+    assert server.cli("operators", "rm", "Pat").returncode == 0
+    assert httpx.get(f"{server.url}/admin/handoff", headers=pat, timeout=30).status_code == 403
+
+
+def added_operator(server: Server, name: str) -> dict[str, str]:
+    """`answerdesk operators add NAME`: the authorization header of its token."""
+    added = server.cli("operators", "add", name)
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.split(f"token of {name}: ")[1].split()[0]
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_each_operator_signs_in_with_a_token_of_their_own(desk: Server) -> None:
+    """An operator added with `answerdesk operators add` acts under their own name with their
+    own token (they cannot act as someone else); removed, their token stops working while the
+    others' keep theirs."""
+    olga = added_operator(desk, "Olga")
+    again = desk.cli("operators", "add", "Olga")
+    assert again.returncode == 1 and "There is an operator named 'Olga'" in again.stderr
+    me = httpx.get(f"{desk.url}/admin/me", headers=olga, timeout=30)
+    assert me.json() == {"operator": "Olga"}
+    assert admin(desk, "GET", "/me").json() == {"operator": None}  # the owner's admin token
+
+    desk.chat("own-token", "I want to talk to a human")
+    act = f"{desk.url}/admin/handoff/own-token"
+    taken = httpx.post(f"{act}/take", headers=olga, json={}, timeout=30)
+    assert taken.status_code == 200 and taken.json()["operator"] == "Olga"
+    posing = httpx.post(f"{act}/messages", headers=olga, json={"operator": "Ivan", "text": "Hi"})
+    assert posing.status_code == 403
+    assert posing.json()["error"] == "This token is Olga's: it acts as Olga, not as Ivan."
+    sent = httpx.post(f"{act}/messages", headers=olga, json={"text": "Olga here."}, timeout=30)
+    assert sent.status_code == 200 and sent.json()["operator"] == "Olga"
+    nameless = admin(desk, "POST", "/handoff/own-token/messages", json={"text": "Hi"})
+    assert nameless.status_code == 422 and "say who is acting" in nameless.json()["error"]
+    listed = desk.cli("operators", "list")
+    assert re.search(r"^Olga\tadded \d{4}-\d\d-\d\d$", listed.stdout, re.M), listed.stdout
+
+    assert desk.cli("operators", "rm", "Olga").returncode == 0
+    gone = httpx.get(f"{desk.url}/admin/handoff", headers=olga, timeout=30)
+    assert gone.status_code == 401
+    assert admin(desk, "POST", "/handoff/own-token/release", json={"operator": "Olga"}).is_success
 
 
 def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:

@@ -346,12 +346,12 @@ async def test_a_near_miss_offers_faq_questions_to_tap(web: Server, browser: Bro
 async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     web: Server, browser: Browser
 ) -> None:
-    """At /operator an operator signs in (a wrong token is refused), sees the customer who asked
-    for a person with their conversation, takes it and writes (what they type survives the
-    desk's refresh when the customer writes meanwhile); the customer reads it in the widget;
-    handed back, it leaves the desk. The question the FAQ missed is listed with the
-    entries the assistant suggested: marked as meaning one, it leaves the list and the next
-    customer asking so gets that entry's answer."""
+    """At /operator an operator signs in with their own token (a wrong token is refused),
+    sees the customer who asked for a person with their conversation, takes it and writes (what
+    they type survives the desk's refresh when the customer writes meanwhile); the customer
+    reads it in the widget; handed back, it leaves the desk. The question the FAQ missed is
+    listed with the entries the assistant suggested: marked as meaning one, it leaves the list
+    and the next customer asking so gets that entry's answer."""
     ARTIFACTS.mkdir(exist_ok=True)
     customer, desk = await browser.new_page(), await browser.new_page()
     try:
@@ -363,13 +363,16 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await chat.get_by_role("button", name="Talk to a human").click()
         await expect(chat.locator(".m.bot").last).to_contain_text("I've asked a colleague")
 
+        added = web.cli("operators", "add", "Bob")  # Bob's own token: no name to type
+        assert added.returncode == 0, added.stderr
+        bobs_token = added.stdout.split("token of Bob: ")[1].split()[0]
         await desk.goto(web.url + "/operator")
-        await desk.get_by_label("Your name").fill("bob")
-        await desk.get_by_label("Admin token").fill("not-the-token")
+        await desk.get_by_label("Your token").fill("not-the-token")
         await desk.get_by_role("button", name="Sign in").click()
         await expect(desk.get_by_role("alert")).to_have_text("Wrong token.")
-        await desk.get_by_label("Admin token").fill("widget-admin")
+        await desk.get_by_label("Your token").fill(bobs_token)
         await desk.get_by_role("button", name="Sign in").click()
+        await expect(desk.locator("#who")).to_have_text("Bob")
 
         handoffs = desk.get_by_role("region", name="Customers waiting for a person")
         theirs = handoffs.get_by_role("article").filter(has_text="how long do I have?")
@@ -409,7 +412,7 @@ async def sign_in(desk: Page, web: Server, name: str) -> None:
     """`name` signs in at the operator desk with the right token."""
     await desk.goto(web.url + "/operator")
     await desk.get_by_label("Your name").fill(name)
-    await desk.get_by_label("Admin token").fill("widget-admin")
+    await desk.get_by_label("Your token").fill("widget-admin")
     await desk.get_by_role("button", name="Sign in").click()
     # Signed in: the desk shows (and lists the FAQ by the search box's words at that moment).
     await expect(desk.get_by_role("region", name="The FAQ", exact=True)).to_be_visible()
