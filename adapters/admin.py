@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.admin_auth import acting, operator_auth
+from adapters.admin_auth import acting, operator_auth, signed_in
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
 from bot import Figures
@@ -286,7 +286,12 @@ def admin_router(token: str | None) -> APIRouter:
         questions the entry now answers leave the queue too (`resolved`)."""
         rt = runtime(request)
         entry = await rt.manager.feedback.answer(
-            item_id, body.answer, rt.knowledge, question=body.question, entry_id=body.id
+            item_id,
+            body.answer,
+            rt.knowledge,
+            question=body.question,
+            entry_id=body.id,
+            by=signed_in(request),
         )
         resolved = await rt.manager.resolve_unanswered(entry.id)
         return ResolvedOut(**FaqEntryOut.of(entry).model_dump(), resolved=resolved)
@@ -301,7 +306,8 @@ def admin_router(token: str | None) -> APIRouter:
         at once, so the next customer asking so is answered. Other queued questions the entry
         now answers leave the queue too (`resolved`)."""
         rt = runtime(request)
-        entry = await rt.manager.feedback.alias(item_id, body.entry_id, rt.knowledge)
+        by = signed_in(request)
+        entry = await rt.manager.feedback.alias(item_id, body.entry_id, rt.knowledge, by)
         resolved = await rt.manager.resolve_unanswered(entry.id)
         return ResolvedOut(**FaqEntryOut.of(entry).model_dump(), resolved=resolved)
 

@@ -44,6 +44,14 @@ def operator_auth(token: str | None) -> Any:
     return Depends(check)
 
 
+OWNER = "admin token"
+
+
+def signed_in(request: Request) -> str:
+    """Who signed this request in, as FAQ history records it: the operator, or `OWNER`."""
+    return request.state.operator or OWNER
+
+
 def acting(request: Request, named: str | None) -> str:
     """Who acts in an operator request: the signed-in operator (a request may repeat their
     name), or with the owner's admin token the operator it names."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.admin import ERRORS
-from adapters.admin_auth import operator_auth
+from adapters.admin_auth import operator_auth, signed_in
 from adapters.runtime import Runtime
 from knowledge import (
     FORMATS,
@@ -24,6 +24,10 @@ from knowledge.formats import slug_id
 
 EntryId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s/\\]+$")]
 Format = Literal["jsonl", "csv", "md"]
+BY = (
+    'Who made this version: the operator whose token it was, "admin token", "command line", '
+    'or "" (loaded at start).'
+)
 MEDIA_TYPES = {"jsonl": "application/jsonl", "csv": "text/csv", "md": "text/markdown"}
 Line = Annotated[str, Field(min_length=1, max_length=2000)]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
@@ -59,6 +63,7 @@ class EntryOut(BaseModel):
     version: int
     created: float
     updated: float
+    by: str = Field(description=BY)
 
     @classmethod
     def of(cls, record: EntryRecord) -> "EntryOut":
@@ -68,6 +73,7 @@ class EntryOut(BaseModel):
             version=record.version,
             created=record.created,
             updated=record.updated,
+            by=record.by,
         )
 
 
@@ -75,6 +81,7 @@ class VersionOut(BaseModel):
     version: int
     deleted: bool
     updated: float
+    by: str = Field(description=BY)
     entry: EntryOut | None
 
 
@@ -167,7 +174,7 @@ def kb_router(token: str | None) -> APIRouter:
     @router.post("/entries", response_model=EntryOut, status_code=201)
     async def create(body: NewEntry, request: Request) -> EntryOut:
         entry = body.entry(body.id or slug_id(body.question))
-        return EntryOut.of(await runtime(request).knowledge.create(entry))
+        return EntryOut.of(await runtime(request).knowledge.create(entry, by=signed_in(request)))
 
     @router.get("/entries/{entry_id}", response_model=EntryOut)
     async def get(request: Request, entry_id: EntryId) -> EntryOut:
@@ -176,12 +183,13 @@ def kb_router(token: str | None) -> APIRouter:
     @router.put("/entries/{entry_id}", response_model=EntryOut)
     async def update(body: EntryIn, request: Request, entry_id: EntryId) -> EntryOut:
         """Change an entry; the previous version stays in its history."""
-        return EntryOut.of(await runtime(request).knowledge.update(body.entry(entry_id)))
+        entry = body.entry(entry_id)
+        return EntryOut.of(await runtime(request).knowledge.update(entry, by=signed_in(request)))
 
     @router.delete("/entries/{entry_id}", status_code=204)
     async def delete(request: Request, entry_id: EntryId) -> None:
         """Remove an entry; it can be brought back with revert."""
-        await runtime(request).knowledge.delete(entry_id)
+        await runtime(request).knowledge.delete(entry_id, by=signed_in(request))
 
     @router.get("/entries/{entry_id}/history", response_model=list[VersionOut])
     async def history(request: Request, entry_id: EntryId) -> list[VersionOut]:
@@ -191,6 +199,7 @@ def kb_router(token: str | None) -> APIRouter:
                 version=r.version,
                 deleted=r.deleted,
                 updated=r.updated,
+                by=r.by,
                 entry=None if r.deleted else EntryOut.of(r),
             )
             for r in await runtime(request).knowledge.history(entry_id)
@@ -199,7 +208,8 @@ def kb_router(token: str | None) -> APIRouter:
     @router.post("/entries/{entry_id}/revert", response_model=EntryOut)
     async def revert(body: Revert, request: Request, entry_id: EntryId) -> EntryOut:
         """Make an earlier version current again (as a new version)."""
-        return EntryOut.of(await runtime(request).knowledge.revert(entry_id, body.version))
+        store, by = runtime(request).knowledge, signed_in(request)
+        return EntryOut.of(await store.revert(entry_id, body.version, by=by))
 
     @router.get("/search", response_model=SearchOut)
     async def search(
@@ -242,7 +252,8 @@ def kb_router(token: str | None) -> APIRouter:
         rt = runtime(request)
         if not dry_run:
             await rt.retriever.prepare(entries)  # every worker then finds the vectors cached
-        result = await rt.knowledge.import_entries(entries, mode, dry_run=dry_run)
+        by = signed_in(request)
+        result = await rt.knowledge.import_entries(entries, mode, dry_run=dry_run, by=by)
         calibration = None
         if not dry_run and (result.added or result.updated or result.removed):
             calibration = CalibrationOut.of(await rt.retriever.calibrate())

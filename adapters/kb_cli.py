@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -36,6 +37,7 @@ from knowledge.retriever import TextEmbedder
 from knowledge.tuning import TuningPlan
 
 T = TypeVar("T")
+CLI = "command line"  # who made the FAQ versions these commands write
 
 
 @dataclass
@@ -78,7 +80,7 @@ async def index_of(embedder: TextEmbedder, entries: list[FaqEntry]) -> SearchInd
 
 
 def show(record: EntryRecord) -> str:
-    data: dict[str, Any] = {"version": record.version, "updated": record.updated}
+    data: dict[str, Any] = {"version": record.version, "updated": record.updated, "by": record.by}
     data.update(record.entry.to_dict() if record.entry else {"id": record.id, "deleted": True})
     return json.dumps(data, ensure_ascii=False, indent=2)
 
@@ -113,7 +115,7 @@ def kb_import(file: Path, fmt: str | None, replace: bool, dry_run: bool) -> None
         mode: Literal["merge", "replace"] = "replace" if replace else "merge"
         if kb.retriever and not dry_run:
             await kb.retriever.prepare(entries)  # running servers then find the vectors cached
-        result = await kb.store.import_entries(entries, mode, dry_run=dry_run)
+        result = await kb.store.import_entries(entries, mode, dry_run=dry_run, by=CLI)
         verb = "would change" if dry_run else "imported"
         click.echo(
             f"{verb} {file}: {result.added} added, {result.updated} updated, "
@@ -193,7 +195,7 @@ def kb_add(
     data["answer"] = answer
     data |= {"alt_questions": list(alts), "tags": list(tags), "language": language or "en"}
     entry = checked(data)
-    click.echo(show(run(load_settings(), lambda kb: kb.store.create(entry))))
+    click.echo(show(run(load_settings(), lambda kb: kb.store.create(entry, by=CLI))))
 
 
 @kb.command("edit")
@@ -219,7 +221,7 @@ def kb_edit(
             data["alt_questions"] = list(alts)
         if tags:
             data["tags"] = list(tags)
-        return await kb.store.update(checked(data))
+        return await kb.store.update(checked(data), by=CLI)
 
     click.echo(show(run(load_settings(), work)))
 
@@ -228,17 +230,20 @@ def kb_edit(
 @click.argument("entry_id")
 def kb_rm(entry_id: str) -> None:
     """Remove an entry (`kb revert` brings it back)."""
-    record = run(load_settings(), lambda kb: kb.store.delete(entry_id))
+    record = run(load_settings(), lambda kb: kb.store.delete(entry_id, by=CLI))
     click.echo(f"removed {entry_id} (version {record.version})")
 
 
 @kb.command("history")
 @click.argument("entry_id")
 def kb_history(entry_id: str) -> None:
-    """Every version of an entry, oldest first."""
-    for record in run(load_settings(), lambda kb: kb.store.history(entry_id)):
+    """Every version of an entry, oldest first: when (ANSWERDESK_TIME_ZONE), by whom, and its
+    question."""
+    settings = load_settings()
+    for record in run(settings, lambda kb: kb.store.history(entry_id)):
         what = "deleted" if record.entry is None else record.entry.question
-        click.echo(f"v{record.version}\t{record.updated:.0f}\t{what}")
+        when = datetime.fromtimestamp(record.updated, settings.zone)
+        click.echo(f"v{record.version}\t{when:%Y-%m-%d %H:%M}\t{record.by or '-'}\t{what}")
 
 
 @kb.command("revert")
@@ -246,7 +251,7 @@ def kb_history(entry_id: str) -> None:
 @click.argument("version", type=int)
 def kb_revert(entry_id: str, version: int) -> None:
     """Make VERSION of an entry current again (as a new version)."""
-    click.echo(show(run(load_settings(), lambda kb: kb.store.revert(entry_id, version))))
+    click.echo(show(run(load_settings(), lambda kb: kb.store.revert(entry_id, version, by=CLI))))
 
 
 @kb.command("search")
@@ -441,7 +446,7 @@ def kb_alias(item_id: str, entry_id: str) -> None:
         async with open_redis(settings.redis_url, settings.data_dir) as redis:
             log = feedback_log(redis, settings)
             store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
-            return await log.alias(item_id, entry_id, store)
+            return await log.alias(item_id, entry_id, store, by=CLI)
 
     try:
         entry = asyncio.run(work())

@@ -124,6 +124,7 @@ class FeedbackLog:
         knowledge: KnowledgeStore,
         question: str | None = None,
         entry_id: str | None = None,
+        by: str = "",
     ) -> FaqEntry:
         """Turn an unanswered question into an FAQ entry (live at once); drop it from the queue."""
         item = await self._item(item_id)
@@ -137,15 +138,17 @@ class FeedbackLog:
             },
             where="new FAQ entry",
         )
-        await knowledge.upsert(entry)
+        await knowledge.upsert(entry, by=by)
         await self._redis.xdel(self._keys.unanswered, item_id)
         return entry
 
-    async def alias(self, item_id: str, entry_id: str, knowledge: KnowledgeStore) -> FaqEntry:
+    async def alias(
+        self, item_id: str, entry_id: str, knowledge: KnowledgeStore, by: str = ""
+    ) -> FaqEntry:
         """The customer meant an existing entry: its question becomes another phrasing of it
         (live at once, so the next customer asking so is answered); drop it from the queue."""
         item = await self._item(item_id)
-        record = await knowledge.add_phrasing(entry_id, item.question)
+        record = await knowledge.add_phrasing(entry_id, item.question, by=by)
         assert record.entry is not None
         await self._redis.xdel(self._keys.unanswered, item_id)
         return record.entry

@@ -33,6 +33,7 @@ class EntryRecord:
     created: float
     updated: float
     entry: FaqEntry | None
+    by: str = ""  # who made this version: an operator, "command line"; "" when not known
 
     @property
     def deleted(self) -> bool:
@@ -45,6 +46,7 @@ class EntryRecord:
             "created": self.created,
             "updated": self.updated,
             "entry": None if self.entry is None else self.entry.to_dict(),
+            "by": self.by,
         }
         return json.dumps(data, ensure_ascii=False)
 
@@ -60,6 +62,7 @@ class EntryRecord:
             created=float(data["created"]),
             updated=float(data["updated"]),
             entry=None if entry is None else FaqEntry.from_dict(entry, f"stored {data['id']!r}"),
+            by=str(data.get("by", "")),
         )
 
 
@@ -160,33 +163,35 @@ class KnowledgeStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def create(self, entry: FaqEntry) -> EntryRecord:
+    # `by`: who makes the change, kept with the version (an operator's name, "command line").
+
+    async def create(self, entry: FaqEntry, *, by: str = "") -> EntryRecord:
         """Add a new entry; EntryExists if its id is taken."""
 
         async def write(pipe: Pipeline, current: dict[str, EntryRecord]) -> EntryRecord:
             if entry.id in current:
                 raise EntryExists(f"An FAQ entry with id {entry.id!r} already exists.")
-            return await self._put(pipe, entry.id, entry, None)
+            return await self._put(pipe, entry.id, entry, None, by)
 
         return await self._transaction([entry.id], write)
 
-    async def update(self, entry: FaqEntry) -> EntryRecord:
+    async def update(self, entry: FaqEntry, *, by: str = "") -> EntryRecord:
         """Change an existing entry; EntryNotFound if there is none with its id."""
 
         async def write(pipe: Pipeline, current: dict[str, EntryRecord]) -> EntryRecord:
             if entry.id not in current:
                 raise EntryNotFound(f"No FAQ entry with id {entry.id!r}.")
-            return await self._put(pipe, entry.id, entry, current[entry.id])
+            return await self._put(pipe, entry.id, entry, current[entry.id], by)
 
         return await self._transaction([entry.id], write)
 
-    async def upsert(self, entry: FaqEntry) -> EntryRecord:
+    async def upsert(self, entry: FaqEntry, *, by: str = "") -> EntryRecord:
         async def write(pipe: Pipeline, current: dict[str, EntryRecord]) -> EntryRecord:
-            return await self._put(pipe, entry.id, entry, current.get(entry.id))
+            return await self._put(pipe, entry.id, entry, current.get(entry.id), by)
 
         return await self._transaction([entry.id], write)
 
-    async def add_phrasing(self, entry_id: str, text: str) -> EntryRecord:
+    async def add_phrasing(self, entry_id: str, text: str, *, by: str = "") -> EntryRecord:
         """Add `text` to an entry's alternative questions (a new version), unless it is one of its
         phrasings already; EntryNotFound if there is no such entry."""
 
@@ -198,21 +203,21 @@ class KnowledgeStore:
             if text.strip() in entry.texts:
                 return record
             phrased = replace(entry, alt_questions=(*entry.alt_questions, text.strip()))
-            return await self._put(pipe, entry_id, phrased, record)
+            return await self._put(pipe, entry_id, phrased, record, by)
 
         return await self._transaction([entry_id], write)
 
-    async def delete(self, entry_id: str) -> EntryRecord:
+    async def delete(self, entry_id: str, *, by: str = "") -> EntryRecord:
         """Remove an entry (its history stays, so it can be reverted); returns the deletion."""
 
         async def write(pipe: Pipeline, current: dict[str, EntryRecord]) -> EntryRecord:
             if entry_id not in current:
                 raise EntryNotFound(f"No FAQ entry with id {entry_id!r}.")
-            return await self._put(pipe, entry_id, None, current[entry_id])
+            return await self._put(pipe, entry_id, None, current[entry_id], by)
 
         return await self._transaction([entry_id], write)
 
-    async def revert(self, entry_id: str, version: int) -> EntryRecord:
+    async def revert(self, entry_id: str, version: int, *, by: str = "") -> EntryRecord:
         """Make an earlier version current again, as a new version."""
         old = {r.version: r for r in await self.history(entry_id)}
         if version not in old:
@@ -227,7 +232,7 @@ class KnowledgeStore:
         async def write(pipe: Pipeline, current: dict[str, EntryRecord]) -> EntryRecord:
             latest = max(old.values(), key=lambda r: r.version)
             previous = current.get(entry_id) or latest
-            return await self._put(pipe, entry_id, target, previous, force=True)
+            return await self._put(pipe, entry_id, target, previous, by, force=True)
 
         return await self._transaction([entry_id], write)
 
@@ -236,6 +241,8 @@ class KnowledgeStore:
         entries: list[FaqEntry],
         mode: Literal["merge", "replace"] = "merge",
         dry_run: bool = False,
+        *,
+        by: str = "",
     ) -> ImportResult:
         """Add and update `entries` in one transaction; `replace` also removes all others.
 
@@ -255,11 +262,11 @@ class KnowledgeStore:
                     unchanged += 1
                     continue
                 added, updated = (added + 1, updated) if old is None else (added, updated + 1)
-                self._stage(pipe, entry.id, entry, old)
+                self._stage(pipe, entry.id, entry, old, by)
                 changed.append(entry.id)
             if mode == "replace":
                 for gone in sorted(set(current) - set(ids)):
-                    self._stage(pipe, gone, None, current[gone])
+                    self._stage(pipe, gone, None, current[gone], by)
                     changed.append(gone)
                     removed += 1
             if dry_run:
@@ -304,16 +311,22 @@ class KnowledgeStore:
         entry_id: str,
         entry: FaqEntry | None,
         old: EntryRecord | None,
+        by: str,
         force: bool = False,
     ) -> EntryRecord:
         if not force and old is not None and old.entry == entry:
             return old  # nothing changed: no new version
-        record = self._stage(pipe, entry_id, entry, old)
+        record = self._stage(pipe, entry_id, entry, old, by)
         await self._announce(pipe, [entry_id])
         return record
 
     def _stage(
-        self, pipe: Pipeline, entry_id: str, entry: FaqEntry | None, old: EntryRecord | None
+        self,
+        pipe: Pipeline,
+        entry_id: str,
+        entry: FaqEntry | None,
+        old: EntryRecord | None,
+        by: str,
     ) -> EntryRecord:
         now = time.time()
         record = EntryRecord(
@@ -322,6 +335,7 @@ class KnowledgeStore:
             created=now if old is None or old.deleted else old.created,
             updated=now,
             entry=entry,
+            by=by,
         )
         data = record.to_json()
         if entry is None:

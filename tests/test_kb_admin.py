@@ -3,6 +3,7 @@ workers sharing one Redis, and the `answerdesk kb` commands against the same kno
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,13 +63,25 @@ def test_an_entry_is_created_edited_reverted_and_removed(workers: list[Server]) 
     assert created.json()["version"] == 1
     assert api(a, "POST", "/entries", json={**new, "id": entry_id}).status_code == 409
 
-    changed = api(a, "PUT", f"/entries/{entry_id}", json={**new, "answer": "Yes, from 5 euros."})
+    added = a.cli("operators", "add", "Ines")  # an operator with her own token changes it
+    ines = {"authorization": f"Bearer {added.stdout.split('token of Ines: ')[1].split()[0]}"}
+    changed = httpx.put(
+        f"{a.url}/admin/kb/entries/{entry_id}",
+        json={**new, "answer": "Yes, from 5 euros."},
+        headers=ines,
+        timeout=60,
+    )
     assert changed.status_code == 200 and changed.json()["version"] == 2
+    assert changed.json()["by"] == "Ines"
     assert api(a, "DELETE", f"/entries/{entry_id}").status_code == 204
     assert api(a, "GET", f"/entries/{entry_id}").status_code == 404
 
     history = api(a, "GET", f"/entries/{entry_id}/history").json()
-    assert [(v["version"], v["deleted"]) for v in history] == [(1, False), (2, False), (3, True)]
+    assert [(v["version"], v["deleted"], v["by"]) for v in history] == [
+        (1, False, "admin token"),
+        (2, False, "Ines"),
+        (3, True, "admin token"),
+    ]
     back = api(a, "POST", f"/entries/{entry_id}/revert", json={"version": 1})
     assert back.status_code == 200 and back.json()["answer"] == "Yes, from 10 euros."
     assert back.json()["version"] == 4
@@ -147,7 +160,9 @@ def test_the_kb_commands_work_on_the_same_knowledge_base(
 
     edited = cli(a, "edit", "sundays", "--answer", "Yes, in Berlin only.")
     assert edited.returncode == 0 and json.loads(edited.stdout)["version"] == 2
-    assert "v2" in cli(a, "history", "sundays").stdout
+    versions = cli(a, "history", "sundays").stdout.splitlines()
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d"
+    assert re.fullmatch(rf"v2\t{when}\tcommand line\tDo you deliver on Sundays\?", versions[1])
     assert cli(a, "revert", "sundays", "1").returncode == 0
     search = cli(a, "search", "sunday delivery")
     assert search.returncode == 0 and "sundays" in search.stdout.splitlines()[1]

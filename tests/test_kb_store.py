@@ -39,21 +39,25 @@ async def test_every_change_is_a_version_that_can_be_reverted(store: KnowledgeSt
         await store.create(RETURNS)
 
     longer = FaqEntry(RETURNS.id, RETURNS.question, "Send it back within 60 days.")
-    second = await store.update(longer)
+    second = await store.update(longer, by="Olga")
     assert second.version == 2 and second.created == first.created
     assert second.updated >= first.updated
     assert (await store.get(RETURNS.id)).entry == longer
     same = await store.update(longer)
     assert same.version == 2  # nothing changed, so no new version
 
-    await store.delete(RETURNS.id)
+    await store.delete(RETURNS.id, by="command line")
     with pytest.raises(EntryNotFound):
         await store.get(RETURNS.id)
     history = await store.history(RETURNS.id)
-    assert [(r.version, r.deleted) for r in history] == [(1, False), (2, False), (3, True)]
+    assert [(r.version, r.deleted, r.by) for r in history] == [
+        (1, False, ""),
+        (2, False, "Olga"),
+        (3, True, "command line"),
+    ]
 
-    back = await store.revert(RETURNS.id, 1)
-    assert back.version == 4 and back.entry == RETURNS
+    back = await store.revert(RETURNS.id, 1, by="Ivan")
+    assert (back.version, back.entry, back.by) == (4, RETURNS, "Ivan")
     assert (await store.get(RETURNS.id)).entry == RETURNS
     with pytest.raises(KnowledgeError, match="is its deletion"):
         await store.revert(RETURNS.id, 3)

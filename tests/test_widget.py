@@ -363,9 +363,7 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await chat.get_by_role("button", name="Talk to a human").click()
         await expect(chat.locator(".m.bot").last).to_contain_text("I've asked a colleague")
 
-        added = web.cli("operators", "add", "Bob")  # Bob's own token: no name to type
-        assert added.returncode == 0, added.stderr
-        bobs_token = added.stdout.split("token of Bob: ")[1].split()[0]
+        bobs_token = operator_token(web, "Bob")  # his own token: no name to type
         await desk.goto(web.url + "/operator")
         await desk.get_by_label("Your token").fill("not-the-token")
         await desk.get_by_role("button", name="Sign in").click()
@@ -408,11 +406,19 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await desk.close()
 
 
-async def sign_in(desk: Page, web: Server, name: str) -> None:
-    """`name` signs in at the operator desk with the right token."""
+def operator_token(web: Server, name: str) -> str:
+    """`answerdesk operators add NAME`: the new operator's own token."""
+    added = web.cli("operators", "add", name)
+    assert added.returncode == 0, added.stderr
+    return added.stdout.split(f"token of {name}: ")[1].split()[0]
+
+
+async def sign_in(desk: Page, web: Server, name: str, token: str = "") -> None:
+    """`name` signs in at the operator desk: with their own `token`, else the admin token."""
     await desk.goto(web.url + "/operator")
-    await desk.get_by_label("Your name").fill(name)
-    await desk.get_by_label("Your token").fill("widget-admin")
+    if not token:
+        await desk.get_by_label("Your name").fill(name)
+    await desk.get_by_label("Your token").fill(token or "widget-admin")
     await desk.get_by_role("button", name="Sign in").click()
     # Signed in: the desk shows (and lists the FAQ by the search box's words at that moment).
     await expect(desk.get_by_role("region", name="The FAQ", exact=True)).to_be_visible()
@@ -629,16 +635,17 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
 ) -> None:
     """In the desk's FAQ section an operator finds an entry by its words, changes its answer and
     adds a new entry: customers get both at once, word for word. An earlier version of the
-    changed entry can be restored from the desk."""
+    changed entry can be restored from the desk. Each version says who made it."""
     desk = await browser.new_page()
     try:
-        await sign_in(desk, web, "carol")
+        await sign_in(desk, web, "Carol", operator_token(web, "Carol"))
         faq, answer = await find_entry(desk, "gift", "gift-cards")
         await expect(answer).to_have_value(re.compile("from 10 to 500 EUR"))
         await answer.fill("Yes: digital gift cards from 10 to 1000 EUR, sent by e-mail.")
         await faq.get_by_role("button", name="Save").click()
         await expect(faq.get_by_role("status")).to_contain_text("Saved gift-cards (version 2)")
-        await expect(faq.get_by_role("article")).to_contain_text("gift-cards · version 2")
+        saved = faq.get_by_role("article")
+        await expect(saved).to_contain_text("gift-cards · version 2 · by Carol")
 
         await faq.get_by_label("New question").fill("Do you rent out tents?")
         await faq.get_by_label("New answer").fill("Yes, from 15 EUR a weekend in our Berlin shop.")
@@ -660,6 +667,8 @@ async def test_an_operator_edits_and_adds_faq_entries_from_the_desk(
         await gift.get_by_role("button", name="Earlier versions").click()
         await gift.get_by_role("button", name="Restore version 1").click()
         await expect(faq.get_by_role("status")).to_contain_text("Restored version 1")
+        restored_by = faq.get_by_role("article", name="FAQ entry gift-cards").locator(".meta")
+        await expect(restored_by.first).to_have_text("gift-cards · version 3 · by Carol")
         await expect(faq.get_by_label("Answer of gift-cards")).to_have_value(
             re.compile("from 10 to 500 EUR")
         )
