@@ -122,6 +122,12 @@ class FiguresOut(BaseModel):
     smalltalk: int = Field(description="Greetings, thanks, goodbyes, /reset.")
     handoff: int = Field(description="Messages asking for a person or sent while with one.")
     handoffs: int = Field(description="Customers put in line for a person.")
+    taken: int = Field(description="Customers an operator took.")
+    waited_s: int = Field(description="How long those had waited for the operator, summed (s).")
+    average_wait_s: float | None = Field(
+        description="How long a customer an operator took had waited, on average (s); null "
+        "when no one was taken."
+    )
     thumbs_up: int
     thumbs_down: int
     answered: float | None = Field(
@@ -131,7 +137,9 @@ class FiguresOut(BaseModel):
 
     @classmethod
     def of(cls, figures: Figures) -> "FiguresOut":
-        return cls(**asdict(figures), answered=figures.answered)
+        return cls(
+            **asdict(figures), answered=figures.answered, average_wait_s=figures.average_wait_s
+        )
 
 
 class DayOut(FiguresOut):
@@ -144,11 +152,17 @@ class TopEntry(BaseModel):
     answers: int = Field(description="Answers given from it (faq and grounded replies).")
 
 
+class OperatorTaken(BaseModel):
+    operator: str
+    taken: int = Field(description="Customers they took in the range.")
+
+
 class StatsOut(BaseModel):
     time_zone: str = Field(description="Where the days begin and end (ANSWERDESK_TIME_ZONE).")
     days: list[DayOut] = Field(description="Every day of the range, oldest first.")
     total: FiguresOut = Field(description="The range; conversations counted once.")
     top_entries: list[TopEntry] = Field(description="The 10 entries most answered from.")
+    operators: list[OperatorTaken] = Field(description="Who took the customers, most first.")
 
 
 class NewSite(BaseModel):
@@ -341,6 +355,7 @@ def admin_router(token: str | None) -> APIRouter:
                 )
                 for entry, answers in top
             ],
+            operators=[OperatorTaken(operator=o, taken=n) for o, n in report.operators],
         )
 
     @router.get("/sites", response_model=list[SiteFull])

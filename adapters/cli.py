@@ -292,15 +292,33 @@ def stats(days: int) -> None:
     report, questions = asyncio.run(work())
     columns = (
         "conversations", "messages", "answered", "faq", "grounded", "fallback", "handoffs",
-        "thumbs_up", "thumbs_down",
+        "taken", "average_wait", "thumbs_up", "thumbs_down",
     )  # fmt: skip
     rows = [(d.day, d.figures) for d in report.days] + [("total", report.total)]
     click.echo("\t".join(("day", *columns)))
     for day, figures in rows:
-        share = "-" if figures.answered is None else f"{figures.answered:.0%}"
-        cells = [share if c == "answered" else str(getattr(figures, c)) for c in columns]
+        wait = figures.average_wait_s
+        shown = {
+            "answered": "-" if figures.answered is None else f"{figures.answered:.0%}",
+            "average_wait": "-" if wait is None else _wait(wait),
+        }
+        cells = [shown.get(c) or str(getattr(figures, c)) for c in columns]
         click.echo("\t".join((day, *cells)))
     if report.entries:
         click.echo("\nmost answered from:")
     for entry, answers in report.entries[:10]:
         click.echo(f"{answers}\t{entry}\t{questions.get(entry, '(deleted)')}")
+    if report.operators:
+        click.echo("\ncustomers taken by:")
+    for operator, taken in report.operators:
+        click.echo(f"{taken}\t{operator}")
+
+
+def _wait(seconds: float) -> str:
+    """A wait as people say it: 45 s, 3 min 20 s, 2 h 5 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 from bot.errors import ConversationError, StorageUnavailable
 from bot.messages import SessionInfo, State, Turn
 from bot.session_store import SessionStore
+from bot.stats import ConversationStats
 
 WATCHED_S = 120  # a desk in a background tab may list the queue only once a minute
 
@@ -60,8 +61,10 @@ def state_turn(state: State, note: str, now: float) -> Turn:
 
 
 class HandoffDesk:
-    def __init__(self, sessions: SessionStore) -> None:
+    def __init__(self, sessions: SessionStore, stats: ConversationStats | None = None) -> None:
+        """`stats`: where customers taken and their waits are counted."""
         self._sessions = sessions
+        self._stats = stats
         self._keys = sessions.keys
         self._redis = sessions.redis
 
@@ -142,6 +145,8 @@ class HandoffDesk:
             await self._redis.zrem(self._keys.waiting, session_id)
             await self._redis.sadd(self._keys.active, session_id)
             await self._deliver(info, f"You are now talking to {operator}.", operator)
+        if self._stats is not None:
+            await self._stats.taken(operator, now - (info.state_since or now))
         return await self._sessions.info(session_id, with_turns=True)
 
     async def send(self, session_id: str, operator: str, text: str) -> OutboxMessage:

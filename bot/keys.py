@@ -85,6 +85,10 @@ class SessionKeys:
         """Hash per day: FAQ entry id -> answers given from it."""
         return f"{self.stats(day)}:entries"
 
+    def stats_operators(self, day: str) -> str:
+        """Operator name -> customers they took that day."""
+        return f"{self.stats(day)}:operators"
+
     def stats_sessions(self, day: str) -> str:
         """HyperLogLog per day: the conversations with a message."""
         return f"{self.stats(day)}:sessions"

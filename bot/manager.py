@@ -69,8 +69,8 @@ class ConversationManager:
         self._notifier = notifier
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
-        self.handoff = HandoffDesk(sessions)
         self.stats = ConversationStats(sessions, time_zone)
+        self.handoff = HandoffDesk(sessions, self.stats)
         self.feedback = FeedbackLog(sessions, self.stats)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:

@@ -3,8 +3,9 @@ FAQ answers, how many customers needed a person and what they ask about most (`G
 /admin/stats`, `answerdesk stats`, the operator desk).
 
 Counted per day (in the business's time zone) in Redis, so every worker adds to the same
-figures: customers' messages by answer mode, customers put in line for a person, the 👍 and 👎
-given to that day's replies, the FAQ entries answers came from, and distinct conversations (a
+figures: customers' messages by answer mode, customers put in line for a person, those an
+operator took and how long they had waited, the 👍 and 👎 given to that day's replies, the FAQ
+entries answers came from, the customers each operator took, and distinct conversations (a
 HyperLogLog: no session id is kept). No customer's words are; the figures are kept `KEEP_DAYS`
 days.
 """
@@ -39,6 +40,8 @@ class Figures:
     smalltalk: int = 0  # greetings, thanks, goodbyes, /reset
     handoff: int = 0  # messages asking for a person, or sent while waiting for or talking to one
     handoffs: int = 0  # customers put in line for a person
+    taken: int = 0  # customers an operator took (on the day they were taken)
+    waited_s: int = 0  # how long those had waited for the operator, summed (seconds)
     thumbs_up: int = 0  # ratings of the replies of the day
     thumbs_down: int = 0
 
@@ -47,6 +50,11 @@ class Figures:
         """The share of questions for the FAQ (modes faq, grounded, fallback) that were answered."""
         asked = self.faq + self.grounded + self.fallback
         return (self.faq + self.grounded) / asked if asked else None
+
+    @property
+    def average_wait_s(self) -> float | None:
+        """How long a customer taken by an operator had waited for them, on average."""
+        return self.waited_s / self.taken if self.taken else None
 
     def __add__(self, other: "Figures") -> "Figures":
         return Figures(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _FIELDS})
@@ -60,6 +68,7 @@ class DayFigures:
     day: str  # YYYY-MM-DD, in the time zone of the figures
     figures: Figures
     entries: dict[str, int]  # FAQ entry id -> answers given from it
+    operators: dict[str, int]  # operator -> customers they took
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class StatsReport:
     days: list[DayFigures]  # oldest first, every day of the range
     total: Figures
     entries: list[tuple[str, int]]  # FAQ entry ids by answers given from them, most first
+    operators: list[tuple[str, int]]  # operators by customers they took, most first
 
 
 def day_of(ts: float, zone: tzinfo = UTC) -> str:
@@ -111,6 +121,21 @@ class ConversationStats:
         except RedisError as exc:
             log.warning("Could not count the rating in the figures: %s", exc)
 
+    async def taken(self, operator: str, waited_s: float) -> None:
+        """An operator took a customer who had waited `waited_s` for a person."""
+        day = day_of(time.time(), self.zone)
+        counted, operators = self._keys.stats(day), self._keys.stats_operators(day)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(counted, "taken", 1)
+                pipe.hincrby(counted, "waited_s", max(0, round(waited_s)))
+                pipe.hincrby(operators, operator, 1)
+                for key in (counted, operators):
+                    pipe.expire(key, KEEP_DAYS * 86400)
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("Could not count the handoff in the figures: %s", exc)
+
     async def report(self, days: int, until: float | None = None) -> StatsReport:
         """The last `days` days up to the day of `until` (default: today)."""
         last = datetime.fromtimestamp(time.time() if until is None else until, self.zone).date()
@@ -121,14 +146,15 @@ class ConversationStats:
                 for day in dates:
                     pipe.hgetall(k.stats(day))
                     pipe.hgetall(k.stats_entries(day))
+                    pipe.hgetall(k.stats_operators(day))
                     pipe.pfcount(k.stats_sessions(day))
                 pipe.pfcount(*[k.stats_sessions(day) for day in dates])
                 found = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot read the figures: {exc}") from exc
-        report, total, used = [], Figures(), dict[str, int]()
+        report, total, used, took = [], Figures(), dict[str, int](), dict[str, int]()
         for n, day in enumerate(dates):
-            counted, entries, conversations = found[3 * n : 3 * n + 3]
+            counted, entries, operators, conversations = found[4 * n : 4 * n + 4]
             figures = Figures(
                 conversations=int(conversations),
                 **{f.name: int(counted.get(f.name.encode(), 0)) for f in _FIELDS},
@@ -136,8 +162,14 @@ class ConversationStats:
             per_entry = {e.decode(): int(c) for e, c in entries.items()}
             for entry, count in per_entry.items():
                 used[entry] = used.get(entry, 0) + count
-            report.append(DayFigures(day, figures, per_entry))
+            per_operator = {o.decode(): int(c) for o, c in operators.items()}
+            for operator, count in per_operator.items():
+                took[operator] = took.get(operator, 0) + count
+            report.append(DayFigures(day, figures, per_entry, per_operator))
             total += figures
         total = Figures(**{**asdict(total), "conversations": int(found[-1])})
-        ranked = sorted(used.items(), key=lambda item: (-item[1], item[0]))
-        return StatsReport(report, total, ranked)
+        return StatsReport(report, total, _ranked(used), _ranked(took))
+
+
+def _ranked(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))

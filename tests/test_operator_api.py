@@ -336,8 +336,9 @@ def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> N
 
 
 def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
-    """Every message is counted by how it was answered, in Redis (shared by every worker); the
-    operators read the figures of the last days over the API and with `answerdesk stats`."""
+    """Every message is counted by how it was answered, in Redis (shared by every worker), and
+    every customer an operator took with how long they had waited; the operators read the
+    figures of the last days over the API and with `answerdesk stats`."""
 
     def totals() -> dict:
         figures = admin(desk, "GET", "/stats?days=2").json()  # today and yesterday, there
@@ -354,6 +355,9 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
     desk.chat("figures-1", "thanks!")
     desk.chat("figures-2", "talk to a human please")
     desk.chat("figures-2", "hello? anyone?")
+    time.sleep(1.2)  # the customer waits a little before Nina takes them
+    taken = admin(desk, "POST", "/handoff/figures-2/take", json={"operator": "Nina"})
+    assert taken.status_code == 200, taken.text
     for rating in ("up", "down"):  # a customer changes their mind: it counts once, as the last
         rated = httpx.post(
             f"{desk.url}/api/chat/figures-1/feedback",
@@ -363,7 +367,9 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
         assert rated.status_code == 204, rated.text
     after = totals()
     assert (faq["mode"], unknown["mode"]) == ("faq", "fallback")
-    changed = {k: after[k] - before[k] for k in after if k != "answered"}
+    changed = {k: after[k] - before[k] for k in after if k not in ("answered", "average_wait_s")}
+    waited = changed.pop("waited_s")
+    assert 1 <= waited <= 60, waited
     assert changed == {
         "conversations": 2,
         "messages": 5,
@@ -374,12 +380,16 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
         "smalltalk": 1,
         "handoff": 2,  # the request, and the message sent while waiting
         "handoffs": 1,
+        "taken": 1,
         "thumbs_up": 0,
         "thumbs_down": 1,
     }
     asked = after["faq"] + after["grounded"] + after["fallback"]
     assert after["answered"] == (after["faq"] + after["grounded"]) / asked
-    top = admin(desk, "GET", "/stats?days=2").json()["top_entries"]
+    assert after["average_wait_s"] == after["waited_s"] / after["taken"]
+    report = admin(desk, "GET", "/stats?days=2").json()
+    assert {"operator": "Nina", "taken": 1} in report["operators"]
+    top = report["top_entries"]
     password = faq["sources"][0]["id"]
     assert {"id": password, "question": faq["sources"][0]["question"]}.items() <= next(
         t for t in top if t["id"] == password
@@ -391,12 +401,15 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
     lines = printed.stdout.splitlines()
     assert lines[0].split("\t") == [
         "day", "conversations", "messages", "answered", "faq", "grounded", "fallback",
-        "handoffs", "thumbs_up", "thumbs_down",
+        "handoffs", "taken", "average_wait", "thumbs_up", "thumbs_down",
     ]  # fmt: skip
     total = next(line for line in lines if line.startswith("total\t")).split("\t")
     assert total[1:3] == [str(after["conversations"]), str(after["messages"])]
     assert total[3] == f"{after['answered']:.0%}"
     assert f"{password}\t{faq['sources'][0]['question']}" in printed.stdout
+    assert re.fullmatch(r"\d+ s|\d+ min( \d+ s)?|\d+ h \d+ min", total[9]), total
+    assert "\ncustomers taken by:\n" in printed.stdout
+    assert re.search(r"^\d+\tNina$", printed.stdout, re.M)
 
 
 def test_operators_read_the_latest_conversations(desk: Server) -> None:

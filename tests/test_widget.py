@@ -347,11 +347,12 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     web: Server, browser: Browser
 ) -> None:
     """At /operator an operator signs in with their own token (a wrong token is refused),
-    sees the customer who asked for a person with their conversation, takes it and writes (what
-    they type survives the desk's refresh when the customer writes meanwhile); the customer
-    reads it in the widget; handed back, it leaves the desk. The question the FAQ missed is
-    listed with the entries the assistant suggested: marked as meaning one, it leaves the list
-    and the next customer asking so gets that entry's answer."""
+    sees the customer who asked for a person with their conversation, takes it, is offered the
+    FAQ answers for what the customer asked, and writes (what they type survives the desk's
+    refresh when the customer writes meanwhile); the customer reads it in the widget; handed
+    back, it leaves the desk. The question the FAQ missed is listed with the entries the
+    assistant suggested: marked as meaning one, it leaves the list and the next customer asking
+    so gets that entry's answer."""
     ARTIFACTS.mkdir(exist_ok=True)
     customer, desk = await browser.new_page(), await browser.new_page()
     try:
@@ -379,6 +380,10 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await theirs.get_by_role("button", name="Take").click()
         await expect(desk).to_have_title("answerdesk: operators")  # taken: nobody waits
         box = theirs.get_by_label("Message to the customer")
+        # The FAQ answers for what the customer asked: one click puts one in the message box.
+        offered = theirs.get_by_role("group", name="FAQ answers")
+        await offered.get_by_role("button", name="What is your return policy?").click()
+        await expect(box).to_have_value(re.compile("^You can return unused items"))
         await box.fill("Hi, Bob here")
         await message.fill("hello, anyone?")  # the customer writes while Bob types: the desk
         await message.press("Enter")  # shows it at its next refresh, and Bob keeps typing
@@ -504,6 +509,8 @@ async def test_the_desk_shows_how_the_assistant_did(web: Server, browser: Browse
                 "By the model",
                 "Not known",
                 "Handed to a person",
+                "Taken",
+                "Average wait",
                 "Rated 👍",
                 "Rated 👎",
             ]
@@ -512,7 +519,8 @@ async def test_the_desk_shows_how_the_assistant_did(web: Server, browser: Browse
         answered = f"{round(today['answered'] * 100)}%"
         await expect(cells).to_have_text(
             [str(today["conversations"]), str(today["messages"]), answered, str(today["faq"])]
-            + [str(today[k]) for k in ("grounded", "fallback", "handoffs")]
+            + [str(today[k]) for k in ("grounded", "fallback", "handoffs", "taken")]
+            + [re.compile(r"^(\u2013|\d+ s|\d+ min( \d+ s)?|\d+ h \d+ min)$")]
             + [str(today["thumbs_up"]), str(today["thumbs_down"])]
         )
         week_row = table.get_by_role("row", name="Last 7 days").get_by_role("cell")
