@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.admin_auth import acting, operator_auth, signed_in
+from adapters.admin_auth import acting, operator_auth, owner_only, signed_in
+from adapters.operators import OperatorError, OperatorExists
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
 from bot import Figures
@@ -150,6 +151,21 @@ class TopEntry(BaseModel):
     id: str
     question: str | None = Field(description="null when the entry has been deleted since.")
     answers: int = Field(description="Answers given from it (faq and grounded replies).")
+
+
+class OperatorOut(BaseModel):
+    name: str = Field(description="What customers see.")
+    created: float
+
+
+class NewOperator(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=64, description="What customers see.")]
+
+
+class NewOperatorOut(BaseModel):
+    name: str
+    token: str = Field(description="Their token, shown this once: give it to them alone.")
 
 
 class OperatorTaken(BaseModel):
@@ -365,14 +381,46 @@ def admin_router(token: str | None) -> APIRouter:
 
     @router.post("/sites", response_model=SiteFull, status_code=201)
     async def add_site(body: NewSite, request: Request) -> SiteFull:
-        """Register a site: it gets a public key for its widget; only its origins may use it."""
+        """Register a site: it gets a public key for its widget; only its origins may use it.
+        The owner's admin token only."""
+        owner_only(request)
         style = body.model_dump(exclude={"name", "origins"}, exclude_none=True)
         site = await runtime(request).sites.add(body.name, body.origins, **style)
         return SiteFull(**asdict(site))
 
     @router.delete("/sites/{key}", status_code=204)
     async def remove_site(request: Request, key: Annotated[str, Path(max_length=64)]) -> None:
+        """Remove a site; its widget stops working. The owner's admin token only."""
+        owner_only(request)
         if not await runtime(request).sites.remove(key):
             raise HTTPException(404, f"No site with key {key}.")
+
+    @router.get("/operators", response_model=list[OperatorOut])
+    async def operators(request: Request) -> list[OperatorOut]:
+        """The operator accounts (their tokens are not kept). The owner's admin token only."""
+        owner_only(request)
+        return [OperatorOut(**asdict(o)) for o in await runtime(request).operators.all()]
+
+    @router.post("/operators", response_model=NewOperatorOut, status_code=201)
+    async def add_operator(body: NewOperator, request: Request) -> NewOperatorOut:
+        """Add an operator: the answer holds their token, this once (only its digest is kept).
+        The owner's admin token only."""
+        owner_only(request)
+        accounts = runtime(request).operators
+        try:
+            token = await accounts.add(body.name)
+        except OperatorError as exc:
+            raise HTTPException(409 if isinstance(exc, OperatorExists) else 422, str(exc)) from exc
+        return NewOperatorOut(name=body.name.strip(), token=token)
+
+    @router.delete("/operators/{name}", status_code=204)
+    async def remove_operator(
+        request: Request, name: Annotated[str, Path(min_length=1, max_length=64)]
+    ) -> None:
+        """Remove an operator: their token stops working at once. The owner's admin token
+        only."""
+        owner_only(request)
+        if not await runtime(request).operators.remove(name):
+            raise HTTPException(404, f"No operator named {name!r}.")
 
     return router

@@ -52,6 +52,15 @@ def signed_in(request: Request) -> str:
     return request.state.operator or OWNER
 
 
+def owner_only(request: Request) -> None:
+    """403 unless the request comes with the owner's admin token: operator accounts and sites
+    are the owner's to change."""
+    if request.state.operator is not None:
+        raise HTTPException(
+            403, "Only the owner's admin token (ANSWERDESK_ADMIN_TOKEN) may do this."
+        )
+
+
 def acting(request: Request, named: str | None) -> str:
     """Who acts in an operator request: the signed-in operator (a request may repeat their
     name), or with the owner's admin token the operator it names."""

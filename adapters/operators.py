@@ -20,6 +20,10 @@ class OperatorError(ValueError):
     """An operator account cannot be added or found; the message says why."""
 
 
+class OperatorExists(OperatorError):
+    """There is an operator with this name already."""
+
+
 @dataclass(frozen=True)
 class OperatorAccount:
     name: str
@@ -43,7 +47,7 @@ class OperatorAccounts:
                 f"An operator's name is what customers see: 1 to {NAME_CHARS} printable characters."
             )
         if name in {o.name for o in await self.all()}:
-            raise OperatorError(
+            raise OperatorExists(
                 f"There is an operator named {name!r}; remove it first for a new token "
                 f"(answerdesk operators rm {name!r})."
             )

@@ -105,6 +105,35 @@ def test_each_operator_signs_in_with_a_token_of_their_own(desk: Server) -> None:
     assert admin(desk, "POST", "/handoff/own-token/release", json={"operator": "Olga"}).is_success
 
 
+def test_the_owner_manages_the_operator_accounts(desk: Server) -> None:
+    """With the admin token the owner adds, lists and removes operators over the API; an
+    operator's own token cannot manage accounts or sites."""
+    made = admin(desk, "POST", "/operators", json={"name": "Tom"})
+    assert made.status_code == 201 and made.json()["name"] == "Tom"
+    tom = {"authorization": f"Bearer {made.json()['token']}"}
+    again = admin(desk, "POST", "/operators", json={"name": "Tom"})
+    assert again.status_code == 409 and "There is an operator named 'Tom'" in again.json()["error"]
+    blank = admin(desk, "POST", "/operators", json={"name": "   "})
+    assert blank.status_code == 422 and "1 to 64 printable characters" in blank.json()["error"]
+    assert "Tom" in [o["name"] for o in admin(desk, "GET", "/operators").json()]
+
+    owners_only = "Only the owner's admin token (ANSWERDESK_ADMIN_TOKEN) may do this."
+    for method, path, body in [
+        ("GET", "/operators", None),
+        ("POST", "/operators", {"name": "Tim"}),
+        ("DELETE", "/operators/Tom", None),
+        ("POST", "/sites", {"name": "Shop", "origins": ["https://shop.example"]}),
+        ("DELETE", "/sites/pk_nope", None),
+    ]:
+        r = httpx.request(method, f"{desk.url}/admin{path}", headers=tom, json=body, timeout=30)
+        assert (r.status_code, r.json()["error"]) == (403, owners_only), (method, path)
+    assert httpx.get(f"{desk.url}/admin/handoff", headers=tom, timeout=30).status_code == 200
+
+    assert admin(desk, "DELETE", "/operators/Tom").status_code == 204
+    assert admin(desk, "DELETE", "/operators/Tom").status_code == 404
+    assert httpx.get(f"{desk.url}/admin/handoff", headers=tom, timeout=30).status_code == 401
+
+
 def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
     assert admin(desk, "GET", "/handoff").is_success  # an operator watches the queue
     asked = desk.chat("h1", "Can I talk to a human please?")

@@ -429,6 +429,35 @@ async def sign_in(desk: Page, web: Server, name: str, token: str = "") -> None:
     await expect(desk.get_by_role("region", name="The FAQ", exact=True)).to_be_visible()
 
 
+async def test_the_owner_adds_and_removes_operators_at_the_desk(
+    web: Server, browser: Browser
+) -> None:
+    """Signed in with the admin token, the owner adds an operator at the desk and reads their
+    token once; the operator signs in with it under their name. Removed, their desk is signed
+    out at its next refresh. An operator's desk has no Operators section."""
+    owner, hana = await browser.new_page(), await browser.new_page()
+    try:
+        await sign_in(owner, web, "Owen")
+        team = owner.get_by_role("region", name="Operators")
+        await team.get_by_label("New operator's name").fill("Hana")
+        await team.get_by_role("button", name="Add an operator").click()
+        token = await team.get_by_label("Hana's token").input_value()
+        assert token.startswith("op_")
+        await expect(team).to_contain_text("Hana · added")
+
+        await sign_in(hana, web, "Hana", token)
+        await expect(hana.locator("#who")).to_have_text("Hana")
+        await expect(hana.get_by_role("region", name="Operators")).to_be_hidden()
+
+        owner.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await team.get_by_role("button", name="Remove Hana").click()
+        await expect(team).to_contain_text("Removed Hana.")
+        await expect(hana.locator("#who")).to_contain_text("wrong bearer token", timeout=SLOW)
+    finally:
+        await owner.close()
+        await hana.close()
+
+
 async def find_entry(desk: Page, words: str, entry_id: str) -> tuple[Locator, Locator]:
     """The desk's FAQ section once a search for `words` shows one entry, `entry_id`, and the
     field with that entry's answer."""
