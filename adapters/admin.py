@@ -237,11 +237,20 @@ def admin_router(token: str | None) -> APIRouter:
             float | None,
             Query(gt=0, description="Only those whose customer wrote last before this time."),
         ] = None,
+        contains: Annotated[
+            str,
+            Query(
+                max_length=200,
+                description="Only those in which every one of these words occurs (any case), "
+                "or whose id begins with it; the latest 5,000 conversations are searched.",
+            ),
+        ] = "",
     ) -> list[RecentSessionOut]:
         """Conversations by their customer's last message, the latest first, with transcripts:
-        what the assistant answered, to check and to improve the FAQ from. The next page:
-        `before` = the last one's `last_message`."""
-        found = await runtime(request).manager.recent(count, before)
+        what the assistant answered, to check and to improve the FAQ from, or to find the one a
+        customer writes about (`contains`). The next page: `before` = the last one's
+        `last_message`."""
+        found = await runtime(request).manager.recent(count, before, contains)
         return [
             RecentSessionOut(**SessionOut.of(s).model_dump(), last_message=at) for s, at in found
         ]

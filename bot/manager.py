@@ -127,9 +127,12 @@ class ConversationManager:
             log.warning("Could not count the message in the figures: %s", exc)
 
     async def recent(
-        self, count: int, before: float | None = None
+        self, count: int, before: float | None = None, contains: str = ""
     ) -> list[tuple[SessionInfo, float]]:
-        """Conversations, and when their customer wrote last (before `before`), latest first."""
+        """Conversations, and when their customer wrote last (before `before`), latest first;
+        with `contains`, those with every one of its words, or whose id begins with it."""
+        if contains.strip():
+            return await self._sessions.find(contains, count, before)
         return await self._sessions.recent(count, before)
 
     async def ask(self, inbound: Inbound) -> Reply:

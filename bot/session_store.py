@@ -103,6 +103,43 @@ class SessionStore:
         # Gone since (erased, expired), or reset and not written to again: nothing to read.
         return [(info, at) for info, at in listed if info.turns]
 
+    async def find(
+        self, words: str, count: int, before: float | None = None, looked_max: int = 5000
+    ) -> list[tuple[SessionInfo, float]]:
+        """Like `recent`, the conversations in which every one of `words` occurs (any case, in
+        any message), or whose id begins with `words`; at most `looked_max` conversations are
+        read, the latest first."""
+        needles = words.casefold().split()
+        if not needles:
+            return await self.recent(count, before)
+        found: list[tuple[SessionInfo, float]] = []
+        looked, upper = 0, f"({before}" if before else "+inf"
+        while len(found) < count and looked < looked_max:
+            try:
+                size = min(100, looked_max - looked)
+                page = await self.redis.zrevrangebyscore(
+                    self.keys.recent, upper, "-inf", start=0, num=size, withscores=True
+                )
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for raw_id, _ in page:
+                        pipe.lrange(self.keys.history(raw_id.decode()), 0, -1)
+                    transcripts = await pipe.execute()
+            except RedisError as exc:
+                raise StorageUnavailable(f"Cannot search the conversations: {exc}") from exc
+            for (raw_id, at), raw in zip(page, transcripts, strict=True):
+                session_id = raw_id.decode()
+                said = " ".join(t.text for t in map(turn_from_json, raw) if t.role != "system")
+                said = said.casefold()
+                if session_id.startswith(words.strip()) or all(n in said for n in needles):
+                    found.append((await self.info(session_id, with_turns=True), at))
+                    if len(found) == count:
+                        break
+            looked += len(page)
+            if len(page) < size:
+                break
+            upper = f"({page[-1][1]}"
+        return [(info, at) for info, at in found if info.turns]
+
     def drop_expired(self, pipe: Any, stream: str) -> None:
         """Queue on `pipe` the removal of `stream`'s entries older than a session lives (`ttl_s`):
         the unanswered queue and the outboxes keep customers' words no longer than sessions do."""

@@ -467,6 +467,10 @@ def test_operators_read_the_latest_conversations(desk: Server) -> None:
     [again] = [s for s in admin(desk, "GET", "/sessions").json() if s["session_id"] == "recent-c"]
     assert again["turns"][0]["text"] == "which payment methods do you accept?"
     assert admin(desk, "GET", "/sessions?count=201").status_code == 422
+    # The one a customer writes about, by their words (any case) or by its id.
+    for words in ("Which PAYMENT methods", "recent-c"):
+        found = admin(desk, "GET", "/sessions", params={"contains": words}).json()
+        assert [s["session_id"] for s in found] == ["recent-c"], words
 
 
 def test_the_team_chat_is_reminded_once_of_a_customer_still_waiting(

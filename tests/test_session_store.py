@@ -112,3 +112,40 @@ async def test_queued_questions_and_operator_messages_live_no_longer_than_sessio
     ]
     outbox = [m.text for m in await desk.outbox("web")]
     assert outbox == ["You are now talking to alice.", "hello new"]
+
+
+async def test_conversations_are_found_by_their_words_or_id(
+    redis_client: Redis, prefix: str
+) -> None:
+    """An operator finds the conversation a customer writes about: every word must occur (any
+    case, in what the customer, the assistant or an operator wrote), or the id begin with it;
+    the latest first, page by page, reading no more than it is allowed to."""
+    store = SessionStore(redis_client, SessionKeys(prefix))
+    now = time.time()
+    said = {
+        "3f2a91c0-old": ["my order 7781 never came", "I'm sorry to hear that."],
+        "b0c1d2e3-mid": ["Where is ORDER 7781?", "Track it in your account."],
+        "c4d5e6f7-new": ["do you ship to Canada?", "Yes, in 5 to 8 days."],
+        "d8e9f0a1-sys": ["hello"],
+    }
+    for n, (session, texts) in enumerate(said.items()):
+        turns = [Turn("user" if i % 2 == 0 else "assistant", t, now) for i, t in enumerate(texts)]
+        await store.append(session, turns)
+        async with redis_client.pipeline(transaction=False) as pipe:
+            store.seen(pipe, session, now + n)
+            await pipe.execute()
+    await store.append("d8e9f0a1-sys", [Turn("system", "state: human (taken by olga)", now)])
+
+    async def found(words: str, count: int = 10, **kwargs: object) -> list[str]:
+        return [s.session_id for s, _ in await store.find(words, count, **kwargs)]  # type: ignore[arg-type]
+
+    assert await found("order 7781") == ["b0c1d2e3-mid", "3f2a91c0-old"]
+    assert await found("7781 sorry") == ["3f2a91c0-old"]  # the assistant's words count too
+    assert await found("canada") == ["c4d5e6f7-new"]
+    assert await found("3f2a91c0") == ["3f2a91c0-old"]  # as the team chat's notice names it
+    assert await found("olga") == []  # not in what anyone wrote to anyone
+    assert await found("7781", count=1) == ["b0c1d2e3-mid"]
+    [(_, at)] = await store.find("7781", 1)
+    assert await found("7781", before=at) == ["3f2a91c0-old"]
+    assert await found("7781", looked_max=1) == []  # it reads the latest first, one page
+    assert await found("  ") == ["d8e9f0a1-sys", "c4d5e6f7-new", "b0c1d2e3-mid", "3f2a91c0-old"]

@@ -602,7 +602,8 @@ async def test_an_operator_answers_a_question_once_and_dismisses_junk(
 
 async def test_an_operator_reads_the_latest_conversations(web: Server, browser: Browser) -> None:
     """The desk lists the latest conversations; one opened shows what the assistant answered
-    and how, and stays open when a new conversation comes in above it."""
+    and how, and stays open when a new conversation comes in above it. A search by words
+    finds the conversations that have them."""
     asked = await ask(web, "how do I reset my password?")
     desk = await browser.new_page()
     try:
@@ -618,6 +619,14 @@ async def test_an_operator_reads_the_latest_conversations(web: Server, browser: 
         await expect(theirs).to_have_attribute("open", "")
         await newest.locator("summary").click()
         await expect(newest).to_contain_text("Assistant (not known): ")
+
+        await recent.get_by_label("Find conversations").fill("RESET my password")
+        await recent.get_by_role("button", name="Find").click()
+        await expect(recent.locator("details").first).to_contain_text("reset my password")
+        await expect(recent.locator("details").filter(has_text="capital of Peru")).to_have_count(0)
+        await recent.get_by_label("Find conversations").fill("no customer wrote this, ever")
+        await recent.get_by_role("button", name="Find").click()
+        await expect(recent).to_contain_text('No conversation with "no customer wrote this, ever".')
     finally:
         await desk.close()
 
