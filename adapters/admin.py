@@ -297,6 +297,15 @@ def admin_router(token: str | None) -> APIRouter:
         desk = runtime(request).manager.handoff
         return SessionOut.of(await desk.release(session_id, acting(request, body.operator)))
 
+    @router.post("/handoff/{session_id}/pass", response_model=SessionOut)
+    async def pass_on(
+        body: OperatorAction, request: Request, session_id: Annotated[SessionId, Path()]
+    ) -> SessionOut:
+        """Put the conversation back in line for a colleague, first (the customer is told, and
+        the team chat too)."""
+        operator = acting(request, body.operator)
+        return SessionOut.of(await runtime(request).manager.pass_on(session_id, operator))
+
     @router.get("/outbox/{channel}", response_model=list[OutboxOut])
     async def outbox(
         request: Request,

@@ -177,6 +177,39 @@ class HandoffDesk:
             )
         return await self._sessions.info(session_id, with_turns=True)
 
+    async def pass_on(self, session_id: str, operator: str) -> SessionInfo:
+        """The operator who has the conversation puts it back in line for a colleague, at its
+        front (the customer has waited once already); the customer is told."""
+        async with self._sessions.locked(session_id):
+            info = await self._known(session_id)
+            if info.state != "human":
+                raise HandoffError(
+                    f"Session {session_id} is not with an operator (state: {info.state})."
+                )
+            now = time.time()
+            try:
+                first = await self._redis.zrange(self._keys.waiting, 0, 0, withscores=True)
+                await self._sessions.append(
+                    session_id,
+                    [state_turn("pending_human", f"passed on by {operator}", now)],
+                    meta={"state": "pending_human", "state_since": now, "operator": ""},
+                )
+                front = min([now, *(since - 1 for _, since in first)])
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.zadd(self._keys.waiting, {session_id: front})
+                    pipe.srem(self._keys.active, session_id)
+                    pipe.delete(self._keys.reminded(session_id))
+                    await pipe.execute()
+            except RedisError as exc:
+                raise StorageUnavailable(f"Cannot put the conversation in line: {exc}") from exc
+            await self._deliver(
+                info,
+                f"{operator} has passed your conversation to a colleague, who will answer here; "
+                "you are next.",
+                "",  # from the assistant
+            )
+        return await self._sessions.info(session_id, with_turns=True)
+
     async def hand_back(self, info: SessionInfo, note: str, told: str, operator: str) -> None:
         """Give the conversation back to the bot, telling the customer `told`; the caller holds
         the session's lock."""

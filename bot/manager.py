@@ -135,6 +135,16 @@ class ConversationManager:
             return await self._sessions.find(contains, count, before)
         return await self._sessions.recent(count, before)
 
+    async def pass_on(self, session_id: str, operator: str) -> SessionInfo:
+        """`operator` puts the conversation they have back in line, first, for a colleague;
+        the team chat hears of it as of any customer who starts waiting."""
+        info = await self.handoff.pass_on(session_id, operator)
+        if self._notifier is not None:
+            staffed = await self.handoff.staffed()
+            reason = f"passed on by {operator}"
+            self._notifier.waiting(Waiting(session_id, info.channel, 1, reason, staffed))
+        return info
+
     async def ask(self, inbound: Inbound) -> Reply:
         """The final reply of `handle`, for channels that do not stream."""
         async for event in self.handle(inbound):

@@ -19,6 +19,7 @@ from bot import (
     AnswerPolicy,
     ConversationManager,
     DuplicateMessage,
+    HandoffError,
     HandoffNotifier,
     Inbound,
     RateLimited,
@@ -374,6 +375,32 @@ async def test_a_customer_outside_the_teams_hours_is_told_when_it_is_back(
     there = await bot.ask(Inbound("later", "human please"))
     assert there.text.endswith("you are number 3 in line. They will answer here.")
     assert [call.back for call in team.told] == [back, back, ""]
+
+
+async def test_an_operator_passes_a_conversation_to_a_colleague(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """An operator who must leave puts the conversation back in line, first (the customer has
+    waited once): the customer is told, the team chat hears of it, and the next colleague takes
+    it. Only a conversation with an operator can be passed on."""
+    team = TeamChat()
+    bot = build(redis_client, prefix, sample_retriever, notifier=team)
+    await bot.ask(Inbound("first", "talk to a human please"))
+    await bot.handoff.take("first", "olga")
+    await bot.ask(Inbound("second", "human please"))
+    passed = await bot.pass_on("first", "olga")
+    assert (passed.state, passed.operator) == ("pending_human", None)
+    assert await bot.handoff.place("first") == 1 and await bot.handoff.place("second") == 2
+    assert [m.text for m in await bot.handoff.outbox("web")][-1] == (
+        "olga has passed your conversation to a colleague, who will answer here; you are next."
+    )
+    assert team.told[-1] == Waiting("first", "web", 1, "passed on by olga", staffed=False)
+    meanwhile = await bot.ask(Inbound("first", "ok, thanks"))
+    assert meanwhile.text == "Our colleague will see this when they take over; you are next."
+    taken = await bot.handoff.take("first", "ivan")
+    assert (taken.state, taken.operator) == ("human", "ivan")
+    with pytest.raises(HandoffError, match="is not with an operator"):
+        await bot.pass_on("second", "ivan")
 
 
 async def test_a_conversation_its_operator_left_comes_back_to_the_assistant(

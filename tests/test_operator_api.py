@@ -99,6 +99,12 @@ def test_each_operator_signs_in_with_a_token_of_their_own(desk: Server) -> None:
     listed = desk.cli("operators", "list")
     assert re.search(r"^Olga\tadded \d{4}-\d\d-\d\d$", listed.stdout, re.M), listed.stdout
 
+    passed = httpx.post(f"{act}/pass", headers=olga, json={}, timeout=30)  # to a colleague
+    assert passed.status_code == 200 and passed.json()["state"] == "pending_human"
+    again = httpx.post(f"{act}/pass", headers=olga, json={}, timeout=30)
+    assert again.status_code == 409 and "is not with an operator" in again.json()["error"]
+    assert httpx.post(f"{act}/take", headers=olga, json={}, timeout=30).is_success
+
     assert desk.cli("operators", "rm", "Olga").returncode == 0
     gone = httpx.get(f"{desk.url}/admin/handoff", headers=olga, timeout=30)
     assert gone.status_code == 401
