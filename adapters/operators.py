@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 NAME_CHARS = 64
+RESERVED = {"admin token", "command line"}  # who FAQ history names for the other ways in
 
 
 class OperatorError(ValueError):
@@ -42,10 +43,13 @@ class OperatorAccounts:
     async def add(self, name: str) -> str:
         """A new account; returns its token, which is shown this once and kept nowhere."""
         name = name.strip()
-        if not name or len(name) > NAME_CHARS or not name.isprintable():
+        if not name or len(name) > NAME_CHARS or not name.isprintable() or "/" in name:
             raise OperatorError(
-                f"An operator's name is what customers see: 1 to {NAME_CHARS} printable characters."
+                f"An operator's name is what customers see: 1 to {NAME_CHARS} printable "
+                "characters, without /."
             )
+        if name.casefold() in RESERVED:
+            raise OperatorError(f"{name!r} names changes made without an operator's token.")
         if name in {o.name for o in await self.all()}:
             raise OperatorExists(
                 f"There is an operator named {name!r}; remove it first for a new token "

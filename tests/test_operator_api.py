@@ -121,6 +121,8 @@ def test_the_owner_manages_the_operator_accounts(desk: Server) -> None:
     assert again.status_code == 409 and "There is an operator named 'Tom'" in again.json()["error"]
     blank = admin(desk, "POST", "/operators", json={"name": "   "})
     assert blank.status_code == 422 and "1 to 64 printable characters" in blank.json()["error"]
+    posing = admin(desk, "POST", "/operators", json={"name": "Admin token"})
+    assert posing.status_code == 422 and "without an operator's token" in posing.json()["error"]
     assert "Tom" in [o["name"] for o in admin(desk, "GET", "/operators").json()]
 
     owners_only = "Only the owner's admin token (ANSWERDESK_ADMIN_TOKEN) may do this."
