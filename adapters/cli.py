@@ -198,6 +198,38 @@ def sites_rm(key: str) -> None:
     click.echo(f"removed {key}")
 
 
+@main.command("test-webhook")
+def test_webhook() -> None:
+    """Post a test notification to the team chat (ANSWERDESK_HANDOFF_WEBHOOK_URL) and say how
+    it answered."""
+    import httpx2
+
+    from adapters.handoff_webhook import HandoffWebhook, described
+
+    settings = load_settings()
+    if settings.handoff_webhook_url is None:
+        raise click.ClickException(
+            "ANSWERDESK_HANDOFF_WEBHOOK_URL is not set: set it to your team chat's incoming "
+            "webhook URL (Slack, Mattermost, a Telegram bot's sendMessage URL, …)."
+        )
+
+    async def run() -> str:
+        webhook = HandoffWebhook(str(settings.handoff_webhook_url), settings.operator_desk_url)
+        try:
+            return await webhook.check()
+        finally:
+            await webhook.aclose()
+
+    try:
+        answered = asyncio.run(run())
+    except httpx2.HTTPError as exc:
+        raise click.ClickException(
+            f"The team chat did not take the test notification: {described(exc)}. Check "
+            "ANSWERDESK_HANDOFF_WEBHOOK_URL."
+        ) from exc
+    click.echo(f"Posted a test notification; the team chat answered {answered}. Look for it there.")
+
+
 @main.group()
 def operators() -> None:
     """Operator accounts: each operator signs in to the operator desk and API with a token of

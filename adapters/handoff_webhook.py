@@ -120,11 +120,27 @@ class HandoffWebhook:
                 "webhook failed (%s). Check ANSWERDESK_HANDOFF_WEBHOOK_URL; the customer is in "
                 "the operator desk's queue all the same.",
                 call.session_id,
-                _described(exc),
+                described(exc),
             )
             self._report("failed")
         else:
             self._report("sent")
+
+    async def check(self) -> str:
+        """Post a test notification once, now; how the webhook answered ("200 OK"). Raises
+        httpx2.HTTPError when it could not be posted or was refused (see `described`)."""
+        text = (
+            "answerdesk is connected: customers who ask for a person will be posted here. "
+            "(A test notification.)"
+        )
+        if self._desk_url:
+            text += f" The operator desk: {self._desk_url}"
+        body: dict[str, Any] = {"text": text, "event": "test", "operator_desk": self._desk_url}
+        if (chat := telegram_chat(self._url)) is not None:
+            body = {"chat_id": chat, "text": text}
+        answer = await self._client.post(self._url, json=body)
+        answer.raise_for_status()
+        return f"{answer.status_code} {answer.reason_phrase}"
 
     def _report(self, result: str) -> None:
         if self._on_result is not None:
@@ -157,7 +173,8 @@ async def remind(
             log.warning("Could not look for customers waiting long: %s", exc)
 
 
-def _described(exc: httpx2.HTTPError) -> str:
+def described(exc: httpx2.HTTPError) -> str:
+    """What went wrong with a webhook call, without its URL (the chat's secret)."""
     if isinstance(exc, httpx2.HTTPStatusError):
         return f"it answered {exc.response.status_code} {exc.response.reason_phrase}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

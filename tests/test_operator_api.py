@@ -342,6 +342,29 @@ def test_the_team_chat_is_told_when_a_customer_waits(
     assert 'answerdesk_handoff_notifications_total{result="sent"}' in metrics
 
 
+def test_the_team_chat_webhook_can_be_tried(
+    desk: Server, team_chat: WebhookReceiver, server: Server
+) -> None:
+    """`answerdesk test-webhook` posts a test notification and says how the team chat
+    answered; a refusal is a clear error (without the URL, the chat's secret); with no webhook
+    set it says what to set."""
+    done = desk.cli("test-webhook")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "Posted a test notification; the team chat answered 200 OK. Look for it there."
+    )
+    [posted] = [p for p in list(team_chat.posts) if p.get("event") == "test"]
+    assert posted["text"].startswith("answerdesk is connected: customers who ask for a person")
+    assert posted["text"].endswith("The operator desk: https://support.example.com/operator")
+    team_chat.plan[None] = [404]  # type: ignore[index]  # (the test has no session)
+    refused = desk.cli("test-webhook")
+    assert refused.returncode == 1
+    assert "did not take the test notification: it answered 404 Not Found" in refused.stderr
+    assert team_chat.url not in refused.stderr + refused.stdout
+    unset = server.cli("test-webhook")
+    assert unset.returncode == 1 and "ANSWERDESK_HANDOFF_WEBHOOK_URL is not set" in unset.stderr
+
+
 def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> None:
     """The customer's words miss the answer threshold; the operator sees what was suggested,
     files the question under the entry it meant, and the next customer asking so is answered."""
