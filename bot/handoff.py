@@ -146,7 +146,8 @@ class HandoffDesk:
             await self._redis.sadd(self._keys.active, session_id)
             await self._deliver(info, f"You are now talking to {operator}.", operator)
         if self._stats is not None:
-            await self._stats.taken(operator, now - (info.state_since or now))
+            online = await self._redis.hget(self._keys.meta(session_id), "asked_online")
+            await self._stats.taken(operator, now - (info.state_since or now), online == b"1")
         return await self._sessions.info(session_id, with_turns=True)
 
     async def send(self, session_id: str, operator: str, text: str) -> OutboxMessage:

@@ -304,9 +304,10 @@ class ConversationManager:
         place = await self.handoff.enqueue(sid, now)
         staffed, hours = await self.handoff.staffed(), self.policy.hours
         back = "" if staffed or hours is None else hours.back(datetime.now(UTC))
+        usual = await self.stats.usual_wait() if staffed else None
         reply = Reply(
             sid,
-            self.policy.waiting(place, staffed, inbound.channel, back),
+            self.policy.waiting(place, staffed, inbound.channel, back, usual),
             "handoff",
             reply_id=_new_id(),
             state="pending_human",
@@ -318,6 +319,7 @@ class ConversationManager:
             state="pending_human",
             state_since=now,
             fallbacks=0,
+            asked_online=int(staffed),  # their wait tells the next ones what to expect
         )
         if self._notifier is not None:
             self._notifier.waiting(Waiting(sid, inbound.channel, place, reason, staffed, back))

@@ -1,5 +1,6 @@
 """How retrieval scores turn into answer modes, and what the bot says in each case."""
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,14 +70,24 @@ class AnswerPolicy:
         )
 
     @staticmethod
-    def waiting(place: int, staffed: bool = True, channel: str = "web", back: str = "") -> str:
-        """Told when put in line: where the customer is; and, when no operator is watching the
-        queue, when the team is back (`back`, outside its hours) or that the answer may take a
-        while. A web chat's customer, who may be gone by then, is asked for an e-mail address."""
+    def waiting(
+        place: int,
+        staffed: bool = True,
+        channel: str = "web",
+        back: str = "",
+        usual_s: float | None = None,
+    ) -> str:
+        """Told when put in line: where the customer is, and how long customers usually wait
+        (`usual_s`) when known; and, when no operator is watching the queue, when the team is
+        back (`back`, outside its hours) or that the answer may take a while. A web chat's
+        customer, who may be gone by then, is asked for an e-mail address."""
         ahead = "you are next" if place == 1 else f"you are number {place} in line"
         told = f"I've asked a colleague to take over; {ahead}. They will answer here."
         if staffed:
-            return told
+            if usual_s is None:
+                return told
+            within = "a minute" if usual_s <= 60 else f"{math.ceil(usual_s / 60)} minutes"
+            return f"{told} It usually takes about {within}."
         if back:
             offline = f"{told} Our team is away right now and back {back}."
         else:

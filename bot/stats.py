@@ -42,6 +42,10 @@ class Figures:
     handoffs: int = 0  # customers put in line for a person
     taken: int = 0  # customers an operator took (on the day they were taken)
     waited_s: int = 0  # how long those had waited for the operator, summed (seconds)
+    # Of those, the ones who asked while someone had the operator desk open, and their waits:
+    # what a customer asking while the team is there may expect (`usual_wait`).
+    taken_online: int = 0
+    waited_online_s: int = 0
     thumbs_up: int = 0  # ratings of the replies of the day
     thumbs_down: int = 0
 
@@ -87,6 +91,7 @@ class ConversationStats:
     def __init__(self, sessions: SessionStore, zone: tzinfo = UTC) -> None:
         """`zone`: where a day begins and ends (the business's time zone)."""
         self.zone = zone
+        self._usual: tuple[float, float | None] | None = None  # (when read, usual wait)
         self._keys = sessions.keys
         self._redis = sessions.redis
 
@@ -121,20 +126,35 @@ class ConversationStats:
         except RedisError as exc:
             log.warning("Could not count the rating in the figures: %s", exc)
 
-    async def taken(self, operator: str, waited_s: float) -> None:
-        """An operator took a customer who had waited `waited_s` for a person."""
+    async def taken(self, operator: str, waited_s: float, online: bool = False) -> None:
+        """An operator took a customer who had waited `waited_s` for a person (`online`: they
+        asked while someone had the operator desk open)."""
         day = day_of(time.time(), self.zone)
         counted, operators = self._keys.stats(day), self._keys.stats_operators(day)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(counted, "taken", 1)
                 pipe.hincrby(counted, "waited_s", max(0, round(waited_s)))
+                if online:
+                    pipe.hincrby(counted, "taken_online", 1)
+                    pipe.hincrby(counted, "waited_online_s", max(0, round(waited_s)))
                 pipe.hincrby(operators, operator, 1)
                 for key in (counted, operators):
                     pipe.expire(key, KEEP_DAYS * 86400)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("Could not count the handoff in the figures: %s", exc)
+
+    async def usual_wait(self, days: int = 7, least: int = 3) -> float | None:
+        """How long customers who asked for a person while the team was there waited, on
+        average over the last `days` days; None with fewer than `least` of them. Read at most
+        once a minute."""
+        now = time.monotonic()
+        if self._usual is None or now - self._usual[0] > 60:
+            total = (await self.report(days)).total
+            usual = total.waited_online_s / total.taken_online if total.taken_online else None
+            self._usual = (now, usual if total.taken_online >= least else None)
+        return self._usual[1]
 
     async def report(self, days: int, until: float | None = None) -> StatsReport:
         """The last `days` days up to the day of `until` (default: today)."""

@@ -403,6 +403,39 @@ async def test_an_operator_passes_a_conversation_to_a_colleague(
         await bot.pass_on("second", "ivan")
 
 
+async def test_a_customer_is_told_how_long_customers_usually_wait(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """With the team there, a customer put in line is told how long the customers who asked
+    while it was there waited for it (the last 7 days, once 3 did); a customer who asked at
+    night and waited till morning does not count."""
+    keys = SessionKeys(prefix)
+    bot = build(redis_client, prefix, sample_retriever)
+    await bot.handoff.watched()
+    first = await bot.ask(Inbound("w-first", "human please"))
+    assert first.text.endswith("They will answer here.")  # nothing to go by yet
+
+    async def taken_after(session: str, seconds: float) -> None:
+        await bot.ask(Inbound(session, "human please"))
+        await redis_client.hset(keys.meta(session), "state_since", time.time() - seconds)
+        await bot.handoff.take(session, "olga")
+
+    for n, seconds in enumerate((120, 240, 360)):
+        await taken_after(f"w-{n}", seconds)
+    await redis_client.delete(keys.watched)  # night: nobody at the desk
+    await taken_after("w-night", 10 * 3600)
+
+    later = build(redis_client, prefix, sample_retriever)  # (the usual wait is read each minute)
+    await later.handoff.watched()
+    told = await later.ask(Inbound("w-next", "human please"))
+    assert told.text == (
+        "I've asked a colleague to take over; you are number 2 in line. They will answer here. "
+        "It usually takes about 4 minutes."
+    )
+    figures = (await later.stats.report(1)).total
+    assert (figures.taken, figures.taken_online) == (4, 3)
+
+
 async def test_a_conversation_its_operator_left_comes_back_to_the_assistant(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:
