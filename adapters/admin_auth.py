@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from adapters.operators import OperatorAccounts
+from adapters.operators import OWNER, OperatorAccounts
 
 
 def operator_auth(token: str | None) -> Any:
@@ -42,9 +42,6 @@ def operator_auth(token: str | None) -> Any:
 
     check: Callable[..., Awaitable[None]] = authorized
     return Depends(check)
-
-
-OWNER = "admin token"
 
 
 def signed_in(request: Request) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 import click
 from redis.asyncio import Redis
 
+from adapters.operators import CLI
 from adapters.redis_server import open_redis
 from adapters.settings import Settings, load_settings
 from bot import ConversationError, FeedbackLog, SessionKeys, SessionStore
@@ -37,7 +38,6 @@ from knowledge.retriever import TextEmbedder
 from knowledge.tuning import TuningPlan
 
 T = TypeVar("T")
-CLI = "command line"  # who made the FAQ versions these commands write
 
 
 @dataclass

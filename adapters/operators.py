@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 NAME_CHARS = 64
-RESERVED = {"admin token", "command line"}  # who FAQ history names for the other ways in
+# Who FAQ history names for the ways in without an operator's token; no operator's name.
+OWNER, CLI = "admin token", "command line"
+RESERVED = {OWNER, CLI}
 
 
 class OperatorError(ValueError):
