@@ -111,6 +111,7 @@ class SessionOut(BaseModel):
     state: str
     state_since: float
     operator: str | None
+    site: str | None = Field(description="The key of the web site it came from (web chats).")
     turns: list[TurnOut]
 
     @classmethod
@@ -123,6 +124,7 @@ class SessionOut(BaseModel):
             state=info.state,
             state_since=info.state_since,
             operator=info.operator,
+            site=info.site,
             turns=[TurnOut.of(t) for t in info.turns],
         )
 

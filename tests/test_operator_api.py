@@ -152,6 +152,7 @@ def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
     [waiting] = [s for s in queues["waiting"] if s["session_id"] == "h1"]
     assert waiting["turns"][0]["text"] == "Can I talk to a human please?"
     assert waiting["state"] == "pending_human" and waiting["state_since"] > 0
+    assert waiting["site"] == "demo"  # the web site it came from (the desk names it)
 
     taken = admin(desk, "POST", "/handoff/h1/take", json={"operator": "alice"})
     assert taken.status_code == 200 and taken.json()["state"] == "human"
