@@ -647,7 +647,9 @@ async def test_a_desk_in_a_background_tab_notifies_of_each_new_waiting_customer(
     web: Server, browser: Browser
 ) -> None:
     """The browser's notifications (allowed, the tab hidden) get one for each customer who
-    starts waiting after the desk opened, with what they wrote; none for those already there."""
+    starts waiting after the desk opened, with what they wrote; none for those already there.
+    Once the operator has taken the conversation, each message its customer writes is told
+    too, and the tab's title counts the conversations waiting for the operator's answer."""
     before = uuid.uuid4().hex
     async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
         await client.post("/api/chat", json={"session_id": before, "message": "human please"})
@@ -672,6 +674,14 @@ async def test_a_desk_in_a_background_tab_notifies_of_each_new_waiting_customer(
                 "tag": session,
             }
         ]
+        async with httpx.AsyncClient(base_url=web.url, timeout=60) as client:
+            took = f"/admin/handoff/{session}/take"
+            assert (await client.post(took, json={"operator": "fay"}, headers=ADMIN)).is_success
+            await client.post("/api/chat", json={"session_id": session, "message": "hello?"})
+        await desk.wait_for_function("window.shown.length > 1", timeout=SLOW)
+        told = await desk.evaluate("window.shown[1]")
+        assert (told["title"], told["body"]) == ("A customer wrote to you", "hello?")
+        await expect(desk).to_have_title(re.compile(r"\(1\) to answer · answerdesk: operators$"))
     finally:
         await context.close()
 
