@@ -253,7 +253,8 @@ def operators_add(name: str) -> None:
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"token of {name.strip()}: {token}")
-    click.echo("Give it to them alone: it signs in to the operator desk (/operator) as them.")
+    desk = settings.operator_desk_url or "/operator"
+    click.echo(f"Give it to them alone: it signs in to the operator desk ({desk}) as them.")
 
 
 @operators.command("list")
