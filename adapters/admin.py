@@ -218,12 +218,19 @@ def admin_router(token: str | None) -> APIRouter:
         return SignedIn(operator=request.state.operator)
 
     @router.get("/handoff", response_model=HandoffQueues)
-    async def queues(request: Request) -> HandoffQueues:
+    async def queues(
+        request: Request,
+        present: Annotated[
+            bool,
+            Query(description="false: the desk lists them, but its operator has been idle."),
+        ] = True,
+    ) -> HandoffQueues:
         """Conversations waiting for a human and those operators have taken, with transcripts.
-        Listing them counts as an operator being there for the next 2 minutes: a customer who
-        asks for a person while nobody has listed them is told the answer may take a while."""
+        Listing them (`present`) counts as an operator being there for the next 2 minutes: a
+        customer who asks for a person while nobody has is told the answer may take a while."""
         desk = runtime(request).manager.handoff
-        await desk.watched()
+        if present:
+            await desk.watched()
         return HandoffQueues(
             waiting=[SessionOut.of(s) for s in await desk.waiting()],
             active=[SessionOut.of(s) for s in await desk.active()],

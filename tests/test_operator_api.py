@@ -60,10 +60,27 @@ def test_admin_routes_need_the_token(desk: Server, server: Server) -> None:
     assert r.status_code == 403 and "ANSWERDESK_ADMIN_TOKEN" in r.json()["error"]
     assert "answerdesk operators add NAME" in r.json()["error"]
     pat = added_operator(server, "Pat")
-    assert httpx.get(f"{server.url}/admin/handoff", headers=pat, timeout=30).status_code == 200
-    assert httpx.get(f"{server.url}/admin/handoff", headers=AUTH, timeout=30).status_code == 401
+    queue = f"{server.url}/admin/handoff?present=false"  # (nobody is there: see the next test)
+    assert httpx.get(queue, headers=pat, timeout=30).status_code == 200
+    assert httpx.get(queue, headers=AUTH, timeout=30).status_code == 401
     assert server.cli("operators", "rm", "Pat").returncode == 0
-    assert httpx.get(f"{server.url}/admin/handoff", headers=pat, timeout=30).status_code == 403
+    assert httpx.get(queue, headers=pat, timeout=30).status_code == 403
+
+
+def test_a_desk_left_idle_does_not_count_as_someone_there(server: Server) -> None:
+    """A desk whose operator has been idle lists the queue with present=false: a customer who
+    asks for a person then is told no one is online. A desk in use counts as someone there."""
+    quinn = added_operator(server, "Quinn")
+    idle = httpx.get(f"{server.url}/admin/handoff?present=false", headers=quinn, timeout=30)
+    assert idle.status_code == 200
+    alone = server.chat("idle-1", "can I talk to a person?")
+    assert "No one from our team is online right now" in alone["reply"]
+    assert httpx.get(f"{server.url}/admin/handoff", headers=quinn, timeout=30).is_success
+    there = server.chat("idle-2", "can I talk to a person?")
+    assert there["reply"] == (
+        "I've asked a colleague to take over; you are number 2 in line. They will answer here."
+    )
+    assert server.cli("operators", "rm", "Quinn").returncode == 0
 
 
 def added_operator(server: Server, name: str) -> dict[str, str]:

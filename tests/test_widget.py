@@ -458,6 +458,26 @@ async def test_the_owner_adds_and_removes_operators_at_the_desk(
         await hana.close()
 
 
+async def test_a_desk_left_idle_says_its_operator_is_away(web: Server, browser: Browser) -> None:
+    """A desk nobody has touched for 15 minutes (left open overnight) lists the queue as away,
+    so customers are told no one is online, and says so; a touch brings it back."""
+    desk = await browser.new_page()
+    try:
+        await desk.clock.install()
+        await sign_in(desk, web, "gil")
+        await expect(desk.locator("#who")).to_have_text("gil")
+        away = "/admin/handoff?present=false"
+        async with desk.expect_request(lambda r: away in r.url, timeout=SLOW):
+            await desk.clock.fast_forward("16:00")  # the laptop lid closed for 16 minutes
+        await expect(desk.locator("#who")).to_have_text("gil · away (idle)")
+        async with desk.expect_request(lambda r: "/admin/handoff?present=true" in r.url):
+            await desk.mouse.click(2, 200)
+            await desk.clock.fast_forward(3000)
+        await expect(desk.locator("#who")).to_have_text("gil")
+    finally:
+        await desk.close()
+
+
 async def find_entry(desk: Page, words: str, entry_id: str) -> tuple[Locator, Locator]:
     """The desk's FAQ section once a search for `words` shows one entry, `entry_id`, and the
     field with that entry's answer."""
