@@ -83,8 +83,9 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    """One Chromium for the module's tests (each opens pages or a context of its own)."""
     async with async_playwright() as p:
         launched = await p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         yield launched
