@@ -44,7 +44,7 @@ class Waiting:
     channel: str
     place: int  # 1: the next one an operator takes
     reason: str  # "customer asked for a human", "3 questions in a row the FAQ does not answer"
-    staffed: bool  # someone had the operator desk open in the last `WATCHED_S` seconds
+    staffed: bool  # a desk in use listed the queue in the last `WATCHED_S` seconds
     back: str = ""  # outside the team's hours: when the customer was told it is back
 
 
