@@ -48,6 +48,9 @@ class SignedIn(BaseModel):
 class HandoffQueues(BaseModel):
     waiting: list[SessionOut] = Field(description="Waiting for a human, first come first.")
     active: list[SessionOut] = Field(description="Taken by an operator.")
+    present: list[str] = Field(
+        description="Operators (own tokens) whose desk, in use, listed these in the last 2 min."
+    )
 
 
 class OutboxOut(BaseModel):
@@ -230,10 +233,11 @@ def admin_router(token: str | None) -> APIRouter:
         customer who asks for a person while nobody has is told the answer may take a while."""
         desk = runtime(request).manager.handoff
         if present:
-            await desk.watched()
+            await desk.watched(request.state.operator)
         return HandoffQueues(
             waiting=[SessionOut.of(s) for s in await desk.waiting()],
             active=[SessionOut.of(s) for s in await desk.active()],
+            present=await desk.present(),
         )
 
     @router.get("/sessions", response_model=list[RecentSessionOut])

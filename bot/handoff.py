@@ -105,12 +105,29 @@ class HandoffDesk:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
         return None if rank is None else int(rank) + 1
 
-    async def watched(self) -> None:
-        """Someone is watching the queue now (the operator desk lists it every few seconds)."""
+    async def watched(self, operator: str | None = None) -> None:
+        """Someone (`operator`, when known) is watching the queue now (the operator desk lists it
+        every few seconds)."""
+        now = time.time()
         try:
-            await self._redis.set(self._keys.watched, 1, ex=WATCHED_S)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._keys.watched, 1, ex=WATCHED_S)
+                if operator:
+                    pipe.zadd(self._keys.present, {operator: now})
+                    pipe.zremrangebyscore(self._keys.present, "-inf", now - WATCHED_S)
+                await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+
+    async def present(self) -> list[str]:
+        """The operators whose desk, in use, listed the queue in the last `WATCHED_S` seconds."""
+        try:
+            found = await self._redis.zrangebyscore(
+                self._keys.present, time.time() - WATCHED_S, "+inf"
+            )
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+        return sorted(name.decode() for name in found)
 
     async def staffed(self) -> bool:
         """Whether someone watched the queue within the last `WATCHED_S` seconds."""

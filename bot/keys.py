@@ -57,6 +57,11 @@ class SessionKeys:
         return f"{self.prefix}:handoff:waiting"
 
     @property
+    def present(self) -> str:
+        """Sorted set: operator name -> when their desk, in use, last listed the queue."""
+        return f"{self.prefix}:handoff:present"
+
+    @property
     def watched(self) -> str:
         """String with a TTL, set while someone watches the handoff queue (the operator desk)."""
         return f"{self.prefix}:handoff:watched"

@@ -100,6 +100,10 @@ def test_each_operator_signs_in_with_a_token_of_their_own(desk: Server) -> None:
     assert again.returncode == 1 and "There is an operator named 'Olga'" in again.stderr
     me = httpx.get(f"{desk.url}/admin/me", headers=olga, timeout=30)
     assert me.json() == {"operator": "Olga"}
+    away = httpx.get(f"{desk.url}/admin/handoff?present=false", headers=olga, timeout=30)
+    assert "Olga" not in away.json()["present"]  # an idle desk is not someone at the desk
+    there = httpx.get(f"{desk.url}/admin/handoff", headers=olga, timeout=30)
+    assert "Olga" in there.json()["present"]
     assert admin(desk, "GET", "/me").json() == {"operator": None}  # the owner's admin token
 
     desk.chat("own-token", "I want to talk to a human")
