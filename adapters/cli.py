@@ -5,9 +5,10 @@ import logging
 from datetime import datetime
 
 import click
+from redis.asyncio import Redis
 
 from adapters.kb_cli import kb
-from adapters.redis_server import open_redis
+from adapters.redis_server import in_redis, open_redis
 from adapters.settings import Settings, load_settings
 from adapters.train_cli import evaluation, train
 from knowledge import KnowledgeError, read_entries
@@ -145,20 +146,16 @@ def sites() -> None:
 @click.option("--privacy-url", help="The site's privacy notice, linked under the widget's input.")
 def sites_add(name: str, origins: tuple[str, ...], **style: str | None) -> None:
     """Register a site and print the script tag for its pages."""
-    from adapters.sites import SiteError, SiteRegistry
+    from adapters.sites import Site, SiteError, SiteRegistry
 
     settings = load_settings()
+    given = {k: v for k, v in style.items() if v}
 
-    async def run() -> str:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            given = {k: v for k, v in style.items() if v}
-            site = await SiteRegistry(redis, settings.redis_prefix).add(
-                name, list(origins), **given
-            )
-            return site.key
+    async def add(redis: Redis) -> Site:
+        return await SiteRegistry(redis, settings.redis_prefix).add(name, list(origins), **given)
 
     try:
-        key = asyncio.run(run())
+        key = in_redis(settings, add).key
     except SiteError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"site key: {key}")
@@ -172,13 +169,11 @@ def sites_list() -> None:
     from adapters.sites import SiteRegistry
 
     settings = load_settings()
-
-    async def run() -> None:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            for site in await SiteRegistry(redis, settings.redis_prefix).all():
-                click.echo(f"{site.key}\t{site.name}\t{' '.join(site.origins)}")
-
-    asyncio.run(run())
+    for site in in_redis(
+        settings,
+        lambda redis: SiteRegistry(redis, settings.redis_prefix).all(),
+    ):
+        click.echo(f"{site.key}\t{site.name}\t{' '.join(site.origins)}")
 
 
 @sites.command("rm")
@@ -188,12 +183,10 @@ def sites_rm(key: str) -> None:
     from adapters.sites import SiteRegistry
 
     settings = load_settings()
-
-    async def run() -> bool:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            return await SiteRegistry(redis, settings.redis_prefix).remove(key)
-
-    if not asyncio.run(run()):
+    if not in_redis(
+        settings,
+        lambda redis: SiteRegistry(redis, settings.redis_prefix).remove(key),
+    ):
         raise click.ClickException(f"No site with key {key}.")
     click.echo(f"removed {key}")
 
@@ -243,13 +236,11 @@ def operators_add(name: str) -> None:
     from adapters.operators import OperatorAccounts, OperatorError
 
     settings = load_settings()
-
-    async def run() -> str:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            return await OperatorAccounts(redis, settings.redis_prefix).add(name)
-
     try:
-        token = asyncio.run(run())
+        token = in_redis(
+            settings,
+            lambda r: OperatorAccounts(r, settings.redis_prefix).add(name),
+        )
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"token of {name.strip()}: {token}")
@@ -263,14 +254,12 @@ def operators_list() -> None:
     from adapters.operators import OperatorAccounts
 
     settings = load_settings()
-
-    async def run() -> None:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            for account in await OperatorAccounts(redis, settings.redis_prefix).all():
-                added = datetime.fromtimestamp(account.created, settings.zone)
-                click.echo(f"{account.name}\tadded {added:%Y-%m-%d}")
-
-    asyncio.run(run())
+    for account in in_redis(
+        settings,
+        lambda r: OperatorAccounts(r, settings.redis_prefix).all(),
+    ):
+        added = datetime.fromtimestamp(account.created, settings.zone)
+        click.echo(f"{account.name}\tadded {added:%Y-%m-%d}")
 
 
 @operators.command("rm")
@@ -282,12 +271,10 @@ def operators_rm(name: str) -> None:
     from adapters.operators import OperatorAccounts
 
     settings = load_settings()
-
-    async def run() -> bool:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            return await OperatorAccounts(redis, settings.redis_prefix).remove(name)
-
-    if not asyncio.run(run()):
+    if not in_redis(
+        settings,
+        lambda r: OperatorAccounts(r, settings.redis_prefix).remove(name),
+    ):
         raise click.ClickException(f"No operator named {name!r} (answerdesk operators list).")
     click.echo(f"removed {name}; their token no longer signs in")
 
@@ -313,16 +300,15 @@ def stats(days: int) -> None:
 
     settings = load_settings()
 
-    async def work() -> tuple[StatsReport, dict[str, str]]:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            sessions = SessionStore(redis, SessionKeys(settings.redis_prefix))
-            report = await ConversationStats(sessions, settings.zone).report(days)
-            store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
-            records = await store.get_many([entry for entry, _ in report.entries[:10]])
+    async def work(redis: Redis) -> tuple[StatsReport, dict[str, str]]:
+        sessions = SessionStore(redis, SessionKeys(settings.redis_prefix))
+        report = await ConversationStats(sessions, settings.zone).report(days)
+        store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
+        records = await store.get_many([entry for entry, _ in report.entries[:10]])
         questions = {i: r.entry.question for i, r in records.items() if r and r.entry}
         return report, questions
 
-    report, questions = asyncio.run(work())
+    report, questions = in_redis(settings, work)
     columns = (
         "conversations", "messages", "answered", "faq", "grounded", "fallback", "handoffs",
         "taken", "average_wait", "thumbs_up", "thumbs_down",

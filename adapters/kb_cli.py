@@ -14,7 +14,7 @@ import click
 from redis.asyncio import Redis
 
 from adapters.operators import CLI
-from adapters.redis_server import open_redis
+from adapters.redis_server import in_redis, open_redis
 from adapters.settings import Settings, load_settings
 from bot import ConversationError, FeedbackLog, SessionKeys, SessionStore
 from engine import as_batch_job
@@ -399,18 +399,12 @@ def kb_tune(
 def kb_unanswered(count: int) -> None:
     """List questions the assistant could not answer and replies customers rated 👎."""
     settings = load_settings()
-
-    async def work() -> None:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            log = feedback_log(redis, settings)
-            items = await log.unanswered(count)
-        for item in items:
-            offered = f"\tsuggested: {', '.join(item.suggested)}" if item.suggested else ""
-            click.echo(f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}{offered}")
-        if not items:
-            click.echo("nothing unanswered")
-
-    asyncio.run(work())
+    items = in_redis(settings, lambda redis: feedback_log(redis, settings).unanswered(count))
+    for item in items:
+        offered = f"\tsuggested: {', '.join(item.suggested)}" if item.suggested else ""
+        click.echo(f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}{offered}")
+    if not items:
+        click.echo("nothing unanswered")
 
 
 @kb.command("dismiss")
@@ -418,13 +412,8 @@ def kb_unanswered(count: int) -> None:
 def kb_dismiss(item_id: str) -> None:
     """Drop unanswered question ITEM_ID (from `kb unanswered`) without answering it."""
     settings = load_settings()
-
-    async def work() -> None:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            await feedback_log(redis, settings).dismiss(item_id)
-
     try:
-        asyncio.run(work())
+        in_redis(settings, lambda redis: feedback_log(redis, settings).dismiss(item_id))
     except ConversationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"dismissed {item_id}")
@@ -442,14 +431,12 @@ def kb_alias(item_id: str, entry_id: str) -> None:
         )
     settings = load_settings()
 
-    async def work() -> FaqEntry:
-        async with open_redis(settings.redis_url, settings.data_dir) as redis:
-            log = feedback_log(redis, settings)
-            store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
-            return await log.alias(item_id, entry_id, store, by=CLI)
+    def work(redis: Redis) -> Awaitable[FaqEntry]:
+        store = KnowledgeStore(redis, KnowledgeKeys(settings.redis_prefix))
+        return feedback_log(redis, settings).alias(item_id, entry_id, store, by=CLI)
 
     try:
-        entry = asyncio.run(work())
+        entry = in_redis(settings, work)
     except (KnowledgeError, ConversationError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{entry.id}: {len(entry.alt_questions)} alternative questions")

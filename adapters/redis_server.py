@@ -5,14 +5,19 @@ import logging
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import redis
 from redis.asyncio import BlockingConnectionPool, Redis
 
+if TYPE_CHECKING:
+    from adapters.settings import Settings
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class RedisServerError(RuntimeError):
@@ -143,3 +148,13 @@ async def open_redis(url: str | None, data_dir: Path) -> AsyncIterator[Redis]:
         stack.push_async_callback(client.aclose)
         await client.ping()
         yield client
+
+
+def in_redis(settings: "Settings", work: Callable[[Redis], Awaitable[T]]) -> T:
+    """A command's `work` done on the configured Redis (`open_redis`), from synchronous code."""
+
+    async def run() -> T:
+        async with open_redis(settings.redis_url, settings.data_dir) as redis:
+            return await work(redis)
+
+    return asyncio.run(run())
