@@ -15,7 +15,7 @@ a configuration mistake, logged once.
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,14 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot import HandoffDesk, HandoffNotifier, StorageUnavailable, TeamHours, Waiting
+from bot import (
+    HandoffDesk,
+    HandoffNotifier,
+    SessionInfo,
+    StorageUnavailable,
+    TeamHours,
+    Waiting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,9 @@ class HandoffWebhook:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def wrote(self, info: SessionInfo, text: str) -> None:
+        """Nothing: the webhook carries no words of the customer's."""
+
     async def _post(self, call: Waiting) -> None:
         body = notification(call, self._desk_url)
         if (chat := telegram_chat(self._url)) is not None:
@@ -156,9 +166,12 @@ class HandoffWebhook:
 
 
 async def remind(
-    desk: HandoffDesk, notifier: HandoffNotifier, after_s: float, hours: TeamHours | None = None
+    desk: HandoffDesk,
+    notifiers: Sequence[HandoffNotifier],
+    after_s: float,
+    hours: TeamHours | None = None,
 ) -> None:
-    """Until cancelled: tell `notifier` once more of each customer who has waited `after_s`
+    """Until cancelled: tell the `notifiers` once more of each customer who has waited `after_s`
     without an operator taking them (looked for every tenth of that, at most every 30 s).
     Outside the team's `hours` no one is reminded: the customers waiting overnight are, once,
     when the team's day begins."""
@@ -168,7 +181,8 @@ async def remind(
             continue
         try:
             for call in await desk.overdue(after_s, time.time()):
-                notifier.waiting(call)
+                for notifier in notifiers:
+                    notifier.waiting(call)
         except StorageUnavailable as exc:
             log.warning("Could not look for customers waiting long: %s", exc)
 

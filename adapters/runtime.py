@@ -16,7 +16,14 @@ from adapters.operators import OperatorAccounts
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from adapters.sites import Site, SiteRegistry
-from bot import AnswerPolicy, ConversationManager, RateLimiter, SessionKeys, SessionStore
+from bot import (
+    AnswerPolicy,
+    ConversationManager,
+    HandoffNotifier,
+    RateLimiter,
+    SessionKeys,
+    SessionStore,
+)
 from engine import ChatModel, GenerationParams, shipped_adapter
 from knowledge import (
     Embedder,
@@ -174,6 +181,20 @@ async def build_runtime(
             hours=settings.hours,
         )
         limiter = RateLimiter(redis, settings.rate_limit, sessions.keys.rate_limit())
+        notifiers: list[HandoffNotifier] = []
+        bot = team = None
+        if settings.telegram_token:
+            from adapters.telegram_service import make_bot
+            from adapters.telegram_team import TeamChat, TeamThreads
+
+            on_retry = metrics.telegram_retries.inc if metrics is not None else None
+            bot = make_bot(settings.telegram_token, settings.telegram_api_url, on_retry)
+            if settings.telegram_team_chat is not None:
+                threads = TeamThreads(redis, settings.redis_prefix, sessions.ttl_s)
+                team = TeamChat(
+                    bot, settings.telegram_team_chat, sessions, threads, settings.operator_desk_url
+                )
+                notifiers.append(team)
         webhook = None
         if settings.handoff_webhook_url is not None:
             webhook = HandoffWebhook(
@@ -181,8 +202,9 @@ async def build_runtime(
                 settings.operator_desk_url,
                 on_result=metrics.handoff_notified if metrics is not None else None,
             )
+            notifiers.append(webhook)
         manager = ConversationManager(
-            sessions, retriever, model, policy, limiter, metrics, webhook, settings.zone
+            sessions, retriever, model, policy, limiter, metrics, notifiers, settings.zone
         )
         if metrics is not None:
             metrics.watch_model(model)
@@ -194,26 +216,26 @@ async def build_runtime(
         if demo is not None:
             await sites.put(demo)
         telegram = None
-        if settings.telegram_token:
+        if bot is not None:
             from adapters.telegram import TelegramTexts
-            from adapters.telegram_service import TelegramService, make_bot
+            from adapters.telegram_service import TelegramService
 
             texts = TelegramTexts(
                 greeting=settings.telegram_greeting.format(business=settings.business_name),
                 help=settings.telegram_help,
             )
-            on_retry = metrics.telegram_retries.inc if metrics is not None else None
-            bot = make_bot(settings.telegram_token, settings.telegram_api_url, on_retry)
-            telegram = TelegramService(bot, manager, redis, settings.redis_prefix, texts)
+            telegram = TelegramService(bot, manager, redis, settings.redis_prefix, texts, team)
             try:
                 await telegram.start()
             except BaseException:
                 await bot.session.close()
                 raise
         reminders = None
-        if webhook is not None and settings.handoff_remind_minutes:
+        if notifiers and settings.handoff_remind_minutes:
             after_s = settings.handoff_remind_minutes * 60
-            reminders = asyncio.create_task(remind(manager.handoff, webhook, after_s, policy.hours))
+            reminders = asyncio.create_task(
+                remind(manager.handoff, notifiers, after_s, policy.hours)
+            )
         try:
             operators = OperatorAccounts(redis, settings.redis_prefix)
             yield Runtime(
@@ -224,6 +246,8 @@ async def build_runtime(
                 reminders.cancel()
                 with suppress(asyncio.CancelledError):
                     await reminders
+            if team is not None:
+                await team.aclose()
             if telegram is not None:
                 await telegram.stop()
             if webhook is not None:

@@ -6,7 +6,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
-from pydantic import Field, HttpUrl, ValidationError, field_validator
+from pydantic import Field, HttpUrl, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot import TeamHours, hours_from
@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     telegram_token: str | None = Field(default=None, repr=False)
     # Another Bot API server (a local telegram-bot-api, or a test double); empty: Telegram's.
     telegram_api_url: str | None = None
+    # The operators' Telegram group (its chat id, such as -1001234567890, which /teamchat in the
+    # group tells): the bot posts each customer who waits for a
+    # person there, and operators answer them by replying (adapters/telegram_team.py).
+    telegram_team_chat: int | None = None
     telegram_greeting: str = (
         "Hello! I'm the {business} assistant. Ask me anything about orders, shipping, returns, "
         "payments or your account. Send /human to talk to a person, /reset to start over."
@@ -136,10 +140,22 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator("handoff_webhook_url", "public_url", mode="before")
+    @field_validator("handoff_webhook_url", "public_url", "telegram_team_chat", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("telegram_team_chat")
+    @classmethod
+    def _a_group(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("telegram_token"):
+            raise ValueError("the operators' Telegram chat needs ANSWERDESK_TELEGRAM_TOKEN too")
+        if value is not None and value >= 0:
+            raise ValueError(
+                "a group's chat id is negative (such as -1001234567890); send /teamchat in "
+                "the group to learn it"
+            )
+        return value
 
     @field_validator("time_zone")
     @classmethod

@@ -233,6 +233,15 @@ def telegram_router(manager: ConversationManager, texts: TelegramTexts) -> Route
             return
         await message.answer(texts.deleted)
 
+    @router.message(Command("teamchat"), ~private)
+    async def team_chat(message: Message) -> None:
+        """How an owner learns the id of the operators' group (adapters/telegram_team.py)."""
+        await message.reply(
+            f"This chat's id is {message.chat.id}: ANSWERDESK_TELEGRAM_TEAM_CHAT="
+            f"{message.chat.id} makes it the operators' chat, where customers who wait for a "
+            "person are posted and answered."
+        )
+
     @router.message(F.text, private)
     async def private_text(message: Message, bot: Bot) -> None:
         await answer(message, bot, message.text or "")

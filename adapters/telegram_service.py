@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from adapters.telegram import TelegramTexts, chat_id, telegram_router
 from adapters.telegram_pacing import Pacing
+from adapters.telegram_team import TeamChat, team_router
 from bot import ConversationManager, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -97,13 +98,17 @@ class TelegramService:
         redis: Redis,
         prefix: str,
         texts: TelegramTexts,
+        team: TeamChat | None = None,
     ) -> None:
+        """`team`: the operators' group, whose replies to customers' messages go to them."""
         self.bot = bot
         self._manager = manager
         self._redis = redis
         self._prefix = prefix
         self.dispatcher = Dispatcher()
         self.dispatcher.update.outer_middleware(OncePerUpdate(redis, prefix))
+        if team is not None:
+            self.dispatcher.include_router(team_router(manager, team))
         self.dispatcher.include_router(telegram_router(manager, texts))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outbox: asyncio.Task[None] | None = None

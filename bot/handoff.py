@@ -49,11 +49,16 @@ class Waiting:
 
 
 class HandoffNotifier(Protocol):
-    """Tells the operators that a customer waits (adapters post it to their team chat)."""
+    """Tells the operators that a customer waits, and what they write while they wait or talk
+    to an operator (adapters post it to their team chat). Both methods return at once: the
+    customer's reply does not wait for a notification."""
 
     def waiting(self, call: Waiting) -> None:
-        """Called once the customer's place in line is stored; returns at once (the customer's
-        reply does not wait for the notification)."""
+        """Called once the customer's place in line is stored."""
+
+    def wrote(self, info: SessionInfo, text: str) -> None:
+        """Called once `text`, which the customer wrote while waiting for or talking to a
+        person (`info.state`, `info.operator`), is stored."""
 
 
 def state_turn(state: State, note: str, now: float) -> Turn:

@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
@@ -56,7 +56,7 @@ class ConversationManager:
         policy: AnswerPolicy | None = None,
         limiter: RateLimiter | None = None,
         observer: Observer | None = None,
-        notifier: HandoffNotifier | None = None,
+        notifiers: Sequence[HandoffNotifier] = (),
         time_zone: tzinfo = UTC,
     ) -> None:
         """`time_zone`: where the days of the figures (`stats`) begin and end."""
@@ -66,7 +66,7 @@ class ConversationManager:
         self.model = model  # for callers that talk to the model directly (raw completions)
         self._limiter = limiter
         self._observer = observer
-        self._notifier = notifier
+        self._notifiers = tuple(notifiers)
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
         self.stats = ConversationStats(sessions, time_zone)
@@ -139,10 +139,11 @@ class ConversationManager:
         """`operator` puts the conversation they have back in line, first, for a colleague;
         the team chat hears of it as of any customer who starts waiting."""
         info = await self.handoff.pass_on(session_id, operator)
-        if self._notifier is not None:
+        if self._notifiers:
             staffed = await self.handoff.staffed()
-            reason = f"passed on by {operator}"
-            self._notifier.waiting(Waiting(session_id, info.channel, 1, reason, staffed))
+            call = Waiting(session_id, info.channel, 1, f"passed on by {operator}", staffed)
+            for notifier in self._notifiers:
+                notifier.waiting(call)
         return info
 
     async def ask(self, inbound: Inbound) -> Reply:
@@ -223,6 +224,8 @@ class ConversationManager:
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
             quiet = "" if place is None else policy.still_waiting(place, text)
             await self._store(inbound, [asked], Reply(sid, quiet, "handoff", state=info.state))
+            for notifier in self._notifiers:
+                notifier.wrote(info, text)
             yield Reply(sid, quiet, "handoff", state=info.state)
             return
 
@@ -321,8 +324,9 @@ class ConversationManager:
             fallbacks=0,
             asked_online=int(staffed),  # their wait tells the next ones what to expect
         )
-        if self._notifier is not None:
-            self._notifier.waiting(Waiting(sid, inbound.channel, place, reason, staffed, back))
+        call = Waiting(sid, inbound.channel, place, reason, staffed, back)
+        for notifier in self._notifiers:
+            notifier.waiting(call)
         return reply
 
     async def _store(

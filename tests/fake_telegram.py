@@ -28,6 +28,7 @@ def private_chat(uid: int = 555, name: str = "Ann") -> dict[str, Any]:
 class Call:
     method: str
     params: dict[str, Any]
+    result: Any = None
 
 
 @dataclass
@@ -90,6 +91,14 @@ class FakeTelegram:
             if c.method == method and (chat is None or str(c.params.get("chat_id")) == str(chat))
         ]
 
+    def posted(self, chat: int) -> list[dict[str, Any]]:
+        """The messages the bot sent to `chat`, as the Bot API returned them (with their ids)."""
+        return [
+            {**c.result, "params": c.params}
+            for c in self.calls
+            if c.method == "sendMessage" and str(c.params.get("chat_id")) == str(chat) and c.result
+        ]
+
     async def wait_for(self, predicate: Any, within: float = 60) -> None:
         """Until `predicate()` (sync or async) holds, or fail after `within` seconds."""
         deadline = time.monotonic() + within
@@ -113,7 +122,8 @@ class FakeTelegram:
         elif request.can_read_body:  # aiogram sends forms
             form = await request.post()
             params = {k: _value(v) for k, v in form.items()}
-        self.calls.append(Call(method, params))
+        call = Call(method, params)
+        self.calls.append(call)
         if self.rate_limit_next.get(method, 0) > 0:
             self.rate_limit_next[method] -= 1
             return web.json_response(
@@ -125,8 +135,8 @@ class FakeTelegram:
                 },
                 status=429,
             )
-        result = await getattr(self, f"_{method.lower()}", self._true)(params)
-        return web.json_response({"ok": True, "result": result})
+        call.result = await getattr(self, f"_{method.lower()}", self._true)(params)
+        return web.json_response({"ok": True, "result": call.result})
 
     async def _true(self, params: dict[str, Any]) -> Any:
         return True
@@ -155,10 +165,11 @@ class FakeTelegram:
 
     def _message_result(self, params: dict[str, Any], message_id: int) -> dict[str, Any]:
         chat = int(params["chat_id"])
+        where = private_chat(chat) if chat > 0 else {"id": chat, "title": "Group", "type": "group"}
         return {
             "message_id": message_id,
             "from": BOT_USER,
-            "chat": private_chat(chat),
+            "chat": where,
             "date": int(time.time()),
             "text": params.get("text", ""),
         }

@@ -24,6 +24,7 @@ from bot import (
     Inbound,
     RateLimited,
     RateLimiter,
+    SessionInfo,
     SessionKeys,
     SessionStore,
     StorageUnavailable,
@@ -84,7 +85,7 @@ def build(
         retriever,
         model or SlowScriptedModel(),
         AnswerPolicy(business="Pinecone", **policy),  # type: ignore[arg-type]
-        notifier=notifier,
+        notifiers=[notifier] if notifier is not None else [],
     )
 
 
@@ -306,9 +307,13 @@ class TeamChat:
 
     def __init__(self) -> None:
         self.told: list[Waiting] = []
+        self.heard: list[tuple[str, str, str, str | None]] = []  # session, text, state, operator
 
     def waiting(self, call: Waiting) -> None:
         self.told.append(call)
+
+    def wrote(self, info: SessionInfo, text: str) -> None:
+        self.heard.append((info.session_id, text, info.state, info.operator))
 
 
 async def test_a_customer_is_told_when_no_operator_is_there(
@@ -399,6 +404,12 @@ async def test_an_operator_passes_a_conversation_to_a_colleague(
     assert meanwhile.text == "Our colleague will see this when they take over; you are next."
     taken = await bot.handoff.take("first", "ivan")
     assert (taken.state, taken.operator) == ("human", "ivan")
+    await bot.ask(Inbound("first", "my order is 4471"))
+    # The team chat hears what the customer writes while waiting and while with a person.
+    assert team.heard == [
+        ("first", "ok, thanks", "pending_human", None),
+        ("first", "my order is 4471", "human", "ivan"),
+    ]
     with pytest.raises(HandoffError, match="is not with an operator"):
         await bot.pass_on("second", "ivan")
 

@@ -84,6 +84,7 @@ def test_a_bad_setting_stops_the_command_and_names_it(tmp_path: Path) -> None:
         "ANSWERDESK_PORT": "eighty",
         "ANSWERDESK_TIME_ZONE": "Mars/Olympus_Mons",
         "ANSWERDESK_OPENING_HOURS": "Mon-Fri 9-17",
+        "ANSWERDESK_TELEGRAM_TEAM_CHAT": "-1001234567890",  # but no bot token
     }
     for command in (["serve"], ["kb", "list"]):
         done = Server(tmp_path, extra_env=bad).cli(*command)
@@ -93,8 +94,9 @@ def test_a_bad_setting_stops_the_command_and_names_it(tmp_path: Path) -> None:
             "name such as Europe/Berlin; ANSWERDESK_HANDOFF_WEBHOOK_URL: Input should be a valid "
             "URL, relative URL without a base; ANSWERDESK_OPENING_HOURS: Value error, not in "
             "OpenStreetMap's opening_hours syntax (such as 'Mo-Fr 09:00-17:00; PH off'); it "
-            "cannot be read from character 3 on; ANSWERDESK_PORT: Input should be a valid integer, "
-            "unable to parse string as an integer."
+            "cannot be read from character 3 on; ANSWERDESK_TELEGRAM_TEAM_CHAT: Value error, the "
+            "operators' Telegram chat needs ANSWERDESK_TELEGRAM_TOKEN too; ANSWERDESK_PORT: Input "
+            "should be a valid integer, unable to parse string as an integer."
         )
 
 

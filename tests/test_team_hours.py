@@ -10,7 +10,15 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters.handoff_webhook import notification, remind
-from bot import BadOpeningHours, HandoffDesk, SessionKeys, SessionStore, TeamHours, Waiting
+from bot import (
+    BadOpeningHours,
+    HandoffDesk,
+    SessionInfo,
+    SessionKeys,
+    SessionStore,
+    TeamHours,
+    Waiting,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS = "Mo-Fr 09:00-17:00; PH off"
@@ -74,6 +82,9 @@ class Kept:
     def waiting(self, call: Waiting) -> None:
         self.told.append(call)
 
+    def wrote(self, info: SessionInfo, text: str) -> None:
+        raise AssertionError("reminders do not carry what customers write")
+
 
 async def test_reminders_wait_for_the_teams_hours(redis_client: Redis, prefix: str) -> None:
     """A customer who waited overnight is not reminded of at night, when no one reads the team
@@ -84,7 +95,7 @@ async def test_reminders_wait_for_the_teams_hours(redis_client: Redis, prefix: s
     later = (datetime.now(utc).hour + 12) % 24
     for expression, told in [(f"Mo-Su {later:02}:00-{later:02}:59", []), ("24/7", ["overnight"])]:
         kept = Kept()
-        task = asyncio.create_task(remind(desk, kept, 1.0, TeamHours(expression, utc)))
+        task = asyncio.create_task(remind(desk, [kept], 1.0, TeamHours(expression, utc)))
         await asyncio.sleep(0.5)  # five looks
         task.cancel()
         assert [call.session_id for call in kept.told] == told, expression

@@ -16,13 +16,16 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from adapters.settings import Settings
 from knowledge import read_entries, sample_faq_path
 from tests.fake_telegram import BOT_USER, FakeTelegram, user
 from tests.server import BIN, Server
 
 ADMIN = {"authorization": "Bearer tg-test-admin"}
-OPERATORS = -1001234567890  # the operators' Telegram group
+OPERATORS = -1001234567890  # the operators' Telegram group, told by the handoff webhook
+TEAM = -1009876543210  # the operators' Telegram group the bot itself works in
 PARAGRAPH = (
     "Part {n} of our care guide: wash at 30 degrees <not hotter> & dry flat; *never* "
     "tumble_dry wool. Keep zips closed, brush off mud first and re-proof once a season. "
@@ -73,6 +76,7 @@ async def webhook(
             "ANSWERDESK_HANDOFF_WEBHOOK_URL": (
                 f"{fake.url}/bot{fake.token}/sendMessage?chat_id={OPERATORS}"
             ),
+            "ANSWERDESK_TELEGRAM_TEAM_CHAT": str(TEAM),
         },
     )
     await asyncio.to_thread(running.start)
@@ -327,6 +331,120 @@ async def test_human_hands_over_and_the_operator_message_reaches_the_chat(
         assert (await api.post("/admin/handoff/tg566/messages", json=body)).is_success
     await fake.wait_for(lambda: "Hi, Max here <from support> & happy to help." in texts(fake, 566))
     assert "You are now talking to max." in texts(fake, 566)
+
+
+def in_team(fake: FakeTelegram, starts: str) -> list[dict[str, Any]]:
+    """The bot's messages in the team chat that begin with `starts`."""
+    return [m for m in fake.posted(TEAM) if m["text"].startswith(starts)]
+
+
+def team_message(
+    fake: FakeTelegram, text: str, operator: dict[str, Any], reply_to: dict[str, Any]
+) -> dict[str, Any]:
+    """An operator's message in the team chat, replying to the bot's message `reply_to`."""
+    group = {"id": TEAM, "title": "Pinecone support", "type": "supergroup"}
+    message = fake.message(text, chat=TEAM, reply_to_message={**reply_to, "chat": group})
+    return {**message, "chat": group, "from": operator}
+
+
+async def test_operators_answer_customers_from_their_telegram_group(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    """The team chat as an operator console: a web customer who asks for a person is posted
+    there with what they asked; an operator's reply to that post takes the conversation and
+    reaches the customer in the web chat; what the customer writes next is posted there; a
+    colleague cannot write into it; /done hands it back. A Telegram customer is taken with the
+    Take button and handed back with the other button."""
+    key, olga, ivan = secret(fake), user(901, "Olga"), user(902, "Ivan")
+    sid = "team-web-customer"
+    await asyncio.to_thread(webhook.chat, sid, "How much does shipping cost?")
+    await asyncio.to_thread(webhook.chat, sid, "can I talk to a person please?")
+    await fake.wait_for(lambda: in_team(fake, "A customer in the web chat (conversation team-web"))
+    [notice] = in_team(fake, "A customer in the web chat (conversation team-web")
+    assert "Customer: How much does shipping cost?\nAssistant: Standard shipping" in notice["text"]
+    assert notice["text"].endswith("Tap Take, or reply to this message to answer the customer.")
+    assert notice["params"]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Take"
+
+    hello = team_message(fake, "Hi, Olga here. Let me check your order.", olga, notice)
+    await post_update(webhook, fake.update(message=hello), key)
+
+    async def history() -> list[dict[str, Any]]:
+        r = await get(f"{webhook.url}/api/chat/{sid}/history")
+        return [t for t in r["turns"] if t["role"] == "operator"]
+
+    await fake.wait_for(lambda: history())
+    assert [(t["text"], t["operator"]) for t in await history()] == [
+        ("Hi, Olga here. Let me check your order.", "Olga")
+    ]
+    assert in_team(fake, "Olga has conversation team-web.")  # the team sees who took it
+    await asyncio.to_thread(webhook.chat, sid, "thanks, it is order 4471")
+    wrote = "Customer (team-web, with Olga): thanks, it is order 4471"
+    await fake.wait_for(lambda: in_team(fake, wrote))
+    [follow_up] = in_team(fake, wrote)
+    [has] = in_team(fake, "Olga has conversation team-web.")
+    assert follow_up["params"]["reply_parameters"]["message_id"] == has["message_id"]
+
+    intrude = team_message(fake, "Ivan here, hello!", ivan, follow_up)
+    await post_update(webhook, fake.update(message=intrude), key)
+    refused = "Olga has this conversation; your message was not sent."
+    await fake.wait_for(lambda: in_team(fake, refused))
+    done = team_message(fake, "/done", olga, follow_up)
+    await post_update(webhook, fake.update(message=done), key)
+    await fake.wait_for(lambda: in_team(fake, "Olga handed conversation team-web back"))
+    session = await get(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
+    assert session["state"] == "bot"
+    assert [(t["text"], t["operator"]) for t in await history()] == [
+        ("Hi, Olga here. Let me check your order.", "Olga")
+    ]
+
+    chat = 581
+    await post_update(webhook, fake.update(message=fake.message("/human", chat=chat)), key)
+    await fake.wait_for(lambda: in_team(fake, "A customer in Telegram (conversation tg581"))
+    [notice] = in_team(fake, "A customer in Telegram (conversation tg581")
+
+    async def press(button: str, on: dict[str, Any], n: int) -> None:
+        callback = {
+            "id": f"cb-team-{n}",
+            "from": ivan,
+            "message": {k: v for k, v in on.items() if k != "params"},
+            "chat_instance": "ci-team",
+            "data": button,
+        }
+        await post_update(webhook, fake.update(callback_query=callback), key)
+
+    await press("team:take", notice, 1)
+    await fake.wait_for(lambda: in_team(fake, "Ivan has conversation tg581."))
+    [taken] = in_team(fake, "Ivan has conversation tg581.")
+    await fake.wait_for(lambda: "You are now talking to Ivan." in texts(fake, chat))
+    await press("team:back", taken, 2)
+    await fake.wait_for(lambda: in_team(fake, "Ivan handed conversation tg581 back"))
+    await fake.wait_for(lambda: "You are back with the assistant." in " ".join(texts(fake, chat)))
+    await press("team:take", notice, 3)  # too late: it is with the assistant again
+
+    def answered(query: str) -> list[dict[str, Any]]:
+        return [a for a in fake.sent("answerCallbackQuery") if a["callback_query_id"] == query]
+
+    await fake.wait_for(lambda: answered("cb-team-3"))
+    assert answered("cb-team-1")[0]["text"] == "Conversation tg581 is yours."
+    [late] = answered("cb-team-3")
+    assert "is not waiting for a human" in late["text"] and late["show_alert"] in (True, "true")
+
+
+def test_the_team_chat_must_be_a_group() -> None:
+    fake_token = FakeTelegram.token
+    with pytest.raises(ValidationError, match="a group's chat id is negative"):
+        Settings(telegram_token=fake_token, telegram_team_chat=555)
+    assert Settings(telegram_token=fake_token, telegram_team_chat="").telegram_team_chat is None
+
+
+async def test_teamchat_tells_a_group_its_id(webhook: Server, fake: FakeTelegram) -> None:
+    group = {"id": -100555, "title": "Our team", "type": "supergroup"}
+    asked = {**fake.message("/teamchat", chat=-100555), "chat": group}
+    await post_update(webhook, fake.update(message=asked), secret(fake))
+    await fake.wait_for(lambda: fake.sent("sendMessage", -100555))
+    assert fake.sent("sendMessage", -100555)[0]["text"].startswith(
+        "This chat's id is -100555: ANSWERDESK_TELEGRAM_TEAM_CHAT=-100555 makes it"
+    )
 
 
 async def test_reset_start_help_and_edits(webhook: Server, fake: FakeTelegram) -> None:

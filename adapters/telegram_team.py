@@ -1,0 +1,256 @@
+"""The operators' Telegram group as an operator console. With ANSWERDESK_TELEGRAM_TEAM_CHAT set,
+the bot posts each customer who waits for a person there, with the conversation so far and a
+*Take* button, and everything the customer writes while waiting or talking to an operator. An
+operator answers by replying to one of those messages: the reply goes to the customer, in
+whichever channel they wrote (web chat, Telegram). `/done` in a reply, or the *Back to the
+assistant* button, hands the conversation back to the bot.
+
+Anyone in the group acts as an operator, under their Telegram name: the owner decides who is in
+it. The group keeps copies of what customers wrote there, which a customer's /delete does not
+reach.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import (
+    CallbackQuery,
+    InaccessibleMessage,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    User,
+)
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from adapters.handoff_webhook import notification
+from bot import (
+    ConversationError,
+    ConversationManager,
+    SessionInfo,
+    SessionStore,
+    StorageUnavailable,
+    Turn,
+    Waiting,
+)
+
+log = logging.getLogger(__name__)
+
+LIMIT = 4096  # Telegram's maximum message length
+SHOWN_TURNS = 6  # of the conversation so far, in the notice of a waiting customer
+TURN_CHARS = 400
+TAKE = InlineKeyboardMarkup(
+    inline_keyboard=[[InlineKeyboardButton(text="Take", callback_data="team:take")]]
+)
+BACK = InlineKeyboardMarkup(
+    inline_keyboard=[
+        [InlineKeyboardButton(text="Back to the assistant", callback_data="team:back")]
+    ]
+)
+
+
+def operator_name(user: User) -> str:
+    return user.full_name.strip() or (user.username or f"Telegram user {user.id}")
+
+
+def transcript(turns: list[Turn]) -> str:
+    """The last messages of a conversation, one line each, as the team chat shows them."""
+    said = [t for t in turns if t.role != "system"][-SHOWN_TURNS:]
+    lines = []
+    for turn in said:
+        who = {"user": "Customer", "assistant": "Assistant"}.get(turn.role, turn.operator)
+        text = " ".join(turn.text.split())
+        cut = text if len(text) <= TURN_CHARS else text[: TURN_CHARS - 1] + "…"
+        lines.append(f"{who or 'Operator'}: {cut}")
+    return "\n".join(lines)
+
+
+class TeamThreads:
+    """Which conversation each of the bot's messages in the team chat is about (Redis, so that
+    any worker can read an operator's reply), and the latest message of each conversation, to
+    which the next one replies."""
+
+    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+        self._redis, self._prefix, self._ttl_s = redis, prefix, ttl_s
+
+    def _message(self, message_id: int) -> str:
+        return f"{self._prefix}:telegram:team:message:{message_id}"
+
+    def _latest(self, session_id: str) -> str:
+        return f"{self._prefix}:telegram:team:latest:{session_id}"
+
+    async def remember(self, message_id: int, session_id: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._message(message_id), session_id, ex=self._ttl_s)
+            pipe.set(self._latest(session_id), message_id, ex=self._ttl_s)
+            await pipe.execute()
+
+    async def session_of(self, message_id: int) -> str | None:
+        try:
+            value = await self._redis.get(self._message(message_id))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the team chat's threads: {exc}") from exc
+        return value.decode() if value else None
+
+    async def latest(self, session_id: str) -> int | None:
+        value = await self._redis.get(self._latest(session_id))
+        return int(value) if value else None
+
+
+class TeamChat:
+    """A `bot.HandoffNotifier` that writes into the operators' Telegram group. Close it with
+    `aclose`, which lets messages in flight go out first."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        chat: int,
+        sessions: SessionStore,
+        threads: TeamThreads,
+        desk_url: str | None = None,
+    ) -> None:
+        self.bot, self.chat, self.threads = bot, chat, threads
+        self._sessions = sessions
+        self._desk_url = desk_url
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def waiting(self, call: Waiting) -> None:
+        self._spawn(self._waiting(call))
+
+    def wrote(self, info: SessionInfo, text: str) -> None:
+        who = f"with {info.operator}" if info.state == "human" else "waiting"
+        self._spawn(self.post(info.session_id, f"Customer ({info.session_id[:8]}, {who}): {text}"))
+
+    async def post(
+        self, session_id: str, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> None:
+        """`text` about a conversation, as a reply to the latest message about it; operators'
+        replies to it reach the customer."""
+        latest = await self.threads.latest(session_id)
+        sent = await self.bot.send_message(
+            self.chat,
+            text[:LIMIT],
+            reply_parameters=(
+                ReplyParameters(message_id=latest, allow_sending_without_reply=True)
+                if latest
+                else None
+            ),
+            reply_markup=markup,
+        )
+        await self.threads.remember(sent.message_id, session_id)
+
+    async def aclose(self, grace_s: float = 5.0) -> None:
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _waiting(self, call: Waiting) -> None:
+        info = await self._sessions.info(call.session_id, with_turns=True)
+        text = notification(call, self._desk_url)["text"]
+        so_far = transcript(info.turns)
+        hint = "Tap Take, or reply to this message to answer the customer."
+        body = f"{text}\n\n{so_far}\n\n{hint}" if so_far else f"{text}\n\n{hint}"
+        await self.post(call.session_id, body, TAKE)
+
+    def _spawn(self, work: Any) -> None:
+        async def logged() -> None:
+            try:
+                await work
+            except (TelegramAPIError, ConversationError, RedisError):
+                log.exception("could not write to the operators' Telegram chat")
+
+        task = asyncio.get_running_loop().create_task(logged())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def team_router(manager: ConversationManager, team: TeamChat) -> Router:
+    """Operators' actions in the team chat. Messages there that are not about a customer's
+    conversation pass on to the other routers (a mention still gets an FAQ answer)."""
+    router = Router(name="answerdesk-team")
+    in_team = F.chat.id == team.chat
+    router.message.filter(in_team)
+    handoff = manager.handoff
+
+    async def about(message: Message | InaccessibleMessage | None) -> str | None:
+        return None if message is None else await team.threads.session_of(message.message_id)
+
+    async def hand_back(session_id: str, operator: str) -> str:
+        try:
+            await handoff.release(session_id, operator)
+        except ConversationError as exc:
+            return str(exc)
+        return f"{operator} handed conversation {session_id[:8]} back to the assistant."
+
+    async def taken(session_id: str, operator: str) -> None:
+        await team.post(
+            session_id,
+            f"{operator} has conversation {session_id[:8]}. Reply to its messages here to write "
+            "to the customer; /done in a reply hands it back to the assistant.",
+            BACK,
+        )
+
+    @router.callback_query(F.data == "team:take", F.message.chat.id == team.chat)
+    async def take(query: CallbackQuery) -> None:
+        session_id = await about(query.message)
+        if session_id is None:
+            await query.answer("This conversation is no longer known.", show_alert=True)
+            return
+        operator = operator_name(query.from_user)
+        try:
+            await handoff.take(session_id, operator)
+        except ConversationError as exc:
+            await query.answer(str(exc), show_alert=True)
+            return
+        await query.answer(f"Conversation {session_id[:8]} is yours.")
+        await taken(session_id, operator)
+
+    @router.callback_query(F.data == "team:back", F.message.chat.id == team.chat)
+    async def back(query: CallbackQuery) -> None:
+        session_id = await about(query.message)
+        if session_id is None:
+            await query.answer("This conversation is no longer known.", show_alert=True)
+            return
+        done = await hand_back(session_id, operator_name(query.from_user))
+        await query.answer(done, show_alert=not done.endswith("to the assistant."))
+        if done.endswith("to the assistant."):
+            await team.post(session_id, done)
+
+    @router.message(F.text, F.reply_to_message)
+    async def answer(message: Message, bot: Bot) -> None:
+        """A reply to one of the bot's messages about a conversation goes to its customer (an
+        operator who replies to a waiting customer takes them); anything else passes on."""
+        replied, user = message.reply_to_message, message.from_user
+        me = await bot.me()
+        if replied is None or replied.from_user is None or replied.from_user.id != me.id:
+            raise SkipHandler  # the group's own talk
+        session_id = await about(replied)
+        if session_id is None or user is None:
+            raise SkipHandler
+        operator, text = operator_name(user), (message.text or "").strip()
+        if text.split("@")[0] == "/done":
+            await team.post(session_id, await hand_back(session_id, operator))
+            return
+        try:
+            info = await manager.session(session_id)
+            if info.state == "pending_human":
+                info = await handoff.take(session_id, operator)
+                await taken(session_id, operator)
+            if info.state == "human" and info.operator != operator:
+                await message.reply(
+                    f"{info.operator} has this conversation; your message was not sent."
+                )
+                return
+            await handoff.send(session_id, operator, text)
+        except ConversationError as exc:
+            await message.reply(f"Not sent: {exc}")
+
+    return router
