@@ -102,7 +102,7 @@ def chat_router() -> APIRouter:
     async def chat(body: ChatRequest, request: Request, site: CurrentSite) -> ChatResponse:
         """Ask a question; the reply comes back when it is complete."""
         await own_session(request, site, body.session_id, create=True)
-        inbound = Inbound(body.session_id, body.message, message_id=body.message_id)
+        inbound = Inbound(body.session_id, body.message, message_id=body.message_id, page=body.page)
         return ChatResponse.of(await runtime_of(request).manager.ask(inbound))
 
     @router.post("/chat/stream", response_class=EventSourceResponse)
@@ -114,7 +114,9 @@ def chat_router() -> APIRouter:
         stops the generation."""
         try:
             await own_session(request, site, body.session_id, create=True)
-            inbound = Inbound(body.session_id, body.message, message_id=body.message_id)
+            inbound = Inbound(
+                body.session_id, body.message, message_id=body.message_id, page=body.page
+            )
             async for event in runtime_of(request).manager.handle(inbound):
                 if isinstance(event, ReplyChunk):
                     yield ServerSentEvent(event="token", data={"text": event.text})

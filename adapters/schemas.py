@@ -1,8 +1,9 @@
 """Wire models of the web and operator APIs. They stay here; the core speaks its own dataclasses."""
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from bot import Reply, SessionInfo, Source, Turn
 
@@ -25,6 +26,26 @@ class ChatRequest(BaseModel):
         str | None,
         Field(max_length=128, description="Your id for this message: a resend is answered once."),
     ] = None
+    page: Annotated[
+        str | None,
+        Field(
+            max_length=2000,
+            description=(
+                "The address of the web page the customer writes from (http or https), shown to "
+                "operators; its query and fragment are dropped."
+            ),
+        ),
+    ] = None
+
+    @field_validator("page")
+    @classmethod
+    def _page_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("page must be a web page's http:// or https:// address")
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 class SourceOut(BaseModel):
@@ -112,6 +133,9 @@ class SessionOut(BaseModel):
     state_since: float
     operator: str | None
     site: str | None = Field(description="The key of the web site it came from (web chats).")
+    page: str | None = Field(
+        default=None, description="The web page its customer last wrote from (web chats)."
+    )
     turns: list[TurnOut]
 
     @classmethod
@@ -125,6 +149,7 @@ class SessionOut(BaseModel):
             state_since=info.state_since,
             operator=info.operator,
             site=info.site,
+            page=info.page,
             turns=[TurnOut.of(t) for t in info.turns],
         )
 

@@ -155,6 +155,8 @@ class TeamChat:
     async def _waiting(self, call: Waiting) -> None:
         info = await self._sessions.info(call.session_id, with_turns=True)
         text = notification(call, self._desk_url)["text"]
+        if info.page:
+            text += f" They are on the page {info.page}"
         so_far = transcript(info.turns)
         hint = "Tap Take, or reply to this message to answer the customer."
         body = f"{text}\n\n{so_far}\n\n{hint}" if so_far else f"{text}\n\n{hint}"

@@ -345,6 +345,8 @@ class ConversationManager:
             )
             turns = [*turns, answered]
         record = reply_record(turns[0].text, reply) if reply.reply_id else None
+        if inbound.page:
+            meta = {**meta, "page": inbound.page}
         await self._sessions.append(
             inbound.session_id,
             turns,

@@ -18,6 +18,7 @@ class Inbound:
     user_id: str | None = None  # rate limits count per user; default: per session
     message_id: str | None = None  # the channel's id: a redelivery is processed once
     language: str | None = None
+    page: str | None = None  # the web page the customer writes from (its address, no query)
 
 
 @dataclass(frozen=True)
@@ -80,4 +81,5 @@ class SessionInfo:
     operator: str | None = None
     fallbacks: int = 0  # consecutive fallback replies
     site: str | None = None  # the web site (site key) a widget conversation belongs to
+    page: str | None = None  # the web page its customer last wrote from
     turns: list[Turn] = field(default_factory=list)

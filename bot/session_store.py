@@ -172,6 +172,7 @@ class SessionStore:
             operator=meta.get("operator") or None,
             fallbacks=int(meta.get("fallbacks", 0)),
             site=meta.get("site") or None,
+            page=meta.get("page") or None,
             turns=turns,
         )
 

@@ -358,10 +358,14 @@ async def test_operators_answer_customers_from_their_telegram_group(
     key, olga, ivan = secret(fake), user(901, "Olga"), user(902, "Ivan")
     sid = "team-web-customer"
     await asyncio.to_thread(webhook.chat, sid, "How much does shipping cost?")
-    await asyncio.to_thread(webhook.chat, sid, "can I talk to a person please?")
+    async with httpx.AsyncClient(timeout=120) as client:
+        body = {"session_id": sid, "message": "can I talk to a person please?"}
+        page = {"page": "https://shop.example/checkout?step=2"}  # sent by the widget
+        assert (await client.post(f"{webhook.url}/api/chat", json={**body, **page})).is_success
     await fake.wait_for(lambda: in_team(fake, "A customer in the web chat (conversation team-web"))
     [notice] = in_team(fake, "A customer in the web chat (conversation team-web")
     assert "Customer: How much does shipping cost?\nAssistant: Standard shipping" in notice["text"]
+    assert "next in line. They are on the page https://shop.example/checkout\n\n" in notice["text"]
     assert notice["text"].endswith("Tap Take, or reply to this message to answer the customer.")
     assert notice["params"]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Take"
 

@@ -88,6 +88,28 @@ def test_sites_sessions_and_origins(web: Server) -> None:
     assert r.status_code == 404 and "POST /api/sessions" in r.json()["error"]
 
 
+def test_operators_see_the_page_the_customer_writes_from(web: Server) -> None:
+    """The widget sends the page's address with each message; operators see the last one,
+    without its query or fragment (which may carry a customer's data). An address that is not
+    a web page's is refused, and nothing of that message is stored."""
+    site = add_site(web, [SHOP])
+    session = new_session(web, site["key"], SHOP)
+    headers = {"x-site-key": site["key"], "origin": SHOP}
+
+    def ask(message: str, page: str) -> httpx.Response:
+        body = {"session_id": session, "message": message, "page": page}
+        return httpx.post(f"{web.url}/api/chat", json=body, headers=headers, timeout=60)
+
+    assert ask("How much is shipping?", f"{SHOP}/checkout?email=ann%40x.example#pay").is_success
+    stored = httpx.get(f"{web.url}/admin/sessions/{session}", headers=ADMIN, timeout=30).json()
+    assert stored["page"] == f"{SHOP}/checkout"
+    refused = ask("And returns?", "javascript:alert(1)")
+    assert refused.status_code == 422
+    assert "page must be a web page's http:// or https:// address" in refused.json()["error"]
+    stored = httpx.get(f"{web.url}/admin/sessions/{session}", headers=ADMIN, timeout=30).json()
+    assert stored["page"] == f"{SHOP}/checkout" and len(stored["turns"]) == 2
+
+
 def test_a_customer_deletes_the_conversation(web: Server) -> None:
     """DELETE /api/chat/{id} erases the conversation once the reply being written is stored,
     so nothing of it comes back; only the site that owns the conversation may delete it."""

@@ -357,7 +357,7 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     ARTIFACTS.mkdir(exist_ok=True)
     customer, desk = await browser.new_page(), await browser.new_page()
     try:
-        await customer.goto(web.url + "/")
+        await customer.goto(web.url + "/?ref=newsletter#help")
         chat, message = await open_chat(customer)
         await send(message, "how long do I have?")  # near "What is your return policy?"
         offer = chat.locator(".m.bot").nth(1).locator(".t")
@@ -378,6 +378,9 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         handoffs = desk.get_by_role("region", name="Customers waiting for a person")
         theirs = handoffs.get_by_role("article").filter(has_text="how long do I have?")
         await expect(theirs).to_contain_text("I'd like to talk to a human")
+        # The page the customer writes from, without its query and fragment.
+        page = theirs.get_by_role("link", name=web.url + "/", exact=True)
+        await expect(page).to_have_attribute("href", web.url + "/")
         await expect(desk).to_have_title("(1) waiting · answerdesk: operators")  # on its tab
         await theirs.get_by_role("button", name="Take").click()
         await expect(desk).to_have_title("answerdesk: operators")  # taken: nobody waits

@@ -9,6 +9,8 @@
   const store = `answerdesk:${base}:${key}`;
   const headers = { "content-type": "application/json", "x-site-key": key };
   const api = (path, init) => fetch(base + path, { ...init, headers });
+  // The page the customer writes from, for the operators (its query and fragment stay here).
+  const pageAddress = () => /^https?:$/.test(location.protocol) ? location.origin + location.pathname : null;
 
   const host = document.createElement("div");
   host.setAttribute("data-answerdesk", "");
@@ -190,7 +192,7 @@
   // (and `last` is false): nothing was shown then.
   async function send(text, m, last) {
     const t = m.querySelector(".t");
-    const r = await api("/api/chat/stream", { method: "POST", body: JSON.stringify({ session_id: session, message: text }) });
+    const r = await api("/api/chat/stream", { method: "POST", body: JSON.stringify({ session_id: session, message: text, page: pageAddress() }) });
     if (!r.ok) {  // refused before any reply (a limit, the site's key, the server unavailable)
       m.className = "m bot";
       t.textContent = (await r.json().catch(() => ({}))).error || "Sorry, something went wrong. Please try again.";
