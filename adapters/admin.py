@@ -58,6 +58,11 @@ class OutboxOut(BaseModel):
     session_id: str
     text: str
     operator: str
+    rating_id: str = Field(
+        default="",
+        description="When the conversation with `operator` ended: the customer rates their help "
+        "by posting this as reply_id to /api/chat/{session}/feedback.",
+    )
 
 
 class UnansweredOut(BaseModel):
@@ -134,6 +139,8 @@ class FiguresOut(BaseModel):
     )
     thumbs_up: int
     thumbs_down: int
+    operator_up: int = Field(description="Customers who rated an operator's help 👍.")
+    operator_down: int = Field(description="Customers who rated an operator's help 👎.")
     answered: float | None = Field(
         description="Share of the questions for the FAQ (faq, grounded, fallback) answered; "
         "null when there were none."
@@ -174,6 +181,8 @@ class NewOperatorOut(BaseModel):
 class OperatorTaken(BaseModel):
     operator: str
     taken: int = Field(description="Customers they took in the range.")
+    thumbs_up: int = Field(description="Customers who rated their help 👍 when it ended.")
+    thumbs_down: int = Field(description="Customers who rated their help 👎.")
 
 
 class StatsOut(BaseModel):
@@ -400,7 +409,15 @@ def admin_router(token: str | None) -> APIRouter:
                 )
                 for entry, answers in top
             ],
-            operators=[OperatorTaken(operator=o, taken=n) for o, n in report.operators],
+            operators=[
+                OperatorTaken(
+                    operator=o,
+                    taken=report.operators_taken.get(o, 0),
+                    thumbs_up=report.ratings.get(o, (0, 0))[0],
+                    thumbs_down=report.ratings.get(o, (0, 0))[1],
+                )
+                for o in report.operator_names
+            ],
         )
 
     @router.get("/sites", response_model=list[SiteFull])

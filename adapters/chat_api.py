@@ -181,6 +181,8 @@ def chat_router() -> APIRouter:
                 after = message.id
                 if message.session_id == session_id:
                     data = {"text": message.text, "operator": message.operator}
+                    if message.rating_id:  # the customer may rate the operator's help with it
+                        data["rating_id"] = message.rating_id
                     yield ServerSentEvent(event="operator", data=data, id=message.id)
             if not messages:
                 yield ServerSentEvent(comment="keep-alive")

@@ -311,7 +311,7 @@ def stats(days: int) -> None:
     report, questions = in_redis(settings, work)
     columns = (
         "conversations", "messages", "answered", "faq", "grounded", "fallback", "handoffs",
-        "taken", "average_wait", "thumbs_up", "thumbs_down",
+        "taken", "average_wait", "thumbs_up", "thumbs_down", "operator_up", "operator_down",
     )  # fmt: skip
     rows = [(d.day, d.figures) for d in report.days] + [("total", report.total)]
     click.echo("\t".join(("day", *columns)))
@@ -327,10 +327,11 @@ def stats(days: int) -> None:
         click.echo("\nmost answered from:")
     for entry, answers in report.entries[:10]:
         click.echo(f"{answers}\t{entry}\t{questions.get(entry, '(deleted)')}")
-    if report.operators:
-        click.echo("\ncustomers taken by:")
-    for operator, taken in report.operators:
-        click.echo(f"{taken}\t{operator}")
+    if report.operator_names:
+        click.echo("\ncustomers taken by, and their ratings of the help:")
+    for operator in report.operator_names:
+        up, down = report.ratings.get(operator, (0, 0))
+        click.echo(f"{report.operators_taken.get(operator, 0)}\t👍 {up}\t👎 {down}\t{operator}")
 
 
 def _wait(seconds: float) -> str:

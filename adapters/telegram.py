@@ -22,6 +22,7 @@ from bot import (
     DuplicateMessage,
     Inbound,
     InvalidMessage,
+    OutboxMessage,
     RateLimited,
     Reply,
     ReplyChunk,
@@ -108,6 +109,16 @@ def reply_keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     builder.button(text="👎", callback_data=f"fb:down:{reply.reply_id}")
     builder.button(text="Talk to a human", callback_data="human")
     builder.adjust(*[1] * len(reply.suggestions), 2, 1)
+    return builder.as_markup()
+
+
+def rating_keyboard(message: OutboxMessage) -> InlineKeyboardMarkup | None:
+    """👍/👎 under the message that ends a conversation with an operator: how did they do?"""
+    if not message.rating_id:
+        return None
+    builder = InlineKeyboardBuilder()
+    builder.button(text=f"👍 {message.operator} helped", callback_data=f"fb:up:{message.rating_id}")
+    builder.button(text="👎", callback_data=f"fb:down:{message.rating_id}")
     return builder.as_markup()
 
 

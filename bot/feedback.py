@@ -70,8 +70,11 @@ class FeedbackLog:
             await self._redis.hset(key, mapping={"rating": rating, "rated_at": time.time()})
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot store the feedback: {exc}") from exc
+        operator = record.get(b"operator", b"").decode()
         if self._stats is not None:
-            await self._stats.rated(float(record[b"ts"]), rating, previous)
+            await self._stats.rated(float(record[b"ts"]), rating, previous, operator)
+        if operator:
+            return  # a rating of an operator's help: no question for the FAQ
         if rating == "down" and previous != "down":
             await self.add(
                 "thumbs_down",

@@ -6,6 +6,7 @@ delivers them. Every state change is a timestamped `system` turn in the history.
 """
 
 import time
+import uuid
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +35,7 @@ class OutboxMessage:
     session_id: str
     text: str
     operator: str
+    rating_id: str = ""  # the customer may rate `operator`'s help with this reply id
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,22 @@ class HandoffDesk:
         )
         await self._redis.zrem(self._keys.waiting, info.session_id)
         await self._redis.srem(self._keys.active, info.session_id)
-        await self._deliver(info, told, operator)
+        rating_id = await self._ratable(info, operator, now) if operator else ""
+        await self._deliver(info, told, operator, rating_id)
+
+    async def _ratable(self, info: SessionInfo, operator: str, now: float) -> str:
+        """A record the customer can rate `operator`'s help by (bot.feedback), as a reply."""
+        rating_id = uuid.uuid4().hex
+        record = {"question": "", "reply": "", "mode": "operator", "operator": operator, "ts": now}
+        key = self._keys.reply(info.session_id, rating_id)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping=record)
+                pipe.expire(key, self._sessions.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot store the conversation's rating: {exc}") from exc
+        return rating_id
 
     async def operator_silent_for(self, info: SessionInfo, now: float) -> float:
         """Seconds since the operator who has the conversation took it or last wrote in it."""
@@ -298,8 +315,12 @@ class HandoffDesk:
             raise UnknownSession(f"No conversation with id {session_id}.")
         return info
 
-    async def _deliver(self, info: SessionInfo, text: str, operator: str) -> OutboxMessage:
+    async def _deliver(
+        self, info: SessionInfo, text: str, operator: str, rating_id: str = ""
+    ) -> OutboxMessage:
         fields = {"session_id": info.session_id, "text": text, "operator": operator}
+        if rating_id:
+            fields["rating_id"] = rating_id
         stream = self._keys.outbox(info.channel)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -308,7 +329,7 @@ class HandoffDesk:
                 rid, _ = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
-        return OutboxMessage(rid.decode(), info.session_id, text, operator)
+        return OutboxMessage(rid.decode(), info.session_id, text, operator, rating_id)
 
 
 def _duration(seconds: float) -> str:
@@ -321,4 +342,5 @@ def _outbox(rid: bytes, fields: dict[bytes, bytes]) -> OutboxMessage:
         session_id=fields[b"session_id"].decode(),
         text=fields[b"text"].decode(),
         operator=fields[b"operator"].decode(),
+        rating_id=fields.get(b"rating_id", b"").decode(),
     )

@@ -94,6 +94,10 @@ class SessionKeys:
         """Operator name -> customers they took that day."""
         return f"{self.stats(day)}:operators"
 
+    def stats_operator_ratings(self, day: str, rating: str) -> str:
+        """Operator name -> customers who rated their help `rating` (up, down) that day."""
+        return f"{self.stats(day)}:operators:{rating}"
+
     def stats_sessions(self, day: str) -> str:
         """HyperLogLog per day: the conversations with a message."""
         return f"{self.stats(day)}:sessions"

@@ -12,6 +12,7 @@ days.
 
 import logging
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -48,6 +49,8 @@ class Figures:
     waited_online_s: int = 0
     thumbs_up: int = 0  # ratings of the replies of the day
     thumbs_down: int = 0
+    operator_up: int = 0  # ratings of operators' help, by the day it ended
+    operator_down: int = 0
 
     @property
     def answered(self) -> float | None:
@@ -81,6 +84,17 @@ class StatsReport:
     total: Figures
     entries: list[tuple[str, int]]  # FAQ entry ids by answers given from them, most first
     operators: list[tuple[str, int]]  # operators by customers they took, most first
+    ratings: dict[str, tuple[int, int]]  # operator -> (👍, 👎) of customers they helped
+
+    @property
+    def operators_taken(self) -> dict[str, int]:
+        return dict(self.operators)
+
+    @property
+    def operator_names(self) -> list[str]:
+        """Those who took customers (most first), then those only rated (taken before)."""
+        took = [o for o, _ in self.operators]
+        return took + sorted(set(self.ratings) - set(took))
 
 
 def day_of(ts: float, zone: tzinfo = UTC) -> str:
@@ -112,16 +126,25 @@ class ConversationStats:
         for key in (counted, entries, sessions):
             pipe.expire(key, KEEP_DAYS * 86400)
 
-    async def rated(self, reply_ts: float, rating: str, previous: str) -> None:
-        """A reply of the day `reply_ts` was rated (`previous`: its rating before, or "")."""
+    async def rated(self, reply_ts: float, rating: str, previous: str, operator: str = "") -> None:
+        """A reply of the day `reply_ts` was rated (`previous`: its rating before, or ""); with
+        `operator`, the help of that operator, in a conversation that ended then."""
         if rating == previous:
             return
-        counted = self._keys.stats(day_of(reply_ts, self.zone))
+        day = day_of(reply_ts, self.zone)
+        counted = self._keys.stats(day)
+        field = "operator_{}" if operator else "thumbs_{}"
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(counted, f"thumbs_{rating}", 1)
+                pipe.hincrby(counted, field.format(rating), 1)
+                if operator:
+                    ratings = self._keys.stats_operator_ratings(day, rating)
+                    pipe.hincrby(ratings, operator, 1)
+                    pipe.expire(ratings, KEEP_DAYS * 86400)
                 if previous:
-                    pipe.hincrby(counted, f"thumbs_{previous}", -1)
+                    pipe.hincrby(counted, field.format(previous), -1)
+                    if operator:
+                        pipe.hincrby(self._keys.stats_operator_ratings(day, previous), operator, -1)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("Could not count the rating in the figures: %s", exc)
@@ -169,6 +192,9 @@ class ConversationStats:
                     pipe.hgetall(k.stats_operators(day))
                     pipe.pfcount(k.stats_sessions(day))
                 pipe.pfcount(*[k.stats_sessions(day) for day in dates])
+                for day in dates:
+                    pipe.hgetall(k.stats_operator_ratings(day, "up"))
+                    pipe.hgetall(k.stats_operator_ratings(day, "down"))
                 found = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot read the figures: {exc}") from exc
@@ -187,8 +213,14 @@ class ConversationStats:
                 took[operator] = took.get(operator, 0) + count
             report.append(DayFigures(day, figures, per_entry, per_operator))
             total += figures
-        total = Figures(**{**asdict(total), "conversations": int(found[-1])})
-        return StatsReport(report, total, _ranked(used), _ranked(took))
+        total = Figures(**{**asdict(total), "conversations": int(found[4 * len(dates)])})
+        up, down = Counter[str](), Counter[str]()
+        for n in range(len(dates)):
+            ups, downs = found[4 * len(dates) + 1 + 2 * n : 4 * len(dates) + 3 + 2 * n]
+            up.update({o.decode(): int(c) for o, c in ups.items()})
+            down.update({o.decode(): int(c) for o, c in downs.items()})
+        ratings = {o: (up[o], down[o]) for o in sorted(set(up) | set(down)) if up[o] or down[o]}
+        return StatsReport(report, total, _ranked(used), _ranked(took), ratings)
 
 
 def _ranked(counts: dict[str, int]) -> list[tuple[str, int]]:

@@ -419,8 +419,9 @@ def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> N
 
 def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
     """Every message is counted by how it was answered, in Redis (shared by every worker), and
-    every customer an operator took with how long they had waited; the operators read the
-    figures of the last days over the API and with `answerdesk stats`."""
+    every customer an operator took with how long they had waited and how the customer rated
+    their help; the operators read the figures of the last days over the API and with
+    `answerdesk stats`."""
 
     def totals() -> dict:
         figures = admin(desk, "GET", "/stats?days=2").json()  # today and yesterday, there
@@ -447,6 +448,22 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
             timeout=30,
         )
         assert rated.status_code == 204, rated.text
+    released = admin(desk, "POST", "/handoff/figures-2/release", json={"operator": "Nina"})
+    assert released.status_code == 200, released.text
+    # The message that ends Nina's conversation lets the customer rate her help.
+    [ended] = [
+        m
+        for m in admin(desk, "GET", "/outbox/web").json()
+        if m["session_id"] == "figures-2" and m["text"].startswith("You are back")
+    ]
+    assert ended["operator"] == "Nina" and ended["rating_id"]
+    for rating in ("down", "up"):
+        rated = httpx.post(
+            f"{desk.url}/api/chat/figures-2/feedback",
+            json={"reply_id": ended["rating_id"], "rating": rating},
+            timeout=30,
+        )
+        assert rated.status_code == 204, rated.text
     after = totals()
     assert (faq["mode"], unknown["mode"]) == ("faq", "fallback")
     changed = {k: after[k] - before[k] for k in after if k not in ("answered", "average_wait_s")}
@@ -465,12 +482,17 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
         "taken": 1,
         "thumbs_up": 0,
         "thumbs_down": 1,
+        "operator_up": 1,
+        "operator_down": 0,
     }
+    unanswered = admin(desk, "GET", "/unanswered").json()
+    assert "figures-2" not in [i["session_id"] for i in unanswered]  # not a question missed
     asked = after["faq"] + after["grounded"] + after["fallback"]
     assert after["answered"] == (after["faq"] + after["grounded"]) / asked
     assert after["average_wait_s"] == after["waited_s"] / after["taken"]
     report = admin(desk, "GET", "/stats?days=2").json()
-    assert {"operator": "Nina", "taken": 1} in report["operators"]
+    nina = {"operator": "Nina", "taken": 1, "thumbs_up": 1, "thumbs_down": 0}
+    assert nina in report["operators"]
     top = report["top_entries"]
     password = faq["sources"][0]["id"]
     assert {"id": password, "question": faq["sources"][0]["question"]}.items() <= next(
@@ -483,15 +505,16 @@ def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
     lines = printed.stdout.splitlines()
     assert lines[0].split("\t") == [
         "day", "conversations", "messages", "answered", "faq", "grounded", "fallback",
-        "handoffs", "taken", "average_wait", "thumbs_up", "thumbs_down",
+        "handoffs", "taken", "average_wait", "thumbs_up", "thumbs_down", "operator_up",
+        "operator_down",
     ]  # fmt: skip
     total = next(line for line in lines if line.startswith("total\t")).split("\t")
     assert total[1:3] == [str(after["conversations"]), str(after["messages"])]
     assert total[3] == f"{after['answered']:.0%}"
     assert f"{password}\t{faq['sources'][0]['question']}" in printed.stdout
     assert re.fullmatch(r"\d+ s|\d+ min( \d+ s)?|\d+ h \d+ min", total[9]), total
-    assert "\ncustomers taken by:\n" in printed.stdout
-    assert re.search(r"^\d+\tNina$", printed.stdout, re.M)
+    assert "\ncustomers taken by, and their ratings of the help:\n" in printed.stdout
+    assert re.search(r"^1\t👍 1\t👎 0\tNina$", printed.stdout, re.M)
 
 
 def test_operators_read_the_latest_conversations(desk: Server) -> None:

@@ -423,6 +423,18 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await press("team:back", taken, 2)
     await fake.wait_for(lambda: in_team(fake, "Ivan handed conversation tg581 back"))
     await fake.wait_for(lambda: "You are back with the assistant." in " ".join(texts(fake, chat)))
+    # The customer may rate Ivan's help with the buttons under that message.
+    [ended] = [m for m in fake.posted(chat) if m["text"].startswith("You are back")]
+    [rate_up, _] = ended["params"]["reply_markup"]["inline_keyboard"][0]
+    assert rate_up["text"] == "👍 Ivan helped"
+    rating = {
+        "id": "cb-rate-581",
+        "from": user(chat),
+        "message": {k: v for k, v in ended.items() if k != "params"},
+        "chat_instance": "ci-581",
+        "data": rate_up["callback_data"],
+    }
+    await post_update(webhook, fake.update(callback_query=rating), key)
     await press("team:take", notice, 3)  # too late: it is with the assistant again
 
     def answered(query: str) -> list[dict[str, Any]]:
@@ -432,6 +444,11 @@ async def test_operators_answer_customers_from_their_telegram_group(
     assert answered("cb-team-1")[0]["text"] == "Conversation tg581 is yours."
     [late] = answered("cb-team-3")
     assert "is not waiting for a human" in late["text"] and late["show_alert"] in (True, "true")
+    assert answered("cb-rate-581")[0]["text"] == "Thank you for the feedback!"
+    figures = await get(f"{webhook.url}/admin/stats", headers=ADMIN)
+    assert {"operator": "Ivan", "taken": 1, "thumbs_up": 1, "thumbs_down": 0} in figures[
+        "operators"
+    ]
 
 
 def test_the_team_chat_must_be_a_group() -> None:

@@ -351,9 +351,9 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     sees the customer who asked for a person with their conversation, takes it, is offered the
     FAQ answers for what the customer asked, and writes (what they type survives the desk's
     refresh when the customer writes meanwhile); the customer reads it in the widget; handed
-    back, it leaves the desk. The question the FAQ missed is listed with the entries the
-    assistant suggested: marked as meaning one, it leaves the list and the next customer asking
-    so gets that entry's answer."""
+    back, it leaves the desk, and the customer rates Bob's help. The question the FAQ missed is
+    listed with the entries the assistant suggested: marked as meaning one, it leaves the list
+    and the next customer asking so gets that entry's answer."""
     ARTIFACTS.mkdir(exist_ok=True)
     customer, desk = await browser.new_page(), await browser.new_page()
     try:
@@ -401,6 +401,20 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await desk.screenshot(path=str(ARTIFACTS / "operator-desk.png"))
         await theirs.get_by_role("button", name="Hand back to the assistant").click()
         await expect(theirs).to_have_count(0)
+        # The customer is asked how Bob did, and says.
+        ended = chat.locator(".m.operator").filter(has_text="You are back with the assistant")
+        await expect(ended).to_contain_text("How did Bob do?", timeout=15_000)
+        await ended.get_by_role("button", name="Helpful", exact=True).click()
+        await expect(ended.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        async with httpx.AsyncClient(timeout=30) as client:
+            figures = (await client.get(f"{web.url}/admin/stats", headers=ADMIN)).json()
+        assert {"operator": "Bob", "taken": 1, "thumbs_up": 1, "thumbs_down": 0} in figures[
+            "operators"
+        ]
+        taken_by = desk.get_by_label("Customers taken by")
+        await expect(taken_by).to_contain_text("Bob 1 (👍 1 👎 0)", timeout=SLOW)
 
         missed = desk.get_by_role("region", name="Questions the FAQ did not answer")
         item = missed.get_by_role("article", name="Unanswered: how long do I have?")

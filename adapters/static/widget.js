@@ -36,7 +36,8 @@
   .bot .t, .operator .t { background: #fff; border: 1px solid #e3e3e6; }
   .operator .t { border-color: var(--c); }
   .note { font-size: 12px; color: #666; margin-top: 3px; }
-  .fb { display: flex; gap: 4px; margin-top: 3px; }
+  .fb { display: flex; gap: 4px; margin-top: 3px; align-items: center; }
+  .fb span { font-size: 12px; color: #555; }
   .fb button { border: 1px solid #ddd; background: #fff; border-radius: 6px; cursor: pointer; font-size: 13px; padding: 1px 6px; }
   .fb button[aria-pressed="true"] { background: #eef; border-color: var(--c); }
   .sg { display: block; margin: 5px 0; text-align: left; border: 1px solid var(--c); color: var(--c); background: #fff;
@@ -84,10 +85,17 @@
   }
   const sourcesNote = (sources) =>
     sources && sources.length ? "From our FAQ: " + sources.map((s) => s.question).join("; ") : "";
-  function feedback(m, replyId) {
+  // 👍/👎 under a reply, or with `about` (an operator's name), under the message that ends that
+  // operator's conversation: a rating of their help.
+  function feedback(m, replyId, about) {
     if (!replyId) return;
     const bar = document.createElement("div");
     bar.className = "fb";
+    if (about) {
+      const q = document.createElement("span");
+      q.textContent = `How did ${about} do?`;
+      bar.appendChild(q);
+    }
     for (const [rating, label, name] of [["up", "👍", "Helpful"], ["down", "👎", "Not helpful"]]) {
       const b = document.createElement("button");
       b.textContent = label;
@@ -127,7 +135,8 @@
     events = new EventSource(`${base}/api/chat/${session}/events?site_key=${encodeURIComponent(key)}`);
     events.addEventListener("operator", (e) => {
       const d = JSON.parse(e.data);
-      add("operator", d.text, d.operator);
+      const m = add("operator", d.text, d.operator);
+      feedback(m, d.rating_id, d.operator);
     });
   }
   // Site style, the conversation so far (or a new session) and the greeting, once; a message sent
