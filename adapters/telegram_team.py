@@ -185,12 +185,24 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
     async def about(message: Message | InaccessibleMessage | None) -> str | None:
         return None if message is None else await team.threads.session_of(message.message_id)
 
-    async def hand_back(session_id: str, operator: str) -> str:
+    async def replied_about(message: Message, bot: Bot) -> tuple[str, str]:
+        """The conversation of the bot's message `message` replies to, and the operator who
+        replied; else the message is the group's own talk, for the other handlers (SkipHandler)."""
+        replied, me = message.reply_to_message, await bot.me()
+        if replied is None or replied.from_user is None or replied.from_user.id != me.id:
+            raise SkipHandler
+        session_id = await about(replied)
+        if session_id is None or message.from_user is None:
+            raise SkipHandler
+        return session_id, operator_name(message.from_user)
+
+    async def hand_back(session_id: str, operator: str) -> tuple[bool, str]:
+        """Whether `operator` handed the conversation back, and what to tell the team."""
         try:
             await handoff.release(session_id, operator)
         except ConversationError as exc:
-            return str(exc)
-        return f"{operator} handed conversation {session_id[:8]} back to the assistant."
+            return False, str(exc)
+        return True, f"{operator} handed conversation {session_id[:8]} back to the assistant."
 
     async def taken(session_id: str, operator: str) -> None:
         await team.post(
@@ -221,25 +233,19 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         if session_id is None:
             await query.answer("This conversation is no longer known.", show_alert=True)
             return
-        done = await hand_back(session_id, operator_name(query.from_user))
-        await query.answer(done, show_alert=not done.endswith("to the assistant."))
-        if done.endswith("to the assistant."):
-            await team.post(session_id, done)
+        done, told = await hand_back(session_id, operator_name(query.from_user))
+        await query.answer(told, show_alert=not done)
+        if done:
+            await team.post(session_id, told)
 
     @router.message(F.text, F.reply_to_message)
     async def answer(message: Message, bot: Bot) -> None:
         """A reply to one of the bot's messages about a conversation goes to its customer (an
         operator who replies to a waiting customer takes them); anything else passes on."""
-        replied, user = message.reply_to_message, message.from_user
-        me = await bot.me()
-        if replied is None or replied.from_user is None or replied.from_user.id != me.id:
-            raise SkipHandler  # the group's own talk
-        session_id = await about(replied)
-        if session_id is None or user is None:
-            raise SkipHandler
-        operator, text = operator_name(user), (message.text or "").strip()
+        session_id, operator = await replied_about(message, bot)
+        text = (message.text or "").strip()
         if text.split("@")[0] == "/done":
-            await team.post(session_id, await hand_back(session_id, operator))
+            await team.post(session_id, (await hand_back(session_id, operator))[1])
             return
         try:
             info = await manager.session(session_id)
@@ -254,5 +260,11 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
             await handoff.send(session_id, operator, text)
         except ConversationError as exc:
             await message.reply(f"Not sent: {exc}")
+
+    @router.message(F.reply_to_message)
+    async def not_text(message: Message, bot: Bot) -> None:
+        """A photo, file or sticker in reply to a customer's message: only text reaches them."""
+        await replied_about(message, bot)
+        await message.reply("Only text reaches the customer; this was not sent.")
 
     return router

@@ -339,7 +339,7 @@ def in_team(fake: FakeTelegram, starts: str) -> list[dict[str, Any]]:
 
 
 def team_message(
-    fake: FakeTelegram, text: str, operator: dict[str, Any], reply_to: dict[str, Any]
+    fake: FakeTelegram, text: str | None, operator: dict[str, Any], reply_to: dict[str, Any]
 ) -> dict[str, Any]:
     """An operator's message in the team chat, replying to the bot's message `reply_to`."""
     group = {"id": TEAM, "title": "Pinecone support", "type": "supergroup"}
@@ -392,6 +392,10 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await post_update(webhook, fake.update(message=intrude), key)
     refused = "Olga has this conversation; your message was not sent."
     await fake.wait_for(lambda: in_team(fake, refused))
+    photo = team_message(fake, None, olga, follow_up)
+    photo["photo"] = [{"file_id": "ph1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    await post_update(webhook, fake.update(message=photo), key)
+    await fake.wait_for(lambda: in_team(fake, "Only text reaches the customer; this was not sent."))
     done = team_message(fake, "/done", olga, follow_up)
     await post_update(webhook, fake.update(message=done), key)
     await fake.wait_for(lambda: in_team(fake, "Olga handed conversation team-web back"))
