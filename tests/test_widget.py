@@ -350,7 +350,8 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
     """At /operator an operator signs in with their own token (a wrong token is refused),
     sees the customer who asked for a person with their conversation, takes it, is offered the
     FAQ answers for what the customer asked, and writes (what they type survives the desk's
-    refresh when the customer writes meanwhile); the customer reads it in the widget; handed
+    refresh when the customer writes meanwhile); the customer reads it in the widget, and Bob
+    puts his answer in the new FAQ entry's form with one click; handed
     back, it leaves the desk, and the customer rates Bob's help. The question the FAQ missed is
     listed with the entries the assistant suggested: marked as meaning one, it leaves the list
     and the next customer asking so gets that entry's answer."""
@@ -398,6 +399,13 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await expect(box).to_have_value("Hi, Bob here: 30 days.")
         await theirs.get_by_role("button", name="Send").click()
         await expect(chat.locator(".m.operator").last).to_contain_text("Bob here", timeout=15_000)
+        # An answer worth keeping goes to the new FAQ entry's form, with what the customer asked.
+        sent = theirs.locator(".turn").filter(has_text="Hi, Bob here: 30 days.")
+        await sent.get_by_role("button", name="To the FAQ").click()
+        new = desk.locator("#new")
+        await expect(new.get_by_label("New question")).to_have_value("hello, anyone?")
+        await expect(new.get_by_label("New question")).to_be_focused()
+        await expect(new.get_by_label("New answer")).to_have_value("Hi, Bob here: 30 days.")
         await desk.screenshot(path=str(ARTIFACTS / "operator-desk.png"))
         await theirs.get_by_role("button", name="Hand back to the assistant").click()
         await expect(theirs).to_have_count(0)
