@@ -4,8 +4,9 @@ own token (`answerdesk operators add NAME`). With neither configured the API is 
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import unquote
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters.operators import OWNER, OperatorAccounts
@@ -20,10 +21,19 @@ def operator_auth(token: str | None) -> Any:
     async def authorized(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        x_operator_name: Annotated[
+            str | None,
+            Header(
+                max_length=300,
+                description="With the admin token: who is at the keyboard, percent-encoded "
+                "UTF-8 (the desk sends the name typed at sign-in); FAQ history records it.",
+            ),
+        ] = None,
     ) -> None:
         given = credentials.credentials if credentials else ""
         if token and secrets.compare_digest(given.encode(), token.encode()):
             request.state.operator = None
+            request.state.named = " ".join(unquote(x_operator_name or "").split())[:64]
             return
         accounts: OperatorAccounts = request.app.state.runtime.operators
         name = await accounts.who(given) if given else None
@@ -45,8 +55,12 @@ def operator_auth(token: str | None) -> Any:
 
 
 def signed_in(request: Request) -> str:
-    """Who signed this request in, as FAQ history records it: the operator, or `OWNER`."""
-    return request.state.operator or OWNER
+    """Who signed this request in, as FAQ history records it: the operator, or `OWNER` (with
+    the name of who is at the keyboard, when the request gives it)."""
+    if request.state.operator is not None:
+        return str(request.state.operator)
+    named = getattr(request.state, "named", "")
+    return f"{named} ({OWNER})" if named else OWNER
 
 
 def owner_only(request: Request) -> None:

@@ -68,19 +68,22 @@ def test_an_entry_is_created_edited_reverted_and_removed(workers: list[Server]) 
     changed = httpx.put(
         f"{a.url}/admin/kb/entries/{entry_id}",
         json={**new, "answer": "Yes, from 5 euros."},
-        headers=ines,
+        headers={**ines, "x-operator-name": "Someone%20Else"},  # her token says who she is
         timeout=60,
     )
     assert changed.status_code == 200 and changed.json()["version"] == 2
     assert changed.json()["by"] == "Ines"
-    assert api(a, "DELETE", f"/entries/{entry_id}").status_code == 204
+    # With the admin token, the name of who is at the keyboard (percent-encoded UTF-8).
+    zoe = {**AUTH, "x-operator-name": "Zo%C3%AB"}
+    deleted = httpx.delete(f"{a.url}/admin/kb/entries/{entry_id}", headers=zoe, timeout=60)
+    assert deleted.status_code == 204
     assert api(a, "GET", f"/entries/{entry_id}").status_code == 404
 
     history = api(a, "GET", f"/entries/{entry_id}/history").json()
     assert [(v["version"], v["deleted"], v["by"]) for v in history] == [
         (1, False, "admin token"),
         (2, False, "Ines"),
-        (3, True, "admin token"),
+        (3, True, "Zoë (admin token)"),
     ]
     back = api(a, "POST", f"/entries/{entry_id}/revert", json={"version": 1})
     assert back.status_code == 200 and back.json()["answer"] == "Yes, from 10 euros."

@@ -868,6 +868,10 @@ async def test_an_operator_imports_and_downloads_faq_files_from_the_desk(
     assert stoves["reply"] == "Yes, gas and alcohol stoves from 25 EUR."
     still = await ask(web, "how do I reset my password?")  # nothing was replaced
     assert still["mode"] == "faq" and "Forgot password?" in still["reply"]
+    # Signed in with the admin token, the name Dave gave says who imported them.
+    async with httpx.AsyncClient(base_url=web.url, headers=ADMIN, timeout=30) as admin:
+        found = (await admin.get("/admin/kb/entries", params={"contains": "camping"})).json()
+    assert [e["by"] for e in found["items"]] == ["dave (admin token)"]
 
 
 async def test_a_question_sent_before_the_widget_is_ready_waits_for_it(
