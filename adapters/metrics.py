@@ -51,6 +51,12 @@ class Metrics:
         self.handoffs = Counter(
             "answerdesk_handoffs", "Conversations handed to a human", registry=r
         )
+        self.team_chat_posts = Counter(
+            "answerdesk_team_chat_posts",
+            "Messages to the operators' Telegram group (adapters/telegram_team.py), sent or failed",
+            ["result"],
+            registry=r,
+        )
         self.handoff_notifications = Counter(
             "answerdesk_handoff_notifications",
             "Handoff webhook notifications, sent or failed after every retry",
@@ -86,6 +92,9 @@ class Metrics:
 
     def handoff_notified(self, result: str) -> None:
         self.handoff_notifications.labels(result).inc()
+
+    def team_chat_posted(self, result: str) -> None:
+        self.team_chat_posts.labels(result).inc()
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")

@@ -192,7 +192,12 @@ async def build_runtime(
             if settings.telegram_team_chat is not None:
                 threads = TeamThreads(redis, settings.redis_prefix, sessions.ttl_s)
                 team = TeamChat(
-                    bot, settings.telegram_team_chat, sessions, threads, settings.operator_desk_url
+                    bot,
+                    settings.telegram_team_chat,
+                    sessions,
+                    threads,
+                    settings.operator_desk_url,
+                    on_result=metrics.team_chat_posted if metrics is not None else None,
                 )
                 notifiers.append(team)
         webhook = None

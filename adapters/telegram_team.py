@@ -12,6 +12,7 @@ reach.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot, F, Router
@@ -114,10 +115,13 @@ class TeamChat:
         sessions: SessionStore,
         threads: TeamThreads,
         desk_url: str | None = None,
+        on_result: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_result`: told "sent" or "failed" for each notice and customer message."""
         self.bot, self.chat, self.threads = bot, chat, threads
         self._sessions = sessions
         self._desk_url = desk_url
+        self._on_result = on_result
         self._tasks: set[asyncio.Task[None]] = set()
 
     def waiting(self, call: Waiting) -> None:
@@ -168,6 +172,11 @@ class TeamChat:
                 await work
             except (TelegramAPIError, ConversationError, RedisError):
                 log.exception("could not write to the operators' Telegram chat")
+                result = "failed"
+            else:
+                result = "sent"
+            if self._on_result is not None:
+                self._on_result(result)
 
         task = asyncio.get_running_loop().create_task(logged())
         self._tasks.add(task)

@@ -449,6 +449,11 @@ async def test_operators_answer_customers_from_their_telegram_group(
     [late] = answered("cb-team-3")
     assert "is not waiting for a human" in late["text"] and late["show_alert"] in (True, "true")
     assert answered("cb-rate-581")[0]["text"] == "Thank you for the feedback!"
+    metrics = await asyncio.to_thread(httpx.get, f"{webhook.url}/metrics", timeout=30)
+    sent = re.search(
+        r'^answerdesk_team_chat_posts_total\{result="sent"\} (\d+)', metrics.text, re.M
+    )
+    assert sent and int(float(sent[1])) >= 3  # the notices and the customer's message
     figures = await get(f"{webhook.url}/admin/stats", headers=ADMIN)
     assert {"operator": "Ivan", "taken": 1, "thumbs_up": 1, "thumbs_down": 0} in figures[
         "operators"
