@@ -5,9 +5,9 @@ operator answers by replying to one of those messages: the reply goes to the cus
 whichever channel they wrote (web chat, Telegram). `/done` in a reply, or the *Back to the
 assistant* button, hands the conversation back to the bot.
 
-Anyone in the group acts as an operator, under their Telegram name: the owner decides who is in
-it. The group keeps copies of what customers wrote there, which a customer's /delete does not
-reach.
+Anyone in the group acts as an operator, under their Telegram first name and last initial: the
+owner decides who is in it. The group keeps copies of what customers wrote there, which a
+customer's /delete does not reach.
 """
 
 import asyncio
@@ -57,7 +57,11 @@ BACK = InlineKeyboardMarkup(
 
 
 def operator_name(user: User) -> str:
-    return user.full_name.strip() or (user.username or f"Telegram user {user.id}")
+    """What customers and the figures call a Telegram operator: their first name and the
+    initial of their last name ("Olga P."), as support teams usually sign."""
+    first, last = user.first_name.strip(), (user.last_name or "").strip()
+    name = f"{first} {last[0]}." if first and last else first
+    return name or user.username or f"Telegram user {user.id}"
 
 
 def transcript(turns: list[Turn]) -> str:

@@ -355,7 +355,7 @@ async def test_operators_answer_customers_from_their_telegram_group(
     reaches the customer in the web chat; what the customer writes next is posted there; a
     colleague cannot write into it; /done hands it back. A Telegram customer is taken with the
     Take button and handed back with the other button."""
-    key, olga, ivan = secret(fake), user(901, "Olga"), user(902, "Ivan")
+    key, olga, ivan = secret(fake), {**user(901, "Olga"), "last_name": "Petrova"}, user(902, "Ivan")
     sid = "team-web-customer"
     await asyncio.to_thread(webhook.chat, sid, "How much does shipping cost?")
     async with httpx.AsyncClient(timeout=120) as client:
@@ -378,19 +378,19 @@ async def test_operators_answer_customers_from_their_telegram_group(
 
     await fake.wait_for(lambda: history())
     assert [(t["text"], t["operator"]) for t in await history()] == [
-        ("Hi, Olga here. Let me check your order.", "Olga")
+        ("Hi, Olga here. Let me check your order.", "Olga P.")
     ]
-    assert in_team(fake, "Olga has conversation team-web.")  # the team sees who took it
+    assert in_team(fake, "Olga P. has conversation team-web.")  # the team sees who took it
     await asyncio.to_thread(webhook.chat, sid, "thanks, it is order 4471")
-    wrote = "Customer (team-web, with Olga): thanks, it is order 4471"
+    wrote = "Customer (team-web, with Olga P.): thanks, it is order 4471"
     await fake.wait_for(lambda: in_team(fake, wrote))
     [follow_up] = in_team(fake, wrote)
-    [has] = in_team(fake, "Olga has conversation team-web.")
+    [has] = in_team(fake, "Olga P. has conversation team-web.")
     assert follow_up["params"]["reply_parameters"]["message_id"] == has["message_id"]
 
     intrude = team_message(fake, "Ivan here, hello!", ivan, follow_up)
     await post_update(webhook, fake.update(message=intrude), key)
-    refused = "Olga has this conversation; your message was not sent."
+    refused = "Olga P. has this conversation; your message was not sent."
     await fake.wait_for(lambda: in_team(fake, refused))
     photo = team_message(fake, None, olga, follow_up)
     photo["photo"] = [{"file_id": "ph1", "file_unique_id": "u1", "width": 90, "height": 90}]
@@ -398,11 +398,11 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await fake.wait_for(lambda: in_team(fake, "Only text reaches the customer; this was not sent."))
     done = team_message(fake, "/done", olga, follow_up)
     await post_update(webhook, fake.update(message=done), key)
-    await fake.wait_for(lambda: in_team(fake, "Olga handed conversation team-web back"))
+    await fake.wait_for(lambda: in_team(fake, "Olga P. handed conversation team-web back"))
     session = await get(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
     assert session["state"] == "bot"
     assert [(t["text"], t["operator"]) for t in await history()] == [
-        ("Hi, Olga here. Let me check your order.", "Olga")
+        ("Hi, Olga here. Let me check your order.", "Olga P.")
     ]
 
     chat = 581
