@@ -110,6 +110,9 @@ class HandoffWebhook:
     def wrote(self, info: SessionInfo, text: str) -> None:
         """Nothing: the webhook carries no words of the customer's."""
 
+    def changed(self, info: SessionInfo, note: str) -> None:
+        """Nothing: the webhook tells of customers who wait, and the desk shows the rest."""
+
     async def _post(self, call: Waiting) -> None:
         body = notification(call, self._desk_url)
         if (chat := telegram_chat(self._url)) is not None:

@@ -3,7 +3,8 @@ the bot posts each customer who waits for a person there, with the conversation 
 *Take* button, and everything the customer writes while waiting or talking to an operator. An
 operator answers by replying to one of those messages: the reply goes to the customer, in
 whichever channel they wrote (web chat, Telegram). `/done` in a reply, or the *Back to the
-assistant* button, hands the conversation back to the bot.
+assistant* button, hands the conversation back to the bot. Who takes a conversation, here or at
+the operator desk, and when it goes back to the bot, is posted too.
 
 Anyone in the group acts as an operator, under their Telegram first name and last initial: the
 owner decides who is in it. The group keeps copies of what customers wrote there, which a
@@ -135,6 +136,22 @@ class TeamChat:
         who = f"with {info.operator}" if info.state == "human" else "waiting"
         self._spawn(self.post(info.session_id, f"Customer ({info.session_id[:8]}, {who}): {text}"))
 
+    def changed(self, info: SessionInfo, note: str) -> None:
+        """Who took a conversation, here or at the desk, and when it went back to the bot."""
+        sid = info.session_id[:8]
+        if info.state == "human":
+            text = (
+                f"{info.operator} has conversation {sid}. Reply to its messages here to write to "
+                "the customer; /done in a reply hands it back to the assistant."
+            )
+            self._spawn(self.post(info.session_id, text, BACK))
+        else:
+            self._spawn(
+                self.post(
+                    info.session_id, f"Conversation {sid} is back with the assistant ({note})."
+                )
+            )
+
     async def post(
         self, session_id: str, text: str, markup: InlineKeyboardMarkup | None = None
     ) -> None:
@@ -209,21 +226,14 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
             raise SkipHandler
         return session_id, operator_name(message.from_user)
 
-    async def hand_back(session_id: str, operator: str) -> tuple[bool, str]:
-        """Whether `operator` handed the conversation back, and what to tell the team."""
+    async def hand_back(session_id: str, operator: str) -> str:
+        """`operator` hands the conversation back (the team is told, as of any change of
+        hands, by `TeamChat.changed`); what went wrong, if anything."""
         try:
             await handoff.release(session_id, operator)
         except ConversationError as exc:
-            return False, str(exc)
-        return True, f"{operator} handed conversation {session_id[:8]} back to the assistant."
-
-    async def taken(session_id: str, operator: str) -> None:
-        await team.post(
-            session_id,
-            f"{operator} has conversation {session_id[:8]}. Reply to its messages here to write "
-            "to the customer; /done in a reply hands it back to the assistant.",
-            BACK,
-        )
+            return str(exc)
+        return ""
 
     @router.callback_query(F.data == "team:take", F.message.chat.id == team.chat)
     async def take(query: CallbackQuery) -> None:
@@ -238,7 +248,6 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
             await query.answer(str(exc), show_alert=True)
             return
         await query.answer(f"Conversation {session_id[:8]} is yours.")
-        await taken(session_id, operator)
 
     @router.callback_query(F.data == "team:back", F.message.chat.id == team.chat)
     async def back(query: CallbackQuery) -> None:
@@ -246,10 +255,8 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         if session_id is None:
             await query.answer("This conversation is no longer known.", show_alert=True)
             return
-        done, told = await hand_back(session_id, operator_name(query.from_user))
-        await query.answer(told, show_alert=not done)
-        if done:
-            await team.post(session_id, told)
+        wrong = await hand_back(session_id, operator_name(query.from_user))
+        await query.answer(wrong or "Back with the assistant.", show_alert=bool(wrong))
 
     @router.message(F.text, F.reply_to_message)
     async def answer(message: Message, bot: Bot) -> None:
@@ -258,13 +265,13 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         session_id, operator = await replied_about(message, bot)
         text = (message.text or "").strip()
         if text.split("@")[0] == "/done":
-            await team.post(session_id, (await hand_back(session_id, operator))[1])
+            if wrong := await hand_back(session_id, operator):
+                await message.reply(wrong)
             return
         try:
             info = await manager.session(session_id)
             if info.state == "pending_human":
                 info = await handoff.take(session_id, operator)
-                await taken(session_id, operator)
             if info.state == "human" and info.operator != operator:
                 await message.reply(
                     f"{info.operator} has this conversation; your message was not sent."

@@ -7,8 +7,9 @@ delivers them. Every state change is a timestamped `system` turn in the history.
 
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from redis.exceptions import RedisError, ResponseError
@@ -62,16 +63,28 @@ class HandoffNotifier(Protocol):
         """Called once `text`, which the customer wrote while waiting for or talking to a
         person (`info.state`, `info.operator`), is stored."""
 
+    def changed(self, info: SessionInfo, note: str) -> None:
+        """Called once an operator took the conversation (`info.state` is "human") or it went
+        back to the assistant ("bot"); `note` says how ("taken by Olga", "handed back by
+        Olga", "Olga silent for 60 min")."""
+
 
 def state_turn(state: State, note: str, now: float) -> Turn:
     return Turn(role="system", text=f"state: {state} ({note})", ts=now)
 
 
 class HandoffDesk:
-    def __init__(self, sessions: SessionStore, stats: ConversationStats | None = None) -> None:
-        """`stats`: where customers taken and their waits are counted."""
+    def __init__(
+        self,
+        sessions: SessionStore,
+        stats: ConversationStats | None = None,
+        notifiers: Sequence[HandoffNotifier] = (),
+    ) -> None:
+        """`stats`: where customers taken and their waits are counted; `notifiers`: told when a
+        conversation changes hands."""
         self._sessions = sessions
         self._stats = stats
+        self._notifiers = tuple(notifiers)
         self._keys = sessions.keys
         self._redis = sessions.redis
 
@@ -172,7 +185,10 @@ class HandoffDesk:
         if self._stats is not None:
             online = await self._redis.hget(self._keys.meta(session_id), "asked_online")
             await self._stats.taken(operator, now - (info.state_since or now), online == b"1")
-        return await self._sessions.info(session_id, with_turns=True)
+        taken = await self._sessions.info(session_id, with_turns=True)
+        for notifier in self._notifiers:
+            notifier.changed(taken, f"taken by {operator}")
+        return taken
 
     async def send(self, session_id: str, operator: str, text: str) -> OutboxMessage:
         """An operator's message to the customer: stored in the history and put on the outbox."""
@@ -248,6 +264,9 @@ class HandoffDesk:
         await self._redis.srem(self._keys.active, info.session_id)
         rating_id = await self._ratable(info, operator, now) if operator else ""
         await self._deliver(info, told, operator, rating_id)
+        back = replace(info, state="bot", state_since=now, operator=None)
+        for notifier in self._notifiers:
+            notifier.changed(back, note)
 
     async def _ratable(self, info: SessionInfo, operator: str, now: float) -> str:
         """A record the customer can rate `operator`'s help by (bot.feedback), as a reply."""

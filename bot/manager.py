@@ -70,7 +70,7 @@ class ConversationManager:
         self._queue = SessionQueue()
         self.policy = policy or AnswerPolicy()
         self.stats = ConversationStats(sessions, time_zone)
-        self.handoff = HandoffDesk(sessions, self.stats)
+        self.handoff = HandoffDesk(sessions, self.stats, self._notifiers)
         self.feedback = FeedbackLog(sessions, self.stats)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:

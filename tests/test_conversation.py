@@ -308,12 +308,16 @@ class TeamChat:
     def __init__(self) -> None:
         self.told: list[Waiting] = []
         self.heard: list[tuple[str, str, str, str | None]] = []  # session, text, state, operator
+        self.changes: list[tuple[str, str, str | None, str]] = []  # session, state, operator, note
 
     def waiting(self, call: Waiting) -> None:
         self.told.append(call)
 
     def wrote(self, info: SessionInfo, text: str) -> None:
         self.heard.append((info.session_id, text, info.state, info.operator))
+
+    def changed(self, info: SessionInfo, note: str) -> None:
+        self.changes.append((info.session_id, info.state, info.operator, note))
 
 
 async def test_a_customer_is_told_when_no_operator_is_there(
@@ -409,6 +413,13 @@ async def test_an_operator_passes_a_conversation_to_a_colleague(
     assert team.heard == [
         ("first", "ok, thanks", "pending_human", None),
         ("first", "my order is 4471", "human", "ivan"),
+    ]
+    await bot.handoff.release("first", "ivan")
+    # ... and who takes a conversation and when it goes back to the assistant.
+    assert team.changes == [
+        ("first", "human", "olga", "taken by olga"),
+        ("first", "human", "ivan", "taken by ivan"),
+        ("first", "bot", None, "handed back by ivan"),
     ]
     with pytest.raises(HandoffError, match="is not with an operator"):
         await bot.pass_on("second", "ivan")

@@ -85,6 +85,9 @@ class Kept:
     def wrote(self, info: SessionInfo, text: str) -> None:
         raise AssertionError("reminders do not carry what customers write")
 
+    def changed(self, info: SessionInfo, note: str) -> None:
+        raise AssertionError("reminders do not change who has a conversation")
+
 
 async def test_reminders_wait_for_the_teams_hours(redis_client: Redis, prefix: str) -> None:
     """A customer who waited overnight is not reminded of at night, when no one reads the team

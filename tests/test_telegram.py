@@ -331,6 +331,8 @@ async def test_human_hands_over_and_the_operator_message_reaches_the_chat(
         assert (await api.post("/admin/handoff/tg566/messages", json=body)).is_success
     await fake.wait_for(lambda: "Hi, Max here <from support> & happy to help." in texts(fake, 566))
     assert "You are now talking to max." in texts(fake, 566)
+    # The operators' Telegram group hears that max took the customer at the desk.
+    await fake.wait_for(lambda: in_team(fake, "max has conversation tg566."))
 
 
 def in_team(fake: FakeTelegram, starts: str) -> list[dict[str, Any]]:
@@ -380,7 +382,7 @@ async def test_operators_answer_customers_from_their_telegram_group(
     assert [(t["text"], t["operator"]) for t in await history()] == [
         ("Hi, Olga here. Let me check your order.", "Olga P.")
     ]
-    assert in_team(fake, "Olga P. has conversation team-web.")  # the team sees who took it
+    await fake.wait_for(lambda: in_team(fake, "Olga P. has conversation team-web."))
     await asyncio.to_thread(webhook.chat, sid, "thanks, it is order 4471")
     wrote = "Customer (team-web, with Olga P.): thanks, it is order 4471"
     await fake.wait_for(lambda: in_team(fake, wrote))
@@ -398,7 +400,8 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await fake.wait_for(lambda: in_team(fake, "Only text reaches the customer; this was not sent."))
     done = team_message(fake, "/done", olga, follow_up)
     await post_update(webhook, fake.update(message=done), key)
-    await fake.wait_for(lambda: in_team(fake, "Olga P. handed conversation team-web back"))
+    back = "Conversation team-web is back with the assistant (handed back by Olga P.)."
+    await fake.wait_for(lambda: in_team(fake, back))
     session = await get(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
     assert session["state"] == "bot"
     assert [(t["text"], t["operator"]) for t in await history()] == [
@@ -425,7 +428,8 @@ async def test_operators_answer_customers_from_their_telegram_group(
     [taken] = in_team(fake, "Ivan has conversation tg581.")
     await fake.wait_for(lambda: "You are now talking to Ivan." in texts(fake, chat))
     await press("team:back", taken, 2)
-    await fake.wait_for(lambda: in_team(fake, "Ivan handed conversation tg581 back"))
+    back = "Conversation tg581 is back with the assistant (handed back by Ivan)."
+    await fake.wait_for(lambda: in_team(fake, back))
     await fake.wait_for(lambda: "You are back with the assistant." in " ".join(texts(fake, chat)))
     # The customer may rate Ivan's help with the buttons under that message.
     [ended] = [m for m in fake.posted(chat) if m["text"].startswith("You are back")]
