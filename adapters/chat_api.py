@@ -37,6 +37,18 @@ class SiteOut(BaseModel):
     privacy_url: str = Field(description="The site's privacy notice; empty: none.")
 
 
+class TeamOut(BaseModel):
+    here: bool = Field(description="Someone from the team is at the operator desk now.")
+    back: str | None = Field(
+        description='Away, outside its hours: when it is back ("tomorrow at 09:00 (Europe/Berlin '
+        'time)"); null otherwise.'
+    )
+    usual_wait_s: float | None = Field(
+        description="Here: how long customers who asked for a person lately waited, on "
+        "average (s); null when not known."
+    )
+
+
 class SessionCreated(BaseModel):
     session_id: str
     site: SiteOut
@@ -92,6 +104,13 @@ def chat_router() -> APIRouter:
         session_id = secrets.token_urlsafe(24)
         await runtime_of(request).manager.start_session(session_id, "web", site.key)
         return SessionCreated(session_id=session_id, site=SiteOut(**site_style(site)))
+
+    @router.get("/team", response_model=TeamOut)
+    async def team(request: Request, site: CurrentSite) -> TeamOut:
+        """Whether a customer who asks for a person now finds the team there (the widget says
+        so under its title)."""
+        status = await runtime_of(request).manager.team()
+        return TeamOut(here=status.here, back=status.back or None, usual_wait_s=status.usual_wait_s)
 
     @router.get("/site", response_model=SiteOut)
     async def site_style_route(site: CurrentSite) -> SiteOut:

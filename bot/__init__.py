@@ -9,6 +9,7 @@ from bot.handoff import (
     HandoffError,
     HandoffNotifier,
     OutboxMessage,
+    TeamStatus,
     UnknownSession,
     Waiting,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "StatsReport",
     "StorageUnavailable",
     "TeamHours",
+    "TeamStatus",
     "Turn",
     "UnansweredItem",
     "UnknownItem",

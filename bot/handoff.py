@@ -51,6 +51,15 @@ class Waiting:
     back: str = ""  # outside the team's hours: when the customer was told it is back
 
 
+@dataclass(frozen=True)
+class TeamStatus:
+    """Whether a customer who asks for a person now finds the team there."""
+
+    here: bool  # someone has the operator desk open and in use (`HandoffDesk.staffed`)
+    back: str = ""  # away, outside its hours: when it is back ("tomorrow at 09:00 (… time)")
+    usual_wait_s: float | None = None  # here: how long customers usually wait for a person
+
+
 class HandoffNotifier(Protocol):
     """Tells the operators that a customer waits, and what they write while they wait or talk
     to an operator (adapters post it to their team chat). Both methods return at once: the

@@ -14,7 +14,7 @@ from bot.erasure import Erased, erase_session
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
 from bot.grounding import supported_prefix
-from bot.handoff import HandoffDesk, HandoffNotifier, Waiting, state_turn
+from bot.handoff import HandoffDesk, HandoffNotifier, TeamStatus, Waiting, state_turn
 from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
 from bot.policy import AnswerPolicy
@@ -145,6 +145,13 @@ class ConversationManager:
             for notifier in self._notifiers:
                 notifier.waiting(call)
         return info
+
+    async def team(self) -> TeamStatus:
+        """Whether the team is there for a customer who asks for a person now: when it is
+        back if not (outside its hours), how long customers usually wait for it if so."""
+        here, hours = await self.handoff.staffed(), self.policy.hours
+        back = "" if here or hours is None else hours.back(datetime.now(UTC))
+        return TeamStatus(here, back, await self.stats.usual_wait() if here else None)
 
     async def ask(self, inbound: Inbound) -> Reply:
         """The final reply of `handle`, for channels that do not stream."""
@@ -305,12 +312,10 @@ class ConversationManager:
             self._observer.handoff()
         sid, now = inbound.session_id, time.time()
         place = await self.handoff.enqueue(sid, now)
-        staffed, hours = await self.handoff.staffed(), self.policy.hours
-        back = "" if staffed or hours is None else hours.back(datetime.now(UTC))
-        usual = await self.stats.usual_wait() if staffed else None
+        team = await self.team()
         reply = Reply(
             sid,
-            self.policy.waiting(place, staffed, inbound.channel, back, usual),
+            self.policy.waiting(place, team.here, inbound.channel, team.back, team.usual_wait_s),
             "handoff",
             reply_id=_new_id(),
             state="pending_human",
@@ -322,9 +327,9 @@ class ConversationManager:
             state="pending_human",
             state_since=now,
             fallbacks=0,
-            asked_online=int(staffed),  # their wait tells the next ones what to expect
+            asked_online=int(team.here),  # their wait tells the next ones what to expect
         )
-        call = Waiting(sid, inbound.channel, place, reason, staffed, back)
+        call = Waiting(sid, inbound.channel, place, reason, team.here, team.back)
         for notifier in self._notifiers:
             notifier.waiting(call)
         return reply

@@ -29,6 +29,7 @@ from bot import (
     SessionStore,
     StorageUnavailable,
     TeamHours,
+    TeamStatus,
     Waiting,
 )
 from engine import ChatMessage, GenerationParams
@@ -372,6 +373,7 @@ async def test_a_customer_outside_the_teams_hours_is_told_when_it_is_back(
     bot = build(redis_client, prefix, sample_retriever, notifier=team, hours=hours)
     day = "today" if opens.date() == now.date() else "tomorrow"
     back = f"{day} at {opens:%H}:00 (UTC)"
+    assert await bot.team() == TeamStatus(here=False, back=back)  # as the widget says it
     asked = await bot.ask(Inbound("late", "can I talk to a person?"))
     assert asked.text == (
         "I've asked a colleague to take over; you are next. They will answer here. Our team is "
@@ -381,6 +383,7 @@ async def test_a_customer_outside_the_teams_hours_is_told_when_it_is_back(
     in_telegram = await bot.ask(Inbound("late-tg", "human please", channel="telegram"))
     assert in_telegram.text.endswith(f"Our team is away right now and back {back}.")
     await bot.handoff.watched()  # someone works late
+    assert await bot.team() == TeamStatus(here=True)
     there = await bot.ask(Inbound("later", "human please"))
     assert there.text.endswith("you are number 3 in line. They will answer here.")
     assert [call.back for call in team.told] == [back, back, ""]

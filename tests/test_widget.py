@@ -934,6 +934,23 @@ async def test_a_page_on_an_origin_that_is_not_allowed_gets_nothing(
         stranger.close()
 
 
+async def test_the_widget_says_when_the_team_is_there(web: Server, browser: Browser) -> None:
+    """Under its title the widget says whether a person is there to ask for: with an operator's
+    desk listing the queue, "Our team is here" (and how soon it usually answers, once known)."""
+    async with httpx.AsyncClient(base_url=web.url, timeout=30) as client:
+        assert (await client.get("/admin/handoff", headers=ADMIN)).is_success  # a desk is open
+        team = (await client.get("/api/team")).json()
+    assert team["here"] is True and team["back"] is None
+    page = await browser.new_page()
+    try:
+        await page.goto(web.url + "/")
+        chat, _ = await open_chat(page)
+        here = re.compile(r"^Our team is here(: usually answers within (a minute|\d+ minutes))?$")
+        await expect(chat.get_by_role("status")).to_have_text(here)
+    finally:
+        await page.close()
+
+
 def test_the_widget_is_small() -> None:
     size = (Path(__file__).resolve().parent.parent / "adapters/static/widget.js").stat().st_size
     assert size < 30_000

@@ -27,7 +27,9 @@
     box-shadow: 0 8px 30px rgba(0,0,0,.25); z-index: 2147483647; }
   .panel.open { display: flex; }
   header { background: var(--c); color: #fff; padding: 12px 14px; display: flex; align-items: center; gap: 8px; }
-  header h2 { margin: 0; font-size: 16px; font-weight: 600; flex: 1; }
+  header div { flex: 1; min-width: 0; }
+  header h2 { margin: 0; font-size: 16px; font-weight: 600; }
+  header p { margin: 2px 0 0; font-size: 12px; opacity: .9; }
   header button { background: none; border: 0; color: #fff; font-size: 20px; cursor: pointer; }
   .log { flex: 1; overflow-y: auto; padding: 12px; background: #f7f7f8; }
   .m { margin: 6px 0; display: flex; flex-direction: column; }
@@ -55,7 +57,7 @@
 </style>
 <button class="bubble" aria-label="Open chat" aria-expanded="false">💬</button>
 <section class="panel" role="dialog" aria-label="Chat">
-  <header><h2></h2><button class="erase" aria-label="Delete this conversation" title="Delete this conversation">🗑</button><button class="close" aria-label="Close chat">✕</button></header>
+  <header><div><h2></h2><p class="team" role="status" hidden></p></div><button class="erase" aria-label="Delete this conversation" title="Delete this conversation">🗑</button><button class="close" aria-label="Close chat">✕</button></header>
   <div class="log" role="log" aria-live="polite"></div>
   <button class="human" type="button">Talk to a human</button>
   <form><input aria-label="Your message" maxlength="4000" autocomplete="off" placeholder="Type your question…">
@@ -144,6 +146,16 @@
   function start(greet = true) {
     return (ready ||= begin(greet).catch((e) => { ready = null; throw e; }));  // failed: try again next time
   }
+  // Under the title: whether a person is there to ask for ("usually answers within 4 minutes"),
+  // or when the team is back; nothing when it is simply not known.
+  async function team() {
+    const t = await (await api("/api/team")).json().catch(() => ({}));
+    const within = (s) => s <= 60 ? "a minute" : `${Math.ceil(s / 60)} minutes`;
+    const text = t.here ? `Our team is here${t.usual_wait_s ? `: usually answers within ${within(t.usual_wait_s)}` : ""}`
+      : t.back ? `Our team is away, back ${t.back}` : "";
+    $(".team").textContent = text;
+    $(".team").hidden = !text;
+  }
   // The conversation is gone from the server (deleted, or expired): the next message starts anew.
   function forget() {
     if (events) { events.close(); events = null; }
@@ -154,6 +166,7 @@
     const site = await (await api("/api/site")).json();
     panel.style.setProperty("--c", site.colour); bubble.style.setProperty("--c", site.colour);
     $("h2").textContent = site.title;
+    team().catch(() => {});  // only a line under the title
     if (site.privacy_url) { $(".privacy a").href = site.privacy_url; $(".privacy").hidden = false; }
     let replayed = 0;
     if (session) {
