@@ -470,15 +470,15 @@ async def test_the_owner_adds_and_removes_operators_at_the_desk(
         await team.get_by_role("button", name="Add an operator").click()
         token = await team.get_by_label("Hana's token").input_value()
         assert token.startswith("op_")
-        await expect(team).to_contain_text("Hana · added")
+        await expect(team).to_contain_text("Hana · added", timeout=SLOW)
 
         await sign_in(hana, web, "Hana", token)
-        await expect(hana.locator("#who")).to_have_text("Hana")
+        await expect(hana.locator("#who")).to_have_text("Hana", timeout=SLOW)
         await expect(hana.get_by_role("region", name="Operators")).to_be_hidden()
 
         owner.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
         await team.get_by_role("button", name="Remove Hana").click()
-        await expect(team).to_contain_text("Removed Hana.")
+        await expect(team).to_contain_text("Removed Hana.", timeout=SLOW)
         await expect(hana.locator("#who")).to_contain_text("wrong bearer token", timeout=SLOW)
     finally:
         await owner.close()
