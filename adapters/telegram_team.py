@@ -14,11 +14,12 @@ customer's /delete does not reach.
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import (
     CallbackQuery,
     InaccessibleMessage,
@@ -91,6 +92,19 @@ class TeamThreads:
     def _latest(self, session_id: str) -> str:
         return f"{self._prefix}:telegram:team:latest:{session_id}"
 
+    def _notice(self, session_id: str) -> str:
+        return f"{self._prefix}:telegram:team:notice:{session_id}"
+
+    async def noticed(self, session_id: str, message_id: int) -> None:
+        """`message_id` is the post, with a Take button, that says the customer waits."""
+        await self._redis.set(self._notice(session_id), message_id, ex=self._ttl_s)
+
+    async def notice(self, session_id: str) -> int | None:
+        """The latest post that said the customer waits, if its Take button is still there
+        (reading it takes it)."""
+        value = await self._redis.getdel(self._notice(session_id))
+        return int(value) if value else None
+
     async def remember(self, message_id: int, session_id: str) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._message(message_id), session_id, ex=self._ttl_s)
@@ -145,6 +159,7 @@ class TeamChat:
                 "the customer; /done in a reply hands it back to the assistant."
             )
             self._spawn(self.post(info.session_id, text, BACK))
+            self._spawn(self._untake(info.session_id))
         else:
             self._spawn(
                 self.post(
@@ -154,7 +169,7 @@ class TeamChat:
 
     async def post(
         self, session_id: str, text: str, markup: InlineKeyboardMarkup | None = None
-    ) -> None:
+    ) -> int:
         """`text` about a conversation, as a reply to the latest message about it; operators'
         replies to it reach the customer."""
         latest = await self.threads.latest(session_id)
@@ -169,6 +184,7 @@ class TeamChat:
             reply_markup=markup,
         )
         await self.threads.remember(sent.message_id, session_id)
+        return sent.message_id
 
     async def aclose(self, grace_s: float = 5.0) -> None:
         if self._tasks:
@@ -185,7 +201,15 @@ class TeamChat:
         so_far = transcript(info.turns)
         hint = "Tap Take, or reply to this message to answer the customer."
         body = f"{text}\n\n{so_far}\n\n{hint}" if so_far else f"{text}\n\n{hint}"
-        await self.post(call.session_id, body, TAKE)
+        await self.threads.noticed(call.session_id, await self.post(call.session_id, body, TAKE))
+
+    async def _untake(self, session_id: str) -> None:
+        """Taken: the Take button goes from the post that said the customer waits."""
+        if (notice := await self.threads.notice(session_id)) is not None:
+            with suppress(TelegramBadRequest):  # deleted, or too old to edit
+                await self.bot.edit_message_reply_markup(
+                    chat_id=self.chat, message_id=notice, reply_markup=None
+                )
 
     def _spawn(self, work: Any) -> None:
         async def logged() -> None:

@@ -383,6 +383,13 @@ async def test_operators_answer_customers_from_their_telegram_group(
         ("Hi, Olga here. Let me check your order.", "Olga P.")
     ]
     await fake.wait_for(lambda: in_team(fake, "Olga P. has conversation team-web."))
+
+    def untaken(notice: dict[str, Any]) -> list[dict[str, Any]]:
+        """The edits that took the Take button from `notice`."""
+        edits = fake.sent("editMessageReplyMarkup", TEAM)
+        return [e for e in edits if str(e["message_id"]) == str(notice["message_id"])]
+
+    await fake.wait_for(lambda: untaken(notice))  # taken: its Take button goes
     await asyncio.to_thread(webhook.chat, sid, "thanks, it is order 4471")
     wrote = "Customer (team-web, with Olga P.): thanks, it is order 4471"
     await fake.wait_for(lambda: in_team(fake, wrote))
@@ -427,6 +434,7 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await fake.wait_for(lambda: in_team(fake, "Ivan has conversation tg581."))
     [taken] = in_team(fake, "Ivan has conversation tg581.")
     await fake.wait_for(lambda: "You are now talking to Ivan." in texts(fake, chat))
+    await fake.wait_for(lambda: untaken(notice))
     await press("team:back", taken, 2)
     back = "Conversation tg581 is back with the assistant (handed back by Ivan)."
     await fake.wait_for(lambda: in_team(fake, back))
