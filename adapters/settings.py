@@ -118,8 +118,8 @@ class Settings(BaseSettings):
     # Another Bot API server (a local telegram-bot-api, or a test double); empty: Telegram's.
     telegram_api_url: str | None = None
     # The operators' Telegram group (its chat id, such as -1001234567890, which /teamchat in the
-    # group tells): the bot posts each customer who waits for a
-    # person there, and operators answer them by replying (adapters/telegram_team.py).
+    # group tells): the bot posts each customer who waits for a person there, and operators
+    # answer them by replying (adapters/telegram_team.py). Empty: none.
     telegram_team_chat: int | None = None
     telegram_greeting: str = (
         "Hello! I'm the {business} assistant. Ask me anything about orders, shipping, returns, "
