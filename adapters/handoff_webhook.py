@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from adapters.background import Background
 from bot import (
     HandoffDesk,
     HandoffNotifier,
@@ -100,12 +101,10 @@ class HandoffWebhook:
         self._max_wait_s = max_wait_s
         self._on_result = on_result
         self._client = httpx2.AsyncClient(timeout=timeout_s)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     def waiting(self, call: Waiting) -> None:
-        task = asyncio.get_running_loop().create_task(self._post(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(self._post(call))
 
     def wrote(self, info: SessionInfo, text: str) -> None:
         """Nothing: the webhook carries no words of the customer's."""
@@ -160,11 +159,7 @@ class HandoffWebhook:
             self._on_result(result)
 
     async def aclose(self, grace_s: float = 5) -> None:
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await self._background.aclose(grace_s)
         await self._client.aclose()
 
 

@@ -11,9 +11,8 @@ owner decides who is in it. The group keeps copies of what customers wrote there
 customer's /delete does not reach.
 """
 
-import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
@@ -32,6 +31,7 @@ from aiogram.types import (
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from adapters.background import Background
 from adapters.handoff_webhook import notification
 from bot import (
     ConversationError,
@@ -141,7 +141,7 @@ class TeamChat:
         self._sessions = sessions
         self._desk_url = desk_url
         self._on_result = on_result
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     def waiting(self, call: Waiting) -> None:
         self._spawn(self._waiting(call))
@@ -187,11 +187,7 @@ class TeamChat:
         return sent.message_id
 
     async def aclose(self, grace_s: float = 5.0) -> None:
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await self._background.aclose(grace_s)
 
     async def _waiting(self, call: Waiting) -> None:
         info = await self._sessions.info(call.session_id, with_turns=True)
@@ -211,7 +207,7 @@ class TeamChat:
                     chat_id=self.chat, message_id=notice, reply_markup=None
                 )
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
         async def logged() -> None:
             try:
                 await work
@@ -223,9 +219,7 @@ class TeamChat:
             if self._on_result is not None:
                 self._on_result(result)
 
-        task = asyncio.get_running_loop().create_task(logged())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(logged())
 
 
 def team_router(manager: ConversationManager, team: TeamChat) -> Router:
@@ -259,11 +253,17 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
             return str(exc)
         return ""
 
-    @router.callback_query(F.data == "team:take", F.message.chat.id == team.chat)
-    async def take(query: CallbackQuery) -> None:
+    async def pressed_about(query: CallbackQuery) -> str | None:
+        """The conversation of the post whose button was pressed; None, and the operator told,
+        when it is no longer known."""
         session_id = await about(query.message)
         if session_id is None:
             await query.answer("This conversation is no longer known.", show_alert=True)
+        return session_id
+
+    @router.callback_query(F.data == "team:take", F.message.chat.id == team.chat)
+    async def take(query: CallbackQuery) -> None:
+        if (session_id := await pressed_about(query)) is None:
             return
         operator = operator_name(query.from_user)
         try:
@@ -275,9 +275,7 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
 
     @router.callback_query(F.data == "team:back", F.message.chat.id == team.chat)
     async def back(query: CallbackQuery) -> None:
-        session_id = await about(query.message)
-        if session_id is None:
-            await query.answer("This conversation is no longer known.", show_alert=True)
+        if (session_id := await pressed_about(query)) is None:
             return
         wrong = await hand_back(session_id, operator_name(query.from_user))
         await query.answer(wrong or "Back with the assistant.", show_alert=bool(wrong))

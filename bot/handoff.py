@@ -177,11 +177,9 @@ class HandoffDesk:
 
     async def take(self, session_id: str, operator: str) -> SessionInfo:
         async with self._sessions.locked(session_id):
-            info = await self._known(session_id)
-            if info.state != "pending_human":
-                raise HandoffError(
-                    f"Session {session_id} is not waiting for a human (state: {info.state})."
-                )
+            info = await self._in_state(
+                session_id, "pending_human", f"Session {session_id} is not waiting for a human"
+            )
             now = time.time()
             await self._sessions.append(
                 session_id,
@@ -204,11 +202,9 @@ class HandoffDesk:
         if not text.strip():
             raise HandoffError("The message is empty.")
         async with self._sessions.locked(session_id):
-            info = await self._known(session_id)
-            if info.state != "human":
-                raise HandoffError(
-                    f"Take session {session_id} before writing to it (state: {info.state})."
-                )
+            info = await self._in_state(
+                session_id, "human", f"Take session {session_id} before writing to it"
+            )
             turn = Turn(role="operator", text=text.strip(), ts=time.time(), operator=operator)
             await self._sessions.append(session_id, [turn])
             return await self._deliver(info, turn.text, operator)
@@ -231,11 +227,9 @@ class HandoffDesk:
         """The operator who has the conversation puts it back in line for a colleague, at its
         front (the customer has waited once already); the customer is told."""
         async with self._sessions.locked(session_id):
-            info = await self._known(session_id)
-            if info.state != "human":
-                raise HandoffError(
-                    f"Session {session_id} is not with an operator (state: {info.state})."
-                )
+            info = await self._in_state(
+                session_id, "human", f"Session {session_id} is not with an operator"
+            )
             now = time.time()
             try:
                 first = await self._redis.zrange(self._keys.waiting, 0, 0, withscores=True)
@@ -341,6 +335,13 @@ class HandoffDesk:
         info = await self._sessions.info(session_id)
         if not info.created:
             raise UnknownSession(f"No conversation with id {session_id}.")
+        return info
+
+    async def _in_state(self, session_id: str, state: State, problem: str) -> SessionInfo:
+        """The session, which must be in `state`; else HandoffError: "`problem` (state: …)"."""
+        info = await self._known(session_id)
+        if info.state != state:
+            raise HandoffError(f"{problem} (state: {info.state}).")
         return info
 
     async def _deliver(
