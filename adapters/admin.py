@@ -49,7 +49,10 @@ class HandoffQueues(BaseModel):
     waiting: list[SessionOut] = Field(description="Waiting for a human, first come first.")
     active: list[SessionOut] = Field(description="Taken by an operator.")
     present: list[str] = Field(
-        description="Operators (own tokens) whose desk, in use, listed these in the last 2 min."
+        description=(
+            "Operators (own tokens) whose desk, in use, listed these in the last 2 min, and "
+            "those who said /here in the Telegram team chat."
+        )
     )
 
 

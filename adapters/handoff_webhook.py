@@ -61,7 +61,7 @@ def notification(call: Waiting, desk_url: str | None) -> dict[str, Any]:
         "channel": call.channel,
         "place": call.place,
         "reason": call.reason,
-        "operators_online": call.staffed,  # a desk open and in use in the last 2 minutes
+        "operators_online": call.staffed,  # a desk in use in the last 2 min, or someone's /here
         "team_back": call.back or None,  # outside the team's hours: when it is back
         "operator_desk": desk_url,
     }

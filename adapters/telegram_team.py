@@ -7,8 +7,9 @@ assistant* button, hands the conversation back to the bot. Who takes a conversat
 the operator desk, and when it goes back to the bot, is posted too.
 
 Anyone in the group acts as an operator, under their Telegram first name and last initial: the
-owner decides who is in it. The group keeps copies of what customers wrote there, which a
-customer's /delete does not reach.
+owner decides who is in it. `/here` and `/away` there say when an operator is there to answer
+(as an open operator desk does), so that customers are told what to expect. The group keeps
+copies of what customers wrote there, which a customer's /delete does not reach.
 """
 
 import logging
@@ -19,6 +20,7 @@ from typing import Any
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import Command
 from aiogram.types import (
     CallbackQuery,
     InaccessibleMessage,
@@ -34,6 +36,7 @@ from redis.exceptions import RedisError
 from adapters.background import Background
 from adapters.handoff_webhook import notification
 from bot import (
+    ON_DUTY_S,
     ConversationError,
     ConversationManager,
     SessionInfo,
@@ -260,6 +263,38 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         if session_id is None:
             await query.answer("This conversation is no longer known.", show_alert=True)
         return session_id
+
+    async def here_now() -> str:
+        present = await handoff.present()
+        if present:
+            return f"Here now: {', '.join(present)}"  # names may end in "." ("Olga P.")
+        return (
+            "No one is here now: customers who ask for a person are told it may take a while "
+            "(or when the team is back, outside its hours)."
+        )
+
+    @router.message(Command("here"))
+    async def here(message: Message) -> None:
+        """An operator says they are there to answer customers, as an open desk does."""
+        if message.from_user is None:
+            return
+        operator = operator_name(message.from_user)
+        await handoff.on_duty(operator)
+        hours = ON_DUTY_S // 3600
+        await message.reply(
+            f"{operator} is here: customers who ask for a person are told someone will answer "
+            f"soon. Send /away when you leave (this lasts {hours} hours at most). "
+            f"{await here_now()}"
+        )
+
+    @router.message(Command("away"))
+    async def away(message: Message) -> None:
+        if message.from_user is None:
+            return
+        operator = operator_name(message.from_user)
+        was = await handoff.off_duty(operator)
+        gone = f"{operator} is away." if was else f"{operator} had not said /here."
+        await message.reply(f"{gone} {await here_now()}")
 
     @router.callback_query(F.data == "team:take", F.message.chat.id == team.chat)
     async def take(query: CallbackQuery) -> None:

@@ -5,6 +5,7 @@ from bot.erasure import Erased
 from bot.errors import ConversationError, StorageUnavailable
 from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
 from bot.handoff import (
+    ON_DUTY_S,
     HandoffDesk,
     HandoffError,
     HandoffNotifier,
@@ -39,6 +40,7 @@ from bot.stats import ConversationStats, DayFigures, Figures, StatsReport
 from bot.team_hours import BadOpeningHours, TeamHours, hours_from
 
 __all__ = [
+    "ON_DUTY_S",
     "REFUSAL",
     "AnswerPolicy",
     "BadOpeningHours",

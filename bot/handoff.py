@@ -20,6 +20,7 @@ from bot.session_store import SessionStore
 from bot.stats import ConversationStats
 
 WATCHED_S = 120  # a desk in a background tab may list the queue only once a minute
+ON_DUTY_S = 12 * 3600  # an operator's `/here` lasts until `/away`, or at the latest this long
 
 
 class HandoffError(ConversationError):
@@ -47,7 +48,8 @@ class Waiting:
     channel: str
     place: int  # 1: the next one an operator takes
     reason: str  # "customer asked for a human", "3 questions in a row the FAQ does not answer"
-    staffed: bool  # a desk in use listed the queue in the last `WATCHED_S` seconds
+    staffed: bool  # a desk in use listed the queue in the last `WATCHED_S` seconds, or someone
+    # said they are here (`HandoffDesk.on_duty`)
     back: str = ""  # outside the team's hours: when the customer was told it is back
 
 
@@ -55,7 +57,8 @@ class Waiting:
 class TeamStatus:
     """Whether a customer who asks for a person now finds the team there."""
 
-    here: bool  # someone has the operator desk open and in use (`HandoffDesk.staffed`)
+    here: bool  # someone has the operator desk open and in use, or said they are here
+    # (`HandoffDesk.staffed`)
     back: str = ""  # away, outside its hours: when it is back ("tomorrow at 09:00 (… time)")
     usual_wait_s: float | None = None  # here: how long customers usually wait for a person
 
@@ -148,22 +151,49 @@ class HandoffDesk:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
 
-    async def present(self) -> list[str]:
-        """The operators whose desk, in use, listed the queue in the last `WATCHED_S` seconds."""
+    async def on_duty(self, operator: str, for_s: float = ON_DUTY_S) -> None:
+        """`operator` is here to answer customers for the next `for_s` seconds, or until
+        `off_duty`, without a desk open (a team that works in its Telegram chat says so)."""
+        now = time.time()
         try:
-            found = await self._redis.zrangebyscore(
-                self._keys.present, time.time() - WATCHED_S, "+inf"
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self._keys.on_duty, {operator: now + for_s})
+                pipe.zremrangebyscore(self._keys.on_duty, "-inf", now)
+                await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
-        return sorted(name.decode() for name in found)
+
+    async def off_duty(self, operator: str) -> bool:
+        """`operator` has gone; whether they had said they were here."""
+        try:
+            return bool(await self._redis.zrem(self._keys.on_duty, operator))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+
+    async def present(self) -> list[str]:
+        """The operators whose desk, in use, listed the queue in the last `WATCHED_S` seconds,
+        and those who said they are here (`on_duty`)."""
+        now = time.time()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrangebyscore(self._keys.present, now - WATCHED_S, "+inf")
+                pipe.zrangebyscore(self._keys.on_duty, now, "+inf")
+                at_desk, on_duty = await pipe.execute()
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+        return sorted({name.decode() for name in [*at_desk, *on_duty]})
 
     async def staffed(self) -> bool:
-        """Whether someone watched the queue within the last `WATCHED_S` seconds."""
+        """Whether someone watched the queue within the last `WATCHED_S` seconds, or said they
+        are here."""
         try:
-            return bool(await self._redis.exists(self._keys.watched))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.exists(self._keys.watched)
+                pipe.zcount(self._keys.on_duty, time.time(), "+inf")
+                watched, on_duty = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+        return bool(watched or on_duty)
 
     async def waiting(self) -> list[SessionInfo]:
         """Sessions waiting for a human, first come first, with their transcripts."""

@@ -62,6 +62,12 @@ class SessionKeys:
         return f"{self.prefix}:handoff:present"
 
     @property
+    def on_duty(self) -> str:
+        """Sorted set: operator name -> until when they said they are here (in the Telegram
+        team chat, `/here`), whether or not a desk of theirs is open."""
+        return f"{self.prefix}:handoff:on_duty"
+
+    @property
     def watched(self) -> str:
         """String with a TTL, set while someone watches the handoff queue (the operator desk)."""
         return f"{self.prefix}:handoff:watched"

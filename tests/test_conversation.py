@@ -389,6 +389,28 @@ async def test_a_customer_outside_the_teams_hours_is_told_when_it_is_back(
     assert [call.back for call in team.told] == [back, back, ""]
 
 
+async def test_an_operator_who_says_they_are_here_counts_until_away_or_the_end_of_it(
+    redis_client: Redis, prefix: str, sample_retriever: Retriever
+) -> None:
+    """`/here` in the Telegram team chat (`on_duty`): present with no desk open, until `/away`
+    (`off_duty`) or the end of the time it lasts."""
+    bot = build(redis_client, prefix, sample_retriever)
+    await bot.handoff.on_duty("Olga P.", for_s=1.0)
+    await bot.handoff.on_duty("Ivan")
+    assert await bot.team() == TeamStatus(here=True)
+    assert await bot.handoff.present() == ["Ivan", "Olga P."]
+    assert await bot.handoff.off_duty("Ivan") and not await bot.handoff.off_duty("Ivan")
+    assert await bot.handoff.present() == ["Olga P."]
+    await asyncio.sleep(1.2)  # Olga's time is over: nobody is there
+    assert await bot.team() == TeamStatus(here=False)
+    assert await bot.handoff.present() == []
+    asked = await bot.ask(Inbound("alone", "can I talk to a person?"))
+    assert asked.text.endswith(
+        "this may take a while. Leave your e-mail address here if you "
+        "would like them to write to you."
+    )
+
+
 async def test_an_operator_passes_a_conversation_to_a_colleague(
     redis_client: Redis, prefix: str, sample_retriever: Retriever
 ) -> None:

@@ -472,6 +472,54 @@ async def test_operators_answer_customers_from_their_telegram_group(
     ]
 
 
+async def test_operators_in_the_team_chat_say_when_they_are_here(
+    webhook: Server, fake: FakeTelegram
+) -> None:
+    """A team that works from its Telegram group has no desk open: `/here` there counts an
+    operator as present (the widget says the team is here, a customer who asks for a person is
+    told it should not take long, the desk lists them), `/away` undoes it."""
+    key, sveta = secret(fake), {**user(903, "Sveta"), "last_name": "Sokolova"}
+    group = {"id": TEAM, "title": "Pinecone support", "type": "supergroup"}
+
+    async def say(text: str) -> None:
+        said = {**fake.message(text, chat=TEAM), "chat": group, "from": sveta}
+        await post_update(webhook, fake.update(message=said), key)
+
+    async def team_here() -> bool:
+        return bool((await get(f"{webhook.url}/api/team"))["here"])
+
+    async def asks_for_a_person(sid: str) -> str:
+        async with httpx.AsyncClient(timeout=120) as client:
+            body = {"session_id": sid, "message": "can I talk to a person please?"}
+            r = await client.post(f"{webhook.url}/api/chat", json=body)
+            gone = await client.delete(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
+            assert gone.is_success  # out of the queue, for the other tests
+        return str(r.json()["reply"])
+
+    assert not await team_here()
+    alone = await asks_for_a_person("team-nobody-here")
+    assert "No one from our team is online right now, so this may take a while." in alone
+
+    await say("/here")
+    await fake.wait_for(lambda: in_team(fake, "Sveta S. is here"))
+    [here] = in_team(fake, "Sveta S. is here")
+    assert "Send /away when you leave (this lasts 12 hours at most)." in here["text"]
+    assert here["text"].endswith("Here now: Sveta S.")
+    assert await team_here()
+    told = await asks_for_a_person("team-sveta-here")
+    assert told.startswith("I've asked a colleague to take over; you are next. They will answer")
+    assert "online" not in told and "e-mail" not in told
+    desk = await get(f"{webhook.url}/admin/handoff?present=false", headers=ADMIN)
+    assert desk["present"] == ["Sveta S."]
+
+    await say("/away")
+    await fake.wait_for(lambda: in_team(fake, "Sveta S. is away."))
+    [away] = in_team(fake, "Sveta S. is away.")
+    assert away["text"].startswith("Sveta S. is away. No one is here now: customers who ask")
+    assert not await team_here()
+    assert (await get(f"{webhook.url}/admin/handoff?present=false", headers=ADMIN))["present"] == []
+
+
 def test_the_team_chat_must_be_a_group() -> None:
     fake_token = FakeTelegram.token
     with pytest.raises(ValidationError, match="a group's chat id is negative"):

@@ -374,7 +374,7 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await desk.get_by_label("Your token").fill(bobs_token)
         await desk.get_by_role("button", name="Sign in").click()
         await expect(desk.locator("#who")).to_have_text("Bob")
-        await expect(desk.locator("#present")).to_contain_text(re.compile(r"At the desk: .*Bob"))
+        await expect(desk.locator("#present")).to_contain_text(re.compile(r"Here now: .*Bob"))
 
         handoffs = desk.get_by_role("region", name="Customers waiting for a person")
         theirs = handoffs.get_by_role("article").filter(has_text="how long do I have?")
