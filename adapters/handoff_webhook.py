@@ -112,6 +112,9 @@ class HandoffWebhook:
     def changed(self, info: SessionInfo, note: str) -> None:
         """Nothing: the webhook tells of customers who wait, and the desk shows the rest."""
 
+    def erased(self, session_id: str) -> None:
+        """Nothing: the webhook's notices carry none of the customer's words."""
+
     async def _post(self, call: Waiting) -> None:
         body = notification(call, self._desk_url)
         if (chat := telegram_chat(self._url)) is not None:

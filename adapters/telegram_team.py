@@ -8,8 +8,9 @@ the operator desk, and when it goes back to the bot, is posted too.
 
 Anyone in the group acts as an operator, under their Telegram first name and last initial: the
 owner decides who is in it. `/here` and `/away` there say when an operator is there to answer
-(as an open operator desk does), so that customers are told what to expect. The group keeps
-copies of what customers wrote there, which a customer's /delete does not reach.
+(as an open operator desk does), so that customers are told what to expect. A customer who has
+their conversation erased has the bot's posts about it deleted from the group too (operators'
+own replies stay: a bot may delete only its own messages unless it is the group's admin).
 """
 
 import logging
@@ -49,6 +50,8 @@ from bot import (
 log = logging.getLogger(__name__)
 
 LIMIT = 4096  # Telegram's maximum message length
+DELETE_AT_ONCE = 100  # message ids per deleteMessages call, Telegram's maximum
+ERASED = "(Deleted at the customer's request.)"
 SHOWN_TURNS = 6  # of the conversation so far, in the notice of a waiting customer
 TURN_CHARS = 400
 TAKE = InlineKeyboardMarkup(
@@ -98,6 +101,9 @@ class TeamThreads:
     def _notice(self, session_id: str) -> str:
         return f"{self._prefix}:telegram:team:notice:{session_id}"
 
+    def _posts(self, session_id: str) -> str:
+        return f"{self._prefix}:telegram:team:posts:{session_id}"
+
     async def noticed(self, session_id: str, message_id: int) -> None:
         """`message_id` is the post, with a Take button, that says the customer waits."""
         await self._redis.set(self._notice(session_id), message_id, ex=self._ttl_s)
@@ -112,7 +118,24 @@ class TeamThreads:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._message(message_id), session_id, ex=self._ttl_s)
             pipe.set(self._latest(session_id), message_id, ex=self._ttl_s)
+            pipe.rpush(self._posts(session_id), message_id)
+            pipe.expire(self._posts(session_id), self._ttl_s)
             await pipe.execute()
+
+    async def forget(self, session_id: str) -> list[int]:
+        """The posts about the conversation, oldest first, which are no longer about it."""
+        posts = [int(i) for i in await self._redis.lrange(self._posts(session_id), 0, -1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in [
+                self._posts(session_id),
+                self._latest(session_id),
+                self._notice(session_id),
+            ]:
+                pipe.delete(key)
+            for message_id in posts:
+                pipe.delete(self._message(message_id))
+            await pipe.execute()
+        return posts
 
     async def session_of(self, message_id: int) -> str | None:
         try:
@@ -170,6 +193,9 @@ class TeamChat:
                 )
             )
 
+    def erased(self, session_id: str) -> None:
+        self._spawn(self._erase(session_id))
+
     async def post(
         self, session_id: str, text: str, markup: InlineKeyboardMarkup | None = None
     ) -> int:
@@ -201,6 +227,27 @@ class TeamChat:
         hint = "Tap Take, or reply to this message to answer the customer."
         body = f"{text}\n\n{so_far}\n\n{hint}" if so_far else f"{text}\n\n{hint}"
         await self.threads.noticed(call.session_id, await self.post(call.session_id, body, TAKE))
+
+    async def _erase(self, session_id: str) -> None:
+        """The customer had the conversation erased: the bot's posts about it go. Telegram lets
+        a bot delete its messages for 48 hours only; older ones are emptied instead."""
+        posts = await self.threads.forget(session_id)
+        if not posts:
+            return
+        try:
+            for start in range(0, len(posts), DELETE_AT_ONCE):
+                await self.bot.delete_messages(self.chat, posts[start : start + DELETE_AT_ONCE])
+        except TelegramBadRequest:
+            for message_id in posts:
+                with suppress(TelegramBadRequest):  # deleted after all
+                    await self.bot.edit_message_text(
+                        ERASED, chat_id=self.chat, message_id=message_id
+                    )
+        await self.bot.send_message(
+            self.chat,
+            f"Conversation {session_id[:8]} was deleted at the customer's request, and with it "
+            f"the {len(posts)} messages about it here.",
+        )
 
     async def _untake(self, session_id: str) -> None:
         """Taken: the Take button goes from the post that said the customer waits."""

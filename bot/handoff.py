@@ -80,6 +80,10 @@ class HandoffNotifier(Protocol):
         back to the assistant ("bot"); `note` says how ("taken by Olga", "handed back by
         Olga", "Olga silent for 60 min")."""
 
+    def erased(self, session_id: str) -> None:
+        """Called once the conversation was erased at the customer's request (`bot.erasure`):
+        copies of what they wrote that the notifier made elsewhere go too."""
+
 
 def state_turn(state: State, note: str, now: float) -> Turn:
     return Turn(role="system", text=f"state: {state} ({note})", ts=now)

@@ -183,7 +183,10 @@ class ConversationManager:
         """Delete everything kept of the conversation (`bot.erasure`), once the messages of it
         that came before are answered."""
         async with self._queue.turn(session_id):
-            return await erase_session(self._sessions, session_id)
+            erased = await erase_session(self._sessions, session_id)
+        for notifier in self._notifiers:
+            notifier.erased(session_id)
+        return erased
 
     def _validate(self, raw: str) -> str:
         text = raw.strip()

@@ -37,6 +37,7 @@ class FakeTelegram:
     calls: list[Call] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     rate_limit_next: dict[str, int] = field(default_factory=dict)  # method -> 429s to answer
+    refuse_next: dict[str, int] = field(default_factory=dict)  # method -> 400s to answer
     url: str = ""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     _update_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -134,6 +135,12 @@ class FakeTelegram:
                     "parameters": {"retry_after": 2},
                 },
                 status=429,
+            )
+        if self.refuse_next.get(method, 0) > 0:  # as for a message too old to delete
+            self.refuse_next[method] -= 1
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: refused"},
+                status=400,
             )
         call.result = await getattr(self, f"_{method.lower()}", self._true)(params)
         return web.json_response({"ok": True, "result": call.result})

@@ -554,6 +554,8 @@ async def test_reset_start_help_and_edits(webhook: Server, fake: FakeTelegram) -
 
 
 async def test_delete_erases_the_conversation(webhook: Server, fake: FakeTelegram) -> None:
+    """/delete erases all answerdesk kept of the conversation, the bot's posts about it in the
+    operators' team chat included."""
     chat, key = 571, secret(fake)
     for n, question in enumerate(["what is the capital of france?", "how much is shipping?"]):
         await post_update(webhook, fake.update(message=fake.message(question, chat=chat)), key)
@@ -563,12 +565,41 @@ async def test_delete_erases_the_conversation(webhook: Server, fake: FakeTelegra
     assert [i["question"] for i in unanswered if i["session_id"] == f"tg{chat}"] == [
         "what is the capital of france?"
     ]
+    await post_update(webhook, fake.update(message=fake.message("/human", chat=chat)), key)
+    await post_update(
+        webhook, fake.update(message=fake.message("my order is 8812", chat=chat)), key
+    )
+    await fake.wait_for(lambda: in_team(fake, "Customer (tg571, waiting): my order is 8812"))
+    posts = [m["message_id"] for m in fake.posted(TEAM) if "tg571" in m["text"]]
+    assert len(posts) == 2  # the notice that they wait, and what they wrote
     await post_update(webhook, fake.update(message=fake.message("/delete", chat=chat)), key)
-    await fake.wait_for(lambda: len(fake.sent("sendMessage", chat)) == 3)
-    assert "deleted our conversation" in texts(fake, chat)[-1]
+    await fake.wait_for(lambda: "deleted our conversation" in texts(fake, chat)[-1])
     assert await turns(webhook, chat) == []
     unanswered = await get(f"{webhook.url}/admin/unanswered", headers=ADMIN)
     assert f"tg{chat}" not in [i["session_id"] for i in unanswered]
+    gone = "Conversation tg571 was deleted at the customer's request, and with it the 2 messages"
+    await fake.wait_for(lambda: in_team(fake, gone))
+    assert posts in [d["message_ids"] for d in fake.sent("deleteMessages", TEAM)]
+
+    # A web customer's; Telegram no longer lets the bot delete these posts (older than 48
+    # hours, say): they are emptied instead.
+    sid = "erased-web-customer"
+    async with httpx.AsyncClient(base_url=webhook.url, timeout=120) as client:
+        for said in ["my card ends in 4471", "can I talk to a person please?"]:
+            body = {"session_id": sid, "message": said}
+            assert (await client.post("/api/chat", json=body)).is_success
+        await fake.wait_for(
+            lambda: in_team(fake, "A customer in the web chat (conversation erased-w")
+        )
+        [notice] = in_team(fake, "A customer in the web chat (conversation erased-w")
+        assert "my card ends in 4471" in notice["text"]
+        fake.refuse_next["deleteMessages"] = 1
+        assert (await client.delete(f"/api/chat/{sid}")).status_code == 204
+    await fake.wait_for(lambda: in_team(fake, "Conversation erased-w was deleted"))
+    edits = fake.sent("editMessageText", TEAM)
+    assert [e["text"] for e in edits if e["message_id"] == str(notice["message_id"])] == [
+        "(Deleted at the customer's request.)"
+    ]
 
 
 async def test_in_groups_the_bot_answers_only_when_mentioned(
