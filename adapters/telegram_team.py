@@ -8,12 +8,14 @@ the operator desk, and when it goes back to the bot, is posted too.
 
 Anyone in the group acts as an operator, under their Telegram first name and last initial: the
 owner decides who is in it. `/here` and `/away` there say when an operator is there to answer
-(as an open operator desk does), so that customers are told what to expect. A customer who has
-their conversation erased has the bot's posts about it deleted from the group too (operators'
-own replies stay: a bot may delete only its own messages unless it is the group's admin).
+(as an open operator desk does), so that customers are told what to expect; `/waiting` posts
+everyone who waits again. A customer who has their conversation erased has the bot's posts
+about it deleted from the group too (operators' own replies stay: a bot may delete only its own
+messages unless it is the group's admin).
 """
 
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any
@@ -170,7 +172,7 @@ class TeamChat:
         self._background = Background()
 
     def waiting(self, call: Waiting) -> None:
-        self._spawn(self._waiting(call))
+        self._spawn(self.notify(call))
 
     def wrote(self, info: SessionInfo, text: str) -> None:
         who = f"with {info.operator}" if info.state == "human" else "waiting"
@@ -218,7 +220,10 @@ class TeamChat:
     async def aclose(self, grace_s: float = 5.0) -> None:
         await self._background.aclose(grace_s)
 
-    async def _waiting(self, call: Waiting) -> None:
+    async def notify(self, call: Waiting) -> None:
+        """Posts that the customer waits, with the conversation so far and a Take button (which
+        goes from the customer's earlier post of that kind)."""
+        await self._untake(call.session_id)
         info = await self._sessions.info(call.session_id, with_turns=True)
         text = notification(call, self._desk_url)["text"]
         if info.page:
@@ -314,7 +319,8 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
     async def here_now() -> str:
         present = await handoff.present()
         if present:
-            return f"Here now: {', '.join(present)}"  # names may end in "." ("Olga P.")
+            names = ", ".join(present)
+            return f"Here now: {names}" + ("" if names.endswith(".") else ".")  # "Olga P."
         return (
             "No one is here now: customers who ask for a person are told it may take a while "
             "(or when the team is back, outside its hours)."
@@ -328,10 +334,14 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         operator = operator_name(message.from_user)
         await handoff.on_duty(operator)
         hours = ON_DUTY_S // 3600
+        waiting = len(await handoff.in_line(time.time()))
+        line = {0: "", 1: " 1 customer is waiting: /waiting shows them."}.get(
+            waiting, f" {waiting} customers are waiting: /waiting shows them."
+        )
         await message.reply(
             f"{operator} is here: customers who ask for a person are told someone will answer "
             f"soon. Send /away when you leave (this lasts {hours} hours at most). "
-            f"{await here_now()}"
+            f"{await here_now()}{line}"
         )
 
     @router.message(Command("away"))
@@ -342,6 +352,18 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         was = await handoff.off_duty(operator)
         gone = f"{operator} is away." if was else f"{operator} had not said /here."
         await message.reply(f"{gone} {await here_now()}")
+
+    @router.message(Command("waiting"))
+    async def waiting(message: Message) -> None:
+        """Every customer waiting for a person is posted again, first come first, each with a
+        Take button (an operator who comes in finds them without scrolling back)."""
+        calls = await handoff.in_line(time.time())
+        if not calls:
+            await message.reply("No customer is waiting for a person.")
+            return
+        await message.reply(f"Waiting for a person, first come first: {len(calls)}.")
+        for call in calls:
+            await team.notify(call)
 
     @router.callback_query(F.data == "team:take", F.message.chat.id == team.chat)
     async def take(query: CallbackQuery) -> None:

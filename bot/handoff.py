@@ -133,6 +133,20 @@ class HandoffDesk:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
         return calls
 
+    async def in_line(self, now: float) -> list[Waiting]:
+        """Everyone waiting for a person, first come first ("waiting for 12 min")."""
+        try:
+            found = await self._redis.zrange(self._keys.waiting, 0, -1, withscores=True)
+            staffed = await self.staffed()
+            calls = []
+            for place, (raw, since) in enumerate(found, start=1):
+                info = await self._sessions.info(raw.decode())
+                reason = f"waiting for {_duration(now - since)}"
+                calls.append(Waiting(info.session_id, info.channel, place, reason, staffed))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+        return calls
+
     async def place(self, session_id: str) -> int | None:
         """1 for the next customer an operator will take; None when not waiting."""
         try:

@@ -477,7 +477,8 @@ async def test_operators_in_the_team_chat_say_when_they_are_here(
 ) -> None:
     """A team that works from its Telegram group has no desk open: `/here` there counts an
     operator as present (the widget says the team is here, a customer who asks for a person is
-    told it should not take long, the desk lists them), `/away` undoes it."""
+    told it should not take long, the desk lists them) and says who waits, `/waiting` posts
+    them again with a Take button, `/away` undoes `/here`."""
     key, sveta = secret(fake), {**user(903, "Sveta"), "last_name": "Sokolova"}
     group = {"id": TEAM, "title": "Pinecone support", "type": "supergroup"}
 
@@ -488,36 +489,54 @@ async def test_operators_in_the_team_chat_say_when_they_are_here(
     async def team_here() -> bool:
         return bool((await get(f"{webhook.url}/api/team"))["here"])
 
+    async def desk() -> Any:
+        return await get(f"{webhook.url}/admin/handoff?present=false", headers=ADMIN)
+
     async def asks_for_a_person(sid: str) -> str:
         async with httpx.AsyncClient(timeout=120) as client:
             body = {"session_id": sid, "message": "can I talk to a person please?"}
             r = await client.post(f"{webhook.url}/api/chat", json=body)
-            gone = await client.delete(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
-            assert gone.is_success  # out of the queue, for the other tests
         return str(r.json()["reply"])
 
     assert not await team_here()
     alone = await asks_for_a_person("team-nobody-here")
     assert "No one from our team is online right now, so this may take a while." in alone
+    told = "A customer in the web chat (conversation team-nob"
+    await fake.wait_for(lambda: in_team(fake, told))
+    [notice] = in_team(fake, told)
+    waiting = len((await desk())["waiting"])
 
     await say("/here")
     await fake.wait_for(lambda: in_team(fake, "Sveta S. is here"))
     [here] = in_team(fake, "Sveta S. is here")
     assert "Send /away when you leave (this lasts 12 hours at most)." in here["text"]
-    assert here["text"].endswith("Here now: Sveta S.")
+    assert "Here now: Sveta S." in here["text"]
+    customers = "1 customer is" if waiting == 1 else f"{waiting} customers are"
+    assert here["text"].endswith(f"{customers} waiting: /waiting shows them.")
     assert await team_here()
-    told = await asks_for_a_person("team-sveta-here")
-    assert told.startswith("I've asked a colleague to take over; you are next. They will answer")
-    assert "online" not in told and "e-mail" not in told
-    desk = await get(f"{webhook.url}/admin/handoff?present=false", headers=ADMIN)
-    assert desk["present"] == ["Sveta S."]
+    there = await asks_for_a_person("team-sveta-here")
+    assert there.startswith("I've asked a colleague to take over; you are")
+    assert "online" not in there and "e-mail" not in there
+    assert (await desk())["present"] == ["Sveta S."]
+
+    await say("/waiting")
+    await fake.wait_for(lambda: len(in_team(fake, told)) == 2)
+    assert in_team(fake, f"Waiting for a person, first come first: {waiting + 1}.")
+    again = in_team(fake, told)[1]
+    assert "is waiting for a person (waiting for " in again["text"]
+    assert again["params"]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Take"
+    untaken = fake.sent("editMessageReplyMarkup", TEAM)  # the earlier post's Take button goes
+    assert str(notice["message_id"]) in [e["message_id"] for e in untaken]
+    async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as api:
+        for sid in ["team-nobody-here", "team-sveta-here"]:  # out of the queue, for other tests
+            assert (await api.delete(f"/admin/sessions/{sid}")).is_success
 
     await say("/away")
     await fake.wait_for(lambda: in_team(fake, "Sveta S. is away."))
     [away] = in_team(fake, "Sveta S. is away.")
     assert away["text"].startswith("Sveta S. is away. No one is here now: customers who ask")
     assert not await team_here()
-    assert (await get(f"{webhook.url}/admin/handoff?present=false", headers=ADMIN))["present"] == []
+    assert (await desk())["present"] == []
 
 
 def test_the_team_chat_must_be_a_group() -> None:
