@@ -312,6 +312,18 @@ def admin_router(token: str | None) -> APIRouter:
         sent = await runtime(request).manager.handoff.send(session_id, operator, body.text)
         return OutboxOut(**sent.__dict__)
 
+    @router.post("/handoff/{session_id}/notes", response_model=SessionOut, status_code=201)
+    async def note(
+        body: OperatorMessage, request: Request, session_id: Annotated[SessionId, Path()]
+    ) -> SessionOut:
+        """A note on the conversation for colleagues (what was checked, what was promised), in
+        any state: kept in its history as a `note` turn, which the customer and the assistant
+        never see."""
+        operator = acting(request, body.operator)
+        return SessionOut.of(
+            await runtime(request).manager.handoff.note(session_id, operator, body.text)
+        )
+
     @router.post("/handoff/{session_id}/release", response_model=SessionOut)
     async def release(
         body: OperatorAction, request: Request, session_id: Annotated[SessionId, Path()]

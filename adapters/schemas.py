@@ -94,7 +94,10 @@ class FeedbackRequest(BaseModel):
 
 
 class TurnOut(BaseModel):
-    role: str = Field(description="user | assistant | operator | system")
+    role: str = Field(
+        description="user | assistant | operator | system | note (an operator's note for "
+        "colleagues: only the operator API has these)"
+    )
     text: str
     ts: float
     mode: str | None = None

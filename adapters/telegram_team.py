@@ -80,6 +80,8 @@ def transcript(turns: list[Turn]) -> str:
     lines = []
     for turn in said:
         who = {"user": "Customer", "assistant": "Assistant"}.get(turn.role, turn.operator)
+        if turn.role == "note":
+            who = f"Note by {turn.operator}"
         text = " ".join(turn.text.split())
         cut = text if len(text) <= TURN_CHARS else text[: TURN_CHARS - 1] + "…"
         lines.append(f"{who or 'Operator'}: {cut}")
@@ -390,9 +392,20 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         operator who replies to a waiting customer takes them); anything else passes on."""
         session_id, operator = await replied_about(message, bot)
         text = (message.text or "").strip()
-        if text.split("@")[0] == "/done":
+        command, _, rest = text.partition(" ")
+        if command.split("@")[0] == "/done":
             if wrong := await hand_back(session_id, operator):
                 await message.reply(wrong)
+            return
+        if command.split("@")[0] == "/note":
+            try:
+                await handoff.note(session_id, operator, rest)
+            except ConversationError as exc:
+                await message.reply(f"Not noted: {exc}")
+                return
+            await message.reply(
+                "Noted on the conversation, for the team; the customer does not see it."
+            )
             return
         try:
             info = await manager.session(session_id)

@@ -257,6 +257,18 @@ class HandoffDesk:
             await self._sessions.append(session_id, [turn])
             return await self._deliver(info, turn.text, operator)
 
+    async def note(self, session_id: str, operator: str, text: str) -> SessionInfo:
+        """An operator's note on the conversation, in any state, for colleagues (what was
+        checked, what was promised): stored in its history, never shown to the customer or the
+        model."""
+        if not text.strip():
+            raise HandoffError("The note is empty.")
+        async with self._sessions.locked(session_id):
+            await self._known(session_id)
+            turn = Turn(role="note", text=text.strip(), ts=time.time(), operator=operator)
+            await self._sessions.append(session_id, [turn])
+        return await self._sessions.info(session_id, with_turns=True)
+
     async def release(self, session_id: str, operator: str) -> SessionInfo:
         """Hand the conversation back to the bot."""
         async with self._sessions.locked(session_id):

@@ -167,7 +167,8 @@ class ConversationManager:
         return await self.feedback.resolve(entry_id, self._retriever, answer_at)
 
     async def history(self, session_id: str) -> list[Turn]:
-        return await self._sessions.history(session_id)
+        """The conversation as its customer may see it: without operators' notes."""
+        return [t for t in await self._sessions.history(session_id) if t.role != "note"]
 
     async def session(self, session_id: str, with_turns: bool = True) -> SessionInfo:
         return await self._sessions.info(session_id, with_turns=with_turns)

@@ -5,7 +5,9 @@ from typing import Literal
 
 Mode = Literal["faq", "grounded", "fallback", "smalltalk", "handoff"]
 State = Literal["bot", "pending_human", "human"]
-Role = Literal["user", "assistant", "operator", "system"]
+# "note": an operator's note on the conversation, for colleagues; customers and the model never
+# see it.
+Role = Literal["user", "assistant", "operator", "system", "note"]
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ def build_messages(
     budget = max_tokens - count_tokens(system) - count_tokens(final)
     kept: list[ChatMessage] = []
     for turn in reversed(history):
-        if turn.role == "system":
-            continue  # state changes are for operators, not for the model
+        if turn.role in ("system", "note"):
+            continue  # state changes and operators' notes are for operators, not for the model
         text = _fence("customer", turn.text) if turn.role == "user" else turn.text
         cost = count_tokens(text)
         if cost > budget:

@@ -194,6 +194,13 @@ def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
     ]
     later = admin(desk, "GET", f"/outbox/web?after={outbox[-1]['id']}").json()
     assert later == []
+    # A note for colleagues: kept on the conversation, never sent or shown to the customer.
+    promised = "Refund promised for order 4471 by Friday"
+    noted = admin(desk, "POST", "/handoff/h1/notes", json={"operator": "alice", "text": promised})
+    assert noted.status_code == 201
+    last = noted.json()["turns"][-1]
+    assert (last["role"], last["text"], last["operator"]) == ("note", promised, "alice")
+    assert admin(desk, "GET", "/outbox/web").json() == outbox
 
     back = admin(desk, "POST", "/handoff/h1/release", json={"operator": "alice"})
     assert back.status_code == 200 and back.json()["state"] == "bot"
@@ -201,6 +208,8 @@ def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
     assert (answered["mode"], answered["state"]) == ("faq", "bot")
 
     history = httpx.get(f"{desk.url}/api/chat/h1/history", timeout=30).json()["turns"]
+    assert promised not in str(history)  # the customer's view
+    assert promised in str(admin(desk, "GET", "/sessions/h1").json()["turns"])  # the desk's
     operator_turns = [t for t in history if t["role"] == "operator"]
     assert operator_turns == [{**operator_turns[0], "text": "Checking now.", "operator": "alice"}]
     assert [t["text"] for t in history if t["role"] == "system"] == [
@@ -214,6 +223,10 @@ def test_operator_actions_on_unknown_sessions_say_so(desk: Server) -> None:
     r = admin(desk, "POST", "/handoff/nobody/take", json={"operator": "alice"})
     assert r.status_code == 404 and "No conversation with id nobody" in r.json()["error"]
     r = admin(desk, "POST", "/handoff/nobody/messages", json={"operator": "alice", "text": " "})
+    assert r.status_code == 422
+    r = admin(desk, "POST", "/handoff/nobody/notes", json={"operator": "alice", "text": "hi"})
+    assert r.status_code == 404 and "No conversation with id nobody" in r.json()["error"]
+    r = admin(desk, "POST", "/handoff/nobody/notes", json={"operator": "alice", "text": ""})
     assert r.status_code == 422
 
 

@@ -37,3 +37,16 @@ def test_oldest_turns_are_dropped_to_fit_the_budget() -> None:
     contents = [m["content"] for m in tight]
     assert not any("first question" in c for c in contents)
     assert "second answer" in contents and tight[-1]["content"].endswith("third\n</customer>")
+
+
+def test_operators_notes_and_state_changes_never_reach_the_model() -> None:
+    history = [
+        Turn("user", "my parcel never arrived", 1.0),
+        Turn("system", "state: human (taken by alice)", 2.0),
+        Turn("operator", "Checking now.", 3.0, operator="alice"),
+        Turn("note", "Refund promised for order 4471; customer is upset", 4.0, operator="alice"),
+    ]
+    messages = build_messages("and now?", [Hit(ENTRY, 0.6)], history, business="Acme")
+    said = " ".join(m["content"] for m in messages)
+    assert "Checking now." in said
+    assert "Refund promised" not in said and "taken by alice" not in said

@@ -405,6 +405,15 @@ async def test_operators_answer_customers_from_their_telegram_group(
     photo["photo"] = [{"file_id": "ph1", "file_unique_id": "u1", "width": 90, "height": 90}]
     await post_update(webhook, fake.update(message=photo), key)
     await fake.wait_for(lambda: in_team(fake, "Only text reaches the customer; this was not sent."))
+    # A note for the team, kept on the conversation (the desk shows it), not for the customer.
+    note = team_message(fake, "/note Wants express shipping next time", olga, follow_up)
+    await post_update(webhook, fake.update(message=note), key)
+    await fake.wait_for(lambda: in_team(fake, "Noted on the conversation, for the team;"))
+    session = await get(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
+    assert [(t["text"], t["operator"]) for t in session["turns"] if t["role"] == "note"] == [
+        ("Wants express shipping next time", "Olga P.")
+    ]
+    assert "express" not in str(await get(f"{webhook.url}/api/chat/{sid}/history"))
     done = team_message(fake, "/done", olga, follow_up)
     await post_update(webhook, fake.update(message=done), key)
     back = "Conversation team-web is back with the assistant (handed back by Olga P.)."

@@ -406,12 +406,20 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await expect(new.get_by_label("New question")).to_have_value("hello, anyone?")
         await expect(new.get_by_label("New question")).to_be_focused()
         await expect(new.get_by_label("New answer")).to_have_value("Hi, Bob here: 30 days.")
+        # A note for colleagues stays at the desk: the customer never sees it.
+        await box.fill("Promised a call back tomorrow")
+        await theirs.get_by_role("button", name="Add as note").click()
+        await expect(theirs.locator(".turn.note")).to_have_text(
+            "Note by Bob: Promised a call back tomorrow", timeout=SLOW
+        )
+        await expect(box).to_have_value("")
         await desk.screenshot(path=str(ARTIFACTS / "operator-desk.png"))
         await theirs.get_by_role("button", name="Hand back to the assistant").click()
         await expect(theirs).to_have_count(0)
         # The customer is asked how Bob did, and says.
         ended = chat.locator(".m.operator").filter(has_text="You are back with the assistant")
         await expect(ended).to_contain_text("How did Bob do?", timeout=15_000)
+        await expect(chat).not_to_contain_text("Promised a call back")
         await ended.get_by_role("button", name="Helpful", exact=True).click()
         await expect(ended.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
             "aria-pressed", "true"
