@@ -31,6 +31,7 @@ from adapters.background import Background
 from bot import (
     HandoffDesk,
     HandoffNotifier,
+    Inbound,
     SessionInfo,
     StorageUnavailable,
     TeamHours,
@@ -106,7 +107,7 @@ class HandoffWebhook:
     def waiting(self, call: Waiting) -> None:
         self._background.spawn(self._post(call))
 
-    def wrote(self, info: SessionInfo, text: str) -> None:
+    def wrote(self, info: SessionInfo, said: Inbound) -> None:
         """Nothing: the webhook carries no words of the customer's."""
 
     def changed(self, info: SessionInfo, note: str) -> None:

@@ -58,6 +58,33 @@ def chat_id(session: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# What a customer sent besides words, as operators read it (Message.content_type -> words).
+ATTACHMENTS = {
+    "photo": "photo",
+    "document": "file",
+    "voice": "voice message",
+    "video_note": "video message",
+    "animation": "GIF",
+}
+
+
+def attachment(message: Message) -> str:
+    """The kind of a message that is not text ("photo", "file invoice.pdf", "sticker")."""
+    kind = str(message.content_type)
+    named = ATTACHMENTS.get(kind, kind.replace("_", " "))
+    if message.document and message.document.file_name:
+        named += f" {message.document.file_name}"
+    return named
+
+
+def sent_from(said: Inbound) -> tuple[int, int] | None:
+    """The Telegram chat and message of a customer's photo or file (`Inbound.attachment`)."""
+    if not said.attachment or said.channel != "telegram" or not said.message_id:
+        return None
+    chat, _, message = said.message_id.rpartition(":")
+    return int(chat), int(message)
+
+
 def split_text(text: str, limit: int = LIMIT) -> list[str]:
     """Parts of `text` whose HTML-escaped form fits `limit`, cut at paragraph, line, sentence or
     word boundaries (in that order of preference)."""
@@ -183,12 +210,17 @@ class StreamedReply:
                 raise
 
 
-def telegram_router(manager: ConversationManager, texts: TelegramTexts) -> Router:
+def telegram_router(
+    manager: ConversationManager, texts: TelegramTexts, team_sees_files: bool = False
+) -> Router:
+    """`team_sees_files`: the operators' team chat is on, where a customer's photos and files
+    go while they wait for or talk to a person (adapters/telegram_team.py)."""
     router = Router(name="answerdesk")
     # In groups the bot answers only when mentioned or replied to.
     private = F.chat.type == ChatType.PRIVATE
 
-    async def answer(message: Message, bot: Bot, text: str) -> None:
+    async def answer(message: Message, bot: Bot, text: str, sent: str = "") -> None:
+        """`sent`: what the message is, if not text (`attachment`)."""
         chat = message.chat.id
         inbound = Inbound(
             session_id=session_id(chat),
@@ -197,6 +229,7 @@ def telegram_router(manager: ConversationManager, texts: TelegramTexts) -> Route
             user_id=str(message.from_user.id) if message.from_user else None,
             message_id=f"{chat}:{message.message_id}",
             language=message.from_user.language_code if message.from_user else None,
+            attachment=sent,
         )
         in_group = message.chat.type != ChatType.PRIVATE
         await reply_in(bot, chat, inbound, message.message_id if in_group else None)
@@ -271,7 +304,16 @@ def telegram_router(manager: ConversationManager, texts: TelegramTexts) -> Route
             await answer(message, bot, text)
 
     @router.message(private)
-    async def not_text(message: Message) -> None:
+    async def not_text(message: Message, bot: Bot) -> None:
+        """A photo, file or voice message: the assistant reads only text, but a person the
+        customer waits for or talks to sees it in the team chat."""
+        if team_sees_files:
+            with suppress(ConversationError):  # unknown: answered as with no person
+                info = await manager.session(session_id(message.chat.id), with_turns=False)
+                if info.state != "bot":
+                    sent = attachment(message)
+                    await answer(message, bot, f"[{sent}] {message.caption or ''}".strip(), sent)
+                    return
         await message.answer(texts.only_text)
 
     @router.callback_query(F.data.startswith("fb:"))

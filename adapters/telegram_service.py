@@ -109,7 +109,7 @@ class TelegramService:
         self.dispatcher.update.outer_middleware(OncePerUpdate(redis, prefix))
         if team is not None:
             self.dispatcher.include_router(team_router(manager, team))
-        self.dispatcher.include_router(telegram_router(manager, texts))
+        self.dispatcher.include_router(telegram_router(manager, texts, team is not None))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outbox: asyncio.Task[None] | None = None
 

@@ -16,7 +16,7 @@ messages unless it is the group's admin).
 
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
@@ -30,6 +30,7 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    MessageId,
     ReplyParameters,
     User,
 )
@@ -38,10 +39,12 @@ from redis.exceptions import RedisError
 
 from adapters.background import Background
 from adapters.handoff_webhook import notification
+from adapters.telegram import sent_from
 from bot import (
     ON_DUTY_S,
     ConversationError,
     ConversationManager,
+    Inbound,
     SessionInfo,
     SessionStore,
     StorageUnavailable,
@@ -176,9 +179,10 @@ class TeamChat:
     def waiting(self, call: Waiting) -> None:
         self._spawn(self.notify(call))
 
-    def wrote(self, info: SessionInfo, text: str) -> None:
+    def wrote(self, info: SessionInfo, said: Inbound) -> None:
         who = f"with {info.operator}" if info.state == "human" else "waiting"
-        self._spawn(self.post(info.session_id, f"Customer ({info.session_id[:8]}, {who}): {text}"))
+        line = f"Customer ({info.session_id[:8]}, {who}): {said.text}"
+        self._spawn(self._wrote(info.session_id, line, sent_from(said)))
 
     def changed(self, info: SessionInfo, note: str) -> None:
         """Who took a conversation, here or at the desk, and when it went back to the bot."""
@@ -205,19 +209,37 @@ class TeamChat:
     ) -> int:
         """`text` about a conversation, as a reply to the latest message about it; operators'
         replies to it reach the customer."""
-        latest = await self.threads.latest(session_id)
-        sent = await self.bot.send_message(
-            self.chat,
-            text[:LIMIT],
-            reply_parameters=(
-                ReplyParameters(message_id=latest, allow_sending_without_reply=True)
-                if latest
-                else None
+        return await self._in_thread(
+            session_id,
+            lambda reply: self.bot.send_message(
+                self.chat, text[:LIMIT], reply_parameters=reply, reply_markup=markup
             ),
-            reply_markup=markup,
         )
+
+    async def _in_thread(
+        self,
+        session_id: str,
+        send: Callable[[ReplyParameters | None], Awaitable[Message | MessageId]],
+    ) -> int:
+        """Sends (`send`) a message about the conversation as a reply to the latest one about
+        it, and remembers it: a reply to it is about the conversation too."""
+        latest = await self.threads.latest(session_id)
+        reply = ReplyParameters(message_id=latest, allow_sending_without_reply=True)
+        sent = await send(reply if latest else None)
         await self.threads.remember(sent.message_id, session_id)
         return sent.message_id
+
+    async def _wrote(self, session_id: str, line: str, source: tuple[int, int] | None) -> None:
+        """What the customer wrote, and under it the photo or file they sent (`source`)."""
+        await self.post(session_id, line)
+        if source is not None:
+            chat, message_id = source
+            await self._in_thread(
+                session_id,
+                lambda reply: self.bot.copy_message(
+                    self.chat, chat, message_id, reply_parameters=reply
+                ),
+            )
 
     async def aclose(self, grace_s: float = 5.0) -> None:
         await self._background.aclose(grace_s)

@@ -15,7 +15,7 @@ from typing import Protocol
 from redis.exceptions import RedisError, ResponseError
 
 from bot.errors import ConversationError, StorageUnavailable
-from bot.messages import SessionInfo, State, Turn
+from bot.messages import Inbound, SessionInfo, State, Turn
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
 
@@ -71,9 +71,9 @@ class HandoffNotifier(Protocol):
     def waiting(self, call: Waiting) -> None:
         """Called once the customer's place in line is stored."""
 
-    def wrote(self, info: SessionInfo, text: str) -> None:
-        """Called once `text`, which the customer wrote while waiting for or talking to a
-        person (`info.state`, `info.operator`), is stored."""
+    def wrote(self, info: SessionInfo, said: Inbound) -> None:
+        """Called once the customer's message `said` (its text as stored), sent while waiting
+        for or talking to a person (`info.state`, `info.operator`), is stored."""
 
     def changed(self, info: SessionInfo, note: str) -> None:
         """Called once an operator took the conversation (`info.state` is "human") or it went

@@ -5,6 +5,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
@@ -235,8 +236,9 @@ class ConversationManager:
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
             quiet = "" if place is None else policy.still_waiting(place, text)
             await self._store(inbound, [asked], Reply(sid, quiet, "handoff", state=info.state))
+            said = replace(inbound, text=text)
             for notifier in self._notifiers:
-                notifier.wrote(info, text)
+                notifier.wrote(info, said)
             yield Reply(sid, quiet, "handoff", state=info.state)
             return
 

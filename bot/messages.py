@@ -21,6 +21,9 @@ class Inbound:
     message_id: str | None = None  # the channel's id: a redelivery is processed once
     language: str | None = None
     page: str | None = None  # the web page the customer writes from (its address, no query)
+    # What the customer sent besides words, for operators ("photo", "file invoice.pdf"): the
+    # channel keeps it, and its `message_id` locates it. `text` then describes it.
+    attachment: str = ""
 
 
 @dataclass(frozen=True)

@@ -314,8 +314,8 @@ class TeamChat:
     def waiting(self, call: Waiting) -> None:
         self.told.append(call)
 
-    def wrote(self, info: SessionInfo, text: str) -> None:
-        self.heard.append((info.session_id, text, info.state, info.operator))
+    def wrote(self, info: SessionInfo, said: Inbound) -> None:
+        self.heard.append((info.session_id, said.text, info.state, info.operator))
 
     def changed(self, info: SessionInfo, note: str) -> None:
         self.changes.append((info.session_id, info.state, info.operator, note))

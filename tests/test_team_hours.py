@@ -13,6 +13,7 @@ from adapters.handoff_webhook import notification, remind
 from bot import (
     BadOpeningHours,
     HandoffDesk,
+    Inbound,
     SessionInfo,
     SessionKeys,
     SessionStore,
@@ -82,11 +83,14 @@ class Kept:
     def waiting(self, call: Waiting) -> None:
         self.told.append(call)
 
-    def wrote(self, info: SessionInfo, text: str) -> None:
+    def wrote(self, info: SessionInfo, said: Inbound) -> None:
         raise AssertionError("reminders do not carry what customers write")
 
     def changed(self, info: SessionInfo, note: str) -> None:
         raise AssertionError("reminders do not change who has a conversation")
+
+    def erased(self, session_id: str) -> None:
+        raise AssertionError("reminders erase nothing")
 
 
 async def test_reminders_wait_for_the_teams_hours(redis_client: Redis, prefix: str) -> None:

@@ -444,6 +444,18 @@ async def test_operators_answer_customers_from_their_telegram_group(
     [taken] = in_team(fake, "Ivan has conversation tg581.")
     await fake.wait_for(lambda: "You are now talking to Ivan." in texts(fake, chat))
     await fake.wait_for(lambda: untaken(notice))
+    # A photo from the customer reaches Ivan in the group, under what it is; the stored
+    # conversation says that it was sent.
+    shot = [{"file_id": "AgADBQAD", "file_unique_id": "AQADBQ", "width": 90, "height": 90}]
+    photo = fake.message(chat=chat, photo=shot, caption="it arrived broken")
+    await post_update(webhook, fake.update(message=photo), key)
+    await fake.wait_for(lambda: fake.sent("copyMessage", TEAM))
+    [line] = in_team(fake, "Customer (tg581, with Ivan): [photo] it arrived broken")
+    [copied] = fake.sent("copyMessage", TEAM)
+    assert (copied["from_chat_id"], copied["message_id"]) == (str(chat), str(photo["message_id"]))
+    assert copied["reply_parameters"]["message_id"] == line["message_id"]
+    assert "[photo] it arrived broken" in [t["text"] for t in await turns(webhook, chat)]
+    assert "only read text" not in " ".join(texts(fake, chat))
     await press("team:back", taken, 2)
     back = "Conversation tg581 is back with the assistant (handed back by Ivan)."
     await fake.wait_for(lambda: in_team(fake, back))
