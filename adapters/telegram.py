@@ -9,7 +9,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
-from aiogram.enums import ChatAction, ChatType, ParseMode
+from aiogram.enums import ChatAction, ChatType, ContentType, ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyParameters
@@ -70,7 +70,7 @@ ATTACHMENTS = {
 
 def attachment(message: Message) -> str:
     """The kind of a message that is not text ("photo", "file invoice.pdf", "sticker")."""
-    kind = str(message.content_type)
+    kind = str(ContentType(message.content_type).value)  # an enum member: its value
     named = ATTACHMENTS.get(kind, kind.replace("_", " "))
     if message.document and message.document.file_name:
         named += f" {message.document.file_name}"
