@@ -35,6 +35,7 @@ from bot import (
     SessionInfo,
     StorageUnavailable,
     TeamHours,
+    Turn,
     Waiting,
 )
 
@@ -112,6 +113,9 @@ class HandoffWebhook:
 
     def changed(self, info: SessionInfo, note: str) -> None:
         """Nothing: the webhook tells of customers who wait, and the desk shows the rest."""
+
+    def noted(self, info: SessionInfo, note: Turn) -> None:
+        """Nothing: notes are for the desk and the team chat."""
 
     def erased(self, session_id: str) -> None:
         """Nothing: the webhook's notices carry none of the customer's words."""

@@ -201,6 +201,11 @@ class TeamChat:
                 )
             )
 
+    def noted(self, info: SessionInfo, note: Turn) -> None:
+        """A note on the conversation, from the desk or from here (where it confirms /note)."""
+        text = f"Note by {note.operator} on {info.session_id[:8]}: {note.text}"
+        self._spawn(self.post(info.session_id, text))
+
     def erased(self, session_id: str) -> None:
         self._spawn(self._erase(session_id))
 
@@ -420,14 +425,10 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
                 await message.reply(wrong)
             return
         if command.split("@")[0] == "/note":
-            try:
+            try:  # TeamChat.noted posts it in the conversation's thread
                 await handoff.note(session_id, operator, rest)
             except ConversationError as exc:
                 await message.reply(f"Not noted: {exc}")
-                return
-            await message.reply(
-                "Noted on the conversation, for the team; the customer does not see it."
-            )
             return
         try:
             info = await manager.session(session_id)

@@ -80,6 +80,9 @@ class HandoffNotifier(Protocol):
         back to the assistant ("bot"); `note` says how ("taken by Olga", "handed back by
         Olga", "Olga silent for 60 min")."""
 
+    def noted(self, info: SessionInfo, note: Turn) -> None:
+        """Called once an operator's note on the conversation (`HandoffDesk.note`) is stored."""
+
     def erased(self, session_id: str) -> None:
         """Called once the conversation was erased at the customer's request (`bot.erasure`):
         copies of what they wrote that the notifier made elsewhere go too."""
@@ -267,7 +270,10 @@ class HandoffDesk:
             await self._known(session_id)
             turn = Turn(role="note", text=text.strip(), ts=time.time(), operator=operator)
             await self._sessions.append(session_id, [turn])
-        return await self._sessions.info(session_id, with_turns=True)
+        noted = await self._sessions.info(session_id, with_turns=True)
+        for notifier in self._notifiers:
+            notifier.noted(noted, turn)
+        return noted
 
     async def release(self, session_id: str, operator: str) -> SessionInfo:
         """Hand the conversation back to the bot."""

@@ -30,6 +30,7 @@ from bot import (
     StorageUnavailable,
     TeamHours,
     TeamStatus,
+    Turn,
     Waiting,
 )
 from engine import ChatMessage, GenerationParams
@@ -320,6 +321,9 @@ class TeamChat:
     def changed(self, info: SessionInfo, note: str) -> None:
         self.changes.append((info.session_id, info.state, info.operator, note))
 
+    def noted(self, info: SessionInfo, note: Turn) -> None:
+        self.changes.append((info.session_id, info.state, note.operator, f"note: {note.text}"))
+
     def erased(self, session_id: str) -> None:
         """Nothing: it keeps what it was told for the tests' assertions only."""
 
@@ -425,6 +429,7 @@ async def test_an_operator_passes_a_conversation_to_a_colleague(
     await bot.ask(Inbound("first", "talk to a human please"))
     await bot.handoff.take("first", "olga")
     await bot.ask(Inbound("second", "human please"))
+    await bot.handoff.note("first", "olga", "Order 4471 is lost; offered a refund")
     passed = await bot.pass_on("first", "olga")
     assert (passed.state, passed.operator) == ("pending_human", None)
     assert await bot.handoff.place("first") == 1 and await bot.handoff.place("second") == 2
@@ -443,9 +448,11 @@ async def test_an_operator_passes_a_conversation_to_a_colleague(
         ("first", "my order is 4471", "human", "ivan"),
     ]
     await bot.handoff.release("first", "ivan")
-    # ... and who takes a conversation and when it goes back to the assistant.
+    # ... and who takes a conversation, an operator's notes, and when it goes back to the
+    # assistant.
     assert team.changes == [
         ("first", "human", "olga", "taken by olga"),
+        ("first", "human", "olga", "note: Order 4471 is lost; offered a refund"),
         ("first", "human", "ivan", "taken by ivan"),
         ("first", "bot", None, "handed back by ivan"),
     ]

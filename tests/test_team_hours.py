@@ -18,6 +18,7 @@ from bot import (
     SessionKeys,
     SessionStore,
     TeamHours,
+    Turn,
     Waiting,
 )
 
@@ -88,6 +89,9 @@ class Kept:
 
     def changed(self, info: SessionInfo, note: str) -> None:
         raise AssertionError("reminders do not change who has a conversation")
+
+    def noted(self, info: SessionInfo, note: Turn) -> None:
+        raise AssertionError("reminders note nothing")
 
     def erased(self, session_id: str) -> None:
         raise AssertionError("reminders erase nothing")

@@ -331,8 +331,12 @@ async def test_human_hands_over_and_the_operator_message_reaches_the_chat(
         assert (await api.post("/admin/handoff/tg566/messages", json=body)).is_success
     await fake.wait_for(lambda: "Hi, Max here <from support> & happy to help." in texts(fake, 566))
     assert "You are now talking to max." in texts(fake, 566)
-    # The operators' Telegram group hears that max took the customer at the desk.
+    # The operators' Telegram group hears that max took the customer at the desk, and his note.
     await fake.wait_for(lambda: in_team(fake, "max has conversation tg566."))
+    async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as api:
+        body = {"operator": "max", "text": "Parcel 4471 lost; refund offered"}
+        assert (await api.post("/admin/handoff/tg566/notes", json=body)).status_code == 201
+    await fake.wait_for(lambda: in_team(fake, "Note by max on tg566: Parcel 4471 lost; refund"))
 
 
 def in_team(fake: FakeTelegram, starts: str) -> list[dict[str, Any]]:
@@ -408,7 +412,8 @@ async def test_operators_answer_customers_from_their_telegram_group(
     # A note for the team, kept on the conversation (the desk shows it), not for the customer.
     note = team_message(fake, "/note Wants express shipping next time", olga, follow_up)
     await post_update(webhook, fake.update(message=note), key)
-    await fake.wait_for(lambda: in_team(fake, "Noted on the conversation, for the team;"))
+    noted = "Note by Olga P. on team-web: Wants express shipping next time"
+    await fake.wait_for(lambda: in_team(fake, noted))
     session = await get(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
     assert [(t["text"], t["operator"]) for t in session["turns"] if t["role"] == "note"] == [
         ("Wants express shipping next time", "Olga P.")
