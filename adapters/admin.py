@@ -66,6 +66,11 @@ class OutboxOut(BaseModel):
         description="When the conversation with `operator` ended: the customer rates their help "
         "by posting this as reply_id to /api/chat/{session}/feedback.",
     )
+    attachment: str = Field(
+        default="",
+        description="A photo or file an operator sent from the Telegram team chat (its chat and "
+        "message there), which the channel copies to the customer; `text` describes it.",
+    )
 
 
 class UnansweredOut(BaseModel):

@@ -81,7 +81,26 @@ def sent_from(said: Inbound) -> tuple[int, int] | None:
     """The Telegram chat and message of a customer's photo or file (`Inbound.attachment`)."""
     if not said.attachment or said.channel != "telegram" or not said.message_id:
         return None
-    chat, _, message = said.message_id.rpartition(":")
+    return _chat_message(said.message_id)
+
+
+def copied_from(message: OutboxMessage) -> tuple[int, int] | None:
+    """The team chat's chat and message of an operator's photo or file for the customer."""
+    return _chat_message(message.attachment) if message.attachment else None
+
+
+def kept_at(message: Message) -> str:
+    """Where a message is, for `Inbound.attachment`'s and `OutboxMessage.attachment`'s readers."""
+    return f"{message.chat.id}:{message.message_id}"
+
+
+def described(message: Message) -> str:
+    """A photo or file as the stored conversation tells it: "[photo] its caption"."""
+    return f"[{attachment(message)}] {message.caption or ''}".strip()
+
+
+def _chat_message(where: str) -> tuple[int, int]:
+    chat, _, message = where.rpartition(":")
     return int(chat), int(message)
 
 
@@ -227,7 +246,7 @@ def telegram_router(
             text=text,
             channel="telegram",
             user_id=str(message.from_user.id) if message.from_user else None,
-            message_id=f"{chat}:{message.message_id}",
+            message_id=kept_at(message),
             language=message.from_user.language_code if message.from_user else None,
             attachment=sent,
         )
@@ -311,8 +330,7 @@ def telegram_router(
             with suppress(ConversationError):  # unknown: answered as with no person
                 info = await manager.session(session_id(message.chat.id), with_turns=False)
                 if info.state != "bot":
-                    sent = attachment(message)
-                    await answer(message, bot, f"[{sent}] {message.caption or ''}".strip(), sent)
+                    await answer(message, bot, described(message), attachment(message))
                     return
         await message.answer(texts.only_text)
 

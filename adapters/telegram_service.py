@@ -16,7 +16,13 @@ from aiogram.types import BotCommand, TelegramObject, Update, User
 from aiogram.utils.token import TokenValidationError
 from redis.asyncio import Redis
 
-from adapters.telegram import TelegramTexts, chat_id, rating_keyboard, telegram_router
+from adapters.telegram import (
+    TelegramTexts,
+    chat_id,
+    copied_from,
+    rating_keyboard,
+    telegram_router,
+)
 from adapters.telegram_pacing import Pacing
 from adapters.telegram_team import TeamChat, team_router
 from bot import ConversationManager, StorageUnavailable
@@ -165,9 +171,12 @@ class TelegramService:
                 chat = chat_id(message.session_id)
                 if chat is not None:
                     try:
-                        await self.bot.send_message(
-                            chat, message.text, reply_markup=rating_keyboard(message)
-                        )
+                        if (source := copied_from(message)) is not None:
+                            await self.bot.copy_message(chat, *source)
+                        else:
+                            await self.bot.send_message(
+                                chat, message.text, reply_markup=rating_keyboard(message)
+                            )
                     except TelegramAPIError:
                         log.exception("could not deliver an operator message to chat %s", chat)
                 await handoff.delivered("telegram", message.id)

@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 
 from adapters.background import Background
 from adapters.handoff_webhook import notification
-from adapters.telegram import sent_from
+from adapters.telegram import described, kept_at, sent_from
 from bot import (
     ON_DUTY_S,
     ConversationError,
@@ -430,8 +430,27 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
             except ConversationError as exc:
                 await message.reply(f"Not noted: {exc}")
             return
+        await to_customer(message, session_id, operator, text)
+
+    @router.message(F.reply_to_message)
+    async def not_text(message: Message, bot: Bot) -> None:
+        """A photo, file or sticker in reply to a customer's message: copied to a customer in
+        Telegram; the web chat shows only text."""
+        session_id, operator = await replied_about(message, bot)
+        await to_customer(message, session_id, operator, described(message), kept_at(message))
+
+    async def to_customer(
+        message: Message, session_id: str, operator: str, text: str, attachment: str = ""
+    ) -> None:
+        """The operator's reply goes to the customer: it takes a waiting customer, and is not
+        sent when a colleague has the conversation."""
         try:
-            info = await manager.session(session_id)
+            info = await manager.session(session_id, with_turns=False)
+            if attachment and info.channel != "telegram":
+                await message.reply(
+                    "Only text reaches a customer in the web chat; this was not sent."
+                )
+                return
             if info.state == "pending_human":
                 info = await handoff.take(session_id, operator)
             if info.state == "human" and info.operator != operator:
@@ -439,14 +458,8 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
                     f"{info.operator} has this conversation; your message was not sent."
                 )
                 return
-            await handoff.send(session_id, operator, text)
+            await handoff.send(session_id, operator, text, attachment)
         except ConversationError as exc:
             await message.reply(f"Not sent: {exc}")
-
-    @router.message(F.reply_to_message)
-    async def not_text(message: Message, bot: Bot) -> None:
-        """A photo, file or sticker in reply to a customer's message: only text reaches them."""
-        await replied_about(message, bot)
-        await message.reply("Only text reaches the customer; this was not sent.")
 
     return router

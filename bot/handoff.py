@@ -38,6 +38,9 @@ class OutboxMessage:
     text: str
     operator: str
     rating_id: str = ""  # the customer may rate `operator`'s help with this reply id
+    # A photo or file of the operator's for the channel to pass on, where the channel keeps it
+    # (Telegram: "chat:message" in the team chat); `text` then describes it.
+    attachment: str = ""
 
 
 @dataclass(frozen=True)
@@ -248,8 +251,11 @@ class HandoffDesk:
             notifier.changed(taken, f"taken by {operator}")
         return taken
 
-    async def send(self, session_id: str, operator: str, text: str) -> OutboxMessage:
-        """An operator's message to the customer: stored in the history and put on the outbox."""
+    async def send(
+        self, session_id: str, operator: str, text: str, attachment: str = ""
+    ) -> OutboxMessage:
+        """An operator's message to the customer: stored in the history and put on the outbox
+        (`attachment`: see `OutboxMessage`)."""
         if not text.strip():
             raise HandoffError("The message is empty.")
         async with self._sessions.locked(session_id):
@@ -258,7 +264,7 @@ class HandoffDesk:
             )
             turn = Turn(role="operator", text=text.strip(), ts=time.time(), operator=operator)
             await self._sessions.append(session_id, [turn])
-            return await self._deliver(info, turn.text, operator)
+            return await self._deliver(info, turn.text, operator, attachment=attachment)
 
     async def note(self, session_id: str, operator: str, text: str) -> SessionInfo:
         """An operator's note on the conversation, in any state, for colleagues (what was
@@ -411,11 +417,13 @@ class HandoffDesk:
         return info
 
     async def _deliver(
-        self, info: SessionInfo, text: str, operator: str, rating_id: str = ""
+        self, info: SessionInfo, text: str, operator: str, rating_id: str = "", attachment: str = ""
     ) -> OutboxMessage:
         fields = {"session_id": info.session_id, "text": text, "operator": operator}
         if rating_id:
             fields["rating_id"] = rating_id
+        if attachment:
+            fields["attachment"] = attachment
         stream = self._keys.outbox(info.channel)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -424,7 +432,7 @@ class HandoffDesk:
                 rid, _ = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
-        return OutboxMessage(rid.decode(), info.session_id, text, operator, rating_id)
+        return OutboxMessage(rid.decode(), info.session_id, text, operator, rating_id, attachment)
 
 
 def _duration(seconds: float) -> str:
@@ -438,4 +446,5 @@ def _outbox(rid: bytes, fields: dict[bytes, bytes]) -> OutboxMessage:
         text=fields[b"text"].decode(),
         operator=fields[b"operator"].decode(),
         rating_id=fields.get(b"rating_id", b"").decode(),
+        attachment=fields.get(b"attachment", b"").decode(),
     )

@@ -408,7 +408,7 @@ async def test_operators_answer_customers_from_their_telegram_group(
     photo = team_message(fake, None, olga, follow_up)
     photo["photo"] = [{"file_id": "ph1", "file_unique_id": "u1", "width": 90, "height": 90}]
     await post_update(webhook, fake.update(message=photo), key)
-    await fake.wait_for(lambda: in_team(fake, "Only text reaches the customer; this was not sent."))
+    await fake.wait_for(lambda: in_team(fake, "Only text reaches a customer in the web chat; this"))
     # A note for the team, kept on the conversation (the desk shows it), not for the customer.
     note = team_message(fake, "/note Wants express shipping next time", olga, follow_up)
     await post_update(webhook, fake.update(message=note), key)
@@ -461,6 +461,18 @@ async def test_operators_answer_customers_from_their_telegram_group(
     assert copied["reply_parameters"]["message_id"] == line["message_id"]
     assert "[photo] it arrived broken" in [t["text"] for t in await turns(webhook, chat)]
     assert "only read text" not in " ".join(texts(fake, chat))
+    # Ivan's photo in reply reaches the customer in Telegram.
+    label = team_message(fake, None, ivan, line)
+    label.update(photo=[{**shot[0], "file_id": "label1"}], caption="the label is here")
+    await post_update(webhook, fake.update(message=label), key)
+    await fake.wait_for(lambda: fake.sent("copyMessage", chat))
+    [to_customer] = fake.sent("copyMessage", chat)
+    assert (to_customer["from_chat_id"], to_customer["message_id"]) == (
+        str(TEAM),
+        str(label["message_id"]),
+    )
+    said = [(t["role"], t["text"]) for t in await turns(webhook, chat)]
+    assert ("operator", "[photo] the label is here") in said
     await press("team:back", taken, 2)
     back = "Conversation tg581 is back with the assistant (handed back by Ivan)."
     await fake.wait_for(lambda: in_team(fake, back))
