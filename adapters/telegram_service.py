@@ -12,7 +12,7 @@ from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
-from aiogram.types import BotCommand, TelegramObject, Update, User
+from aiogram.types import BotCommand, BotCommandScopeChat, TelegramObject, Update, User
 from aiogram.utils.token import TokenValidationError
 from redis.asyncio import Redis
 
@@ -24,6 +24,7 @@ from adapters.telegram import (
     telegram_router,
 )
 from adapters.telegram_pacing import Pacing
+from adapters.telegram_team import COMMANDS as TEAM_COMMANDS
 from adapters.telegram_team import TeamChat, team_router
 from bot import ConversationManager, StorageUnavailable
 
@@ -109,6 +110,7 @@ class TelegramService:
         """`team`: the operators' group, whose replies to customers' messages go to them."""
         self.bot = bot
         self._manager = manager
+        self._team = team
         self._redis = redis
         self._prefix = prefix
         self.dispatcher = Dispatcher()
@@ -131,6 +133,17 @@ class TelegramService:
             ) from exc
         except TelegramAPIError as exc:
             raise TelegramSetupError(f"Cannot reach Telegram: {exc}") from exc
+        if self._team is not None:
+            try:  # the operators' own menu in their group
+                await self.bot.set_my_commands(
+                    TEAM_COMMANDS, scope=BotCommandScopeChat(chat_id=self._team.chat)
+                )
+            except TelegramAPIError as exc:
+                log.warning(
+                    "could not set the commands of the team chat %s (is the bot in it?): %s",
+                    self._team.chat,
+                    exc,
+                )
         self._outbox = asyncio.create_task(self._deliver_outbox(), name="telegram-outbox")
         log.info("Telegram bot @%s ready", me.username)
         return me

@@ -25,6 +25,7 @@ from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import (
+    BotCommand,
     CallbackQuery,
     InaccessibleMessage,
     InlineKeyboardButton,
@@ -61,6 +62,27 @@ SHOWN_TURNS = 6  # of the conversation so far, in the notice of a waiting custom
 TURN_CHARS = 400
 TAKE = InlineKeyboardMarkup(
     inline_keyboard=[[InlineKeyboardButton(text="Take", callback_data="team:take")]]
+)
+# The team chat's command menu (Telegram shows it to the group's members only).
+COMMANDS = [
+    BotCommand(command="here", description="I am here to answer customers"),
+    BotCommand(command="away", description="I have left"),
+    BotCommand(command="waiting", description="Post every customer who waits again"),
+    BotCommand(command="note", description="In reply to a customer's message: a note for the team"),
+    BotCommand(
+        command="done", description="In reply to a customer's message: back to the assistant"
+    ),
+    BotCommand(command="help", description="How to answer customers here"),
+]
+HELP = (
+    "How to answer customers here:\n"
+    "- Reply to any of my messages about a customer to write to them (a waiting customer is "
+    "then yours). Photos and files reach customers in Telegram; the web chat shows text only.\n"
+    "- /note … in reply: a note for the team, which the customer does not see.\n"
+    "- /done in reply, or Back to the assistant: hand the conversation back.\n"
+    "- /here when you start, /away when you leave: customers are told whether someone is "
+    "there.\n"
+    "- /waiting: every customer who waits, posted again with a Take button."
 )
 BACK = InlineKeyboardMarkup(
     inline_keyboard=[
@@ -381,6 +403,10 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         was = await handoff.off_duty(operator)
         gone = f"{operator} is away." if was else f"{operator} had not said /here."
         await message.reply(f"{gone} {await here_now()}")
+
+    @router.message(Command("help"))
+    async def help_(message: Message) -> None:
+        await message.reply(HELP)
 
     @router.message(Command("waiting"))
     async def waiting(message: Message) -> None:

@@ -152,9 +152,19 @@ def valid_telegram_html(text: str) -> bool:
 async def test_start_registers_commands_and_the_webhook(
     webhook: Server, fake: FakeTelegram
 ) -> None:
-    [commands] = fake.sent("setMyCommands")[-1:]
+    [commands, team] = fake.sent("setMyCommands")[-2:]
     expected = ["start", "help", "reset", "human", "delete"]
     assert [c["command"] for c in commands["commands"]] == expected
+    # The operators' group has its own menu.
+    assert team["scope"] == {"type": "chat", "chat_id": TEAM}
+    assert [c["command"] for c in team["commands"]] == [
+        "here",
+        "away",
+        "waiting",
+        "note",
+        "done",
+        "help",
+    ]
     assert fake.sent("setWebhook")[-1]["url"] == f"{webhook.url}/telegram/webhook"
     assert len(secret(fake)) >= 32
 
@@ -544,6 +554,8 @@ async def test_operators_in_the_team_chat_say_when_they_are_here(
     [notice] = in_team(fake, told)
     waiting = len((await desk())["waiting"])
 
+    await say("/help")
+    await fake.wait_for(lambda: in_team(fake, "How to answer customers here:"))
     await say("/here")
     await fake.wait_for(lambda: in_team(fake, "Sveta S. is here"))
     [here] = in_team(fake, "Sveta S. is here")
