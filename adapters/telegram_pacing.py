@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # Methods that put a message in front of a user; the others (getUpdates, answerCallbackQuery,
 # sendChatAction, setMyCommands …) are not paced.
-PACED = {"SendMessage", "EditMessageText", "SendPhoto", "SendDocument"}
+PACED = {"SendMessage", "EditMessageText", "SendPhoto", "SendDocument", "CopyMessage"}
 
 
 class Pacing(BaseRequestMiddleware):
