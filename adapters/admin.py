@@ -3,8 +3,9 @@ the sites. Bearer-token auth."""
 
 from dataclasses import asdict
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.admin_auth import acting, operator_auth, owner_only, signed_in
@@ -282,6 +283,33 @@ def admin_router(token: str | None) -> APIRouter:
         return [
             RecentSessionOut(**SessionOut.of(s).model_dump(), last_message=at) for s, at in found
         ]
+
+    @router.get(
+        "/sessions/{session_id}/files/{file_id}",
+        response_class=Response,
+        responses={200: {"content": {"image/*": {}, "application/pdf": {}}}},
+    )
+    async def session_file(
+        request: Request,
+        session_id: Annotated[SessionId, Path()],
+        file_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")],
+    ) -> Response:
+        """A photo or file the customer sent (a turn's `file`): an image to show, a PDF to
+        download."""
+        stored = await runtime(request).manager.files.get(session_id, file_id)
+        if stored is None:
+            raise HTTPException(404, "No such file in this conversation (deleted or expired).")
+        shown = "inline" if stored.kind == "image" else "attachment"
+        return Response(
+            stored.data,
+            media_type=stored.type,
+            headers={
+                "Content-Disposition": f"{shown}; filename*=UTF-8''{quote(stored.name)}",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+                "Cache-Control": "private, no-store",
+            },
+        )
 
     @router.get("/sessions/{session_id}", response_model=SessionOut)
     async def session(request: Request, session_id: Annotated[SessionId, Path()]) -> SessionOut:

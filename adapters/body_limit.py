@@ -6,18 +6,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimit:
-    """`max_bytes` for every path, except the larger limits `paths` names (file uploads)."""
+    """`max_bytes` for every path, except the larger limits `paths` names (file uploads), or
+    `endings` by how paths end (a route with a session id in it)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, paths: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        paths: dict[str, int] | None = None,
+        endings: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.paths = paths or {}
+        self.endings = endings or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.paths.get(scope["path"], self.max_bytes)
+        path: str = scope["path"]
+        ends = (limit for ending, limit in self.endings.items() if path.endswith(ending))
+        limit = self.paths.get(path) or next(ends, self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(send, limit)

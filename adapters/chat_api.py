@@ -24,6 +24,15 @@ from adapters.schemas import (
 from adapters.sites import Site
 from bot import ConversationError, Inbound, Reply, ReplyChunk, StorageUnavailable
 
+FILE_UPLOAD = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
+        },
+    }
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (403, 404, 409, 422, 429, 503)
 }
@@ -165,6 +174,25 @@ def chat_router() -> APIRouter:
         conversation that goes on starts with POST /api/sessions."""
         if await own_session(request, site, session_id):
             await runtime_of(request).manager.erase(session_id)
+
+    @router.post("/chat/{session_id}/files", response_model=ChatResponse, openapi_extra=FILE_UPLOAD)
+    async def send_file(
+        request: Request,
+        site: CurrentSite,
+        session_id: Annotated[SessionId, Path()],
+        name: Annotated[
+            str, Query(max_length=200, description="The file's name on the customer's device.")
+        ] = "",
+    ) -> ChatResponse:
+        """A photo or file (the request body: a PNG, JPEG, GIF or WebP image or a PDF, at most
+        5 MB) for the person the customer waits for or talks to, such as a picture of the
+        broken item. It is kept with the conversation, erased with it, and told as a message of
+        the customer's ("[image photo.jpg]"); the reply is what they are told then. 409 while
+        the assistant has the conversation: it reads only text."""
+        if not await own_session(request, site, session_id):
+            raise HTTPException(404, f"No conversation with id {session_id}.")
+        data = await request.body()
+        return ChatResponse.of(await runtime_of(request).manager.attach(session_id, name, data))
 
     @router.post("/chat/{session_id}/feedback", status_code=204)
     async def feedback(

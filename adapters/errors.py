@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 
 from adapters.sites import SiteError
 from bot import (
+    BadFile,
     ConversationError,
     DuplicateMessage,
     HandoffError,
@@ -22,6 +23,7 @@ from knowledge import EntryExists, EntryNotFound, KnowledgeError
 
 STATUS: list[tuple[type[Exception], int]] = [
     (InvalidMessage, 422),
+    (BadFile, 422),
     (EntryNotFound, 404),
     (EntryExists, 409),
     (KnowledgeError, 422),

@@ -107,6 +107,11 @@ class TurnOut(BaseModel):
     suggestions: list[SourceOut] = Field(
         default=[], description="FAQ questions the reply offered (see ChatResponse)."
     )
+    file: str | None = Field(
+        default=None,
+        description="A photo or file the customer sent (POST /api/chat/{session}/files); "
+        "operators open it at GET /admin/sessions/{session}/files/{file}.",
+    )
 
     @classmethod
     def of(cls, turn: Turn) -> "TurnOut":
@@ -119,6 +124,7 @@ class TurnOut(BaseModel):
             reply_id=turn.reply_id,
             operator=turn.operator,
             suggestions=sources_out(turn.suggestions),
+            file=turn.file,
         )
 
 

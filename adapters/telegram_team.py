@@ -26,6 +26,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import (
     BotCommand,
+    BufferedInputFile,
     CallbackQuery,
     InaccessibleMessage,
     InlineKeyboardButton,
@@ -46,6 +47,7 @@ from bot import (
     ConversationError,
     ConversationManager,
     Inbound,
+    SessionFiles,
     SessionInfo,
     SessionStore,
     StorageUnavailable,
@@ -194,6 +196,7 @@ class TeamChat:
         """`on_result`: told "sent" or "failed" for each notice and customer message."""
         self.bot, self.chat, self.threads = bot, chat, threads
         self._sessions = sessions
+        self._files = SessionFiles(sessions)
         self._desk_url = desk_url
         self._on_result = on_result
         self._background = Background()
@@ -204,7 +207,7 @@ class TeamChat:
     def wrote(self, info: SessionInfo, said: Inbound) -> None:
         who = f"with {info.operator}" if info.state == "human" else "waiting"
         line = f"Customer ({info.session_id[:8]}, {who}): {said.text}"
-        self._spawn(self._wrote(info.session_id, line, sent_from(said)))
+        self._spawn(self._wrote(info.session_id, line, said))
 
     def changed(self, info: SessionInfo, note: str) -> None:
         """Who took a conversation, here or at the desk, and when it went back to the bot."""
@@ -256,16 +259,23 @@ class TeamChat:
         await self.threads.remember(sent.message_id, session_id)
         return sent.message_id
 
-    async def _wrote(self, session_id: str, line: str, source: tuple[int, int] | None) -> None:
-        """What the customer wrote, and under it the photo or file they sent (`source`)."""
+    async def _wrote(self, session_id: str, line: str, said: Inbound) -> None:
+        """What the customer wrote, and under it the photo or file they sent: copied from their
+        Telegram chat, or uploaded from the web chat's (`bot.files`)."""
         await self.post(session_id, line)
-        if source is not None:
+        if (source := sent_from(said)) is not None:
             chat, message_id = source
             await self._in_thread(
                 session_id,
                 lambda reply: self.bot.copy_message(
                     self.chat, chat, message_id, reply_parameters=reply
                 ),
+            )
+        elif said.file and (kept := await self._files.get(session_id, said.file)) is not None:
+            upload = BufferedInputFile(kept.data, filename=kept.name)
+            await self._in_thread(
+                session_id,
+                lambda reply: self.bot.send_document(self.chat, upload, reply_parameters=reply),
             )
 
     async def aclose(self, grace_s: float = 5.0) -> None:

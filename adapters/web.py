@@ -25,6 +25,7 @@ from adapters.runtime import build_runtime
 from adapters.schemas import ErrorResponse
 from adapters.settings import Settings
 from adapters.telegram_webhook import telegram_webhook_router
+from bot import MAX_FILE_BYTES
 
 
 class SiteCORS(CORSMiddleware):
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         paths={"/admin/kb/import": settings.max_import_bytes},
+        endings={"/files": MAX_FILE_BYTES},  # POST /api/chat/{session}/files
     )
     app.include_router(chat_router())
     app.include_router(openai_router())

@@ -4,6 +4,8 @@ handoff, feedback and the unanswered queue."""
 from bot.erasure import Erased
 from bot.errors import ConversationError, StorageUnavailable
 from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
+from bot.files import MAX_BYTES as MAX_FILE_BYTES
+from bot.files import BadFile, SessionFiles, StoredFile
 from bot.handoff import (
     ON_DUTY_S,
     HandoffDesk,
@@ -40,9 +42,11 @@ from bot.stats import ConversationStats, DayFigures, Figures, StatsReport
 from bot.team_hours import BadOpeningHours, TeamHours, hours_from
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "ON_DUTY_S",
     "REFUSAL",
     "AnswerPolicy",
+    "BadFile",
     "BadOpeningHours",
     "ConversationError",
     "ConversationManager",
@@ -66,6 +70,7 @@ __all__ = [
     "Reply",
     "ReplyChunk",
     "ReplyEvent",
+    "SessionFiles",
     "SessionInfo",
     "SessionKeys",
     "SessionStore",
@@ -73,6 +78,7 @@ __all__ = [
     "State",
     "StatsReport",
     "StorageUnavailable",
+    "StoredFile",
     "TeamHours",
     "TeamStatus",
     "Turn",

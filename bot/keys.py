@@ -34,6 +34,10 @@ class SessionKeys:
         """Set once the operators were reminded of the session's wait for a person."""
         return self._session(session_id, "reminded")
 
+    def file(self, session_id: str, file_id: str) -> str:
+        """Hash: a photo or file the customer sent to a person (name, type, data)."""
+        return self._session(session_id, f"file:{file_id}")
+
     def reply(self, session_id: str, reply_id: str) -> str:
         """Hash: what was asked and answered, kept for feedback."""
         return self._session(session_id, f"reply:{reply_id}")

@@ -14,8 +14,16 @@ from redis.exceptions import RedisError
 from bot.erasure import Erased, erase_session
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
+from bot.files import SessionFiles
 from bot.grounding import supported_prefix
-from bot.handoff import HandoffDesk, HandoffNotifier, TeamStatus, Waiting, state_turn
+from bot.handoff import (
+    HandoffDesk,
+    HandoffError,
+    HandoffNotifier,
+    TeamStatus,
+    Waiting,
+    state_turn,
+)
 from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
 from bot.policy import AnswerPolicy
@@ -28,6 +36,11 @@ from engine import ChatModel, EngineError, ModelBusy
 from knowledge import Hit, KnowledgeError, Retriever
 
 log = logging.getLogger(__name__)
+
+NOT_TO_THE_ASSISTANT = (
+    "Photos and files go to a person, and the assistant reads only text: ask for a person "
+    'first ("Talk to a human").'
+)
 
 
 class Observer(Protocol):
@@ -72,6 +85,7 @@ class ConversationManager:
         self.policy = policy or AnswerPolicy()
         self.stats = ConversationStats(sessions, time_zone)
         self.handoff = HandoffDesk(sessions, self.stats, self._notifiers)
+        self.files = SessionFiles(sessions)
         self.feedback = FeedbackLog(sessions, self.stats)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:
@@ -161,6 +175,20 @@ class ConversationManager:
                 return event
         raise ConversationError("The conversation core produced no reply.")  # pragma: no cover
 
+    async def attach(
+        self, session_id: str, name: str, data: bytes, page: str | None = None
+    ) -> Reply:
+        """A photo or file (`bot.files`) a web chat's customer sends to the person they wait for
+        or talk to: kept with the conversation, which tells it as a message of theirs ("[image
+        photo.jpg]"); the operators' channels are told as of any message of theirs."""
+        if (await self._sessions.info(session_id)).state == "bot":
+            raise HandoffError(NOT_TO_THE_ASSISTANT)
+        stored = await self.files.put(session_id, name, data)
+        text = f"[{stored.kind} {stored.name}]"
+        return await self.ask(
+            Inbound(session_id, text, page=page, attachment=stored.kind, file=stored.id)
+        )
+
     async def resolve_unanswered(self, entry_id: str) -> list[str]:
         """Drop the queued unanswered questions FAQ entry `entry_id` now answers (after an
         operator made it from one of them, or added a phrasing to it); their ids."""
@@ -213,7 +241,7 @@ class ConversationManager:
         when it came."""
         sid, now, policy = inbound.session_id, time.time(), self.policy
         info = await self._sessions.info(sid)
-        asked = Turn(role="user", text=text, ts=now)
+        asked = Turn(role="user", text=text, ts=now, file=inbound.file or None)
         if kind == "reset":
             await self._sessions.reset(sid)
             if info.site:  # a widget's conversation stays bound to its site
@@ -232,6 +260,8 @@ class ConversationManager:
                     "",  # from the assistant, not from the colleague
                 )
                 info = await self._sessions.info(sid)
+        if inbound.file and info.state == "bot":  # handed back meanwhile
+            raise HandoffError(NOT_TO_THE_ASSISTANT)
         if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
             quiet = "" if place is None else policy.still_waiting(place, text)

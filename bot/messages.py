@@ -24,6 +24,7 @@ class Inbound:
     # What the customer sent besides words, for operators ("photo", "file invoice.pdf"): the
     # channel keeps it, and its `message_id` locates it. `text` then describes it.
     attachment: str = ""
+    file: str = ""  # the id of a photo or file kept with the conversation (`bot.files`)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Turn:
     reply_id: str | None = None
     operator: str | None = None
     suggestions: tuple[Source, ...] = ()  # FAQ questions the reply offered (see `Reply`)
+    file: str | None = None  # a photo or file the customer sent with it (`bot.files`)
 
 
 @dataclass(frozen=True)

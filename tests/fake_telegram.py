@@ -167,6 +167,9 @@ class FakeTelegram:
     async def _sendmessage(self, params: dict[str, Any]) -> Any:
         return self._message_result(params, next(self._ids))
 
+    async def _senddocument(self, params: dict[str, Any]) -> Any:
+        return self._message_result(params, next(self._ids))
+
     async def _copymessage(self, params: dict[str, Any]) -> Any:
         return {"message_id": next(self._ids)}
 

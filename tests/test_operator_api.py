@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from tests.pictures import png
 from tests.server import Server
 from tests.webhook_receiver import WebhookReceiver
 
@@ -217,6 +218,49 @@ def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
         "state: human (taken by alice)",
         "state: bot (handed back by alice)",
     ]
+
+
+def test_a_customer_sends_the_operator_a_photo_from_the_web_chat(desk: Server) -> None:
+    """While waiting for a person, a web customer sends a photo: kept with the conversation,
+    told as a message of theirs, opened by operators; what is not a photo or PDF, is empty or
+    too large, or is sent to the assistant, is refused with the reason; erased with the rest."""
+    picture = png(3, 2)
+
+    def upload(session: str, data: bytes, name: str = "broken zip.png") -> httpx.Response:
+        url = f"{desk.url}/api/chat/{session}/files"
+        headers = {"content-type": "image/png"}
+        return httpx.post(url, params={"name": name}, content=data, headers=headers, timeout=30)
+
+    assert desk.chat("f1", "Can I talk to a human please?")["state"] == "pending_human"
+    sent = upload("f1", picture)
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["reply"] == "Our colleague will see this when they take over; you are next."
+    [turn] = [t for t in admin(desk, "GET", "/sessions/f1").json()["turns"] if t["file"]]
+    assert (turn["role"], turn["text"]) == ("user", "[image broken zip.png]")
+    opened = admin(desk, "GET", f"/sessions/f1/files/{turn['file']}")
+    assert opened.status_code == 200 and opened.content == picture
+    assert opened.headers["content-type"] == "image/png"
+    assert opened.headers["content-disposition"] == "inline; filename*=UTF-8''broken%20zip.png"
+    assert opened.headers["x-content-type-options"] == "nosniff"
+    unsigned = httpx.get(f"{desk.url}/admin/sessions/f1/files/{turn['file']}", timeout=30)
+    assert unsigned.status_code == 401
+
+    page = b"<html><script>alert(1)</script></html>"  # named .png, but not one
+    refused = upload("f1", page)
+    assert refused.status_code == 422
+    assert refused.json()["error"] == (
+        "This kind of file cannot be sent; send PNG, JPEG, GIF or WebP images and PDF files."
+    )
+    assert upload("f1", b"").status_code == 422
+    assert upload("f1", picture + b"\0" * (5 * 1024 * 1024)).status_code == 413
+    assert desk.chat("f2", "how do I reset my password?")["state"] == "bot"
+    to_the_assistant = upload("f2", picture)
+    assert to_the_assistant.status_code == 409
+    assert "ask for a person first" in to_the_assistant.json()["error"]
+
+    assert admin(desk, "DELETE", "/sessions/f1").is_success
+    gone = admin(desk, "GET", f"/sessions/f1/files/{turn['file']}")
+    assert gone.status_code == 404
 
 
 def test_operator_actions_on_unknown_sessions_say_so(desk: Server) -> None:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from adapters.settings import Settings
 from knowledge import read_entries, sample_faq_path
 from tests.fake_telegram import BOT_USER, FakeTelegram, user
+from tests.pictures import png
 from tests.server import BIN, Server
 
 ADMIN = {"authorization": "Bearer tg-test-admin"}
@@ -404,12 +405,20 @@ async def test_operators_answer_customers_from_their_telegram_group(
         return [e for e in edits if str(e["message_id"]) == str(notice["message_id"])]
 
     await fake.wait_for(lambda: untaken(notice))  # taken: its Take button goes
+    # The web customer's photo reaches the group as a file, under the line that tells of it.
+    async with httpx.AsyncClient(timeout=30) as client:
+        url = f"{webhook.url}/api/chat/{sid}/files"
+        sent = await client.post(url, params={"name": "zip.png"}, content=png(2, 2))
+        assert sent.status_code == 200, sent.text
+    await fake.wait_for(lambda: fake.sent("sendDocument", TEAM))
+    [told] = in_team(fake, "Customer (team-web, with Olga P.): [image zip.png]")
+    [document] = [c for c in fake.calls if c.method == "sendDocument"]
+    assert document.params["reply_parameters"]["message_id"] == told["message_id"]
     await asyncio.to_thread(webhook.chat, sid, "thanks, it is order 4471")
     wrote = "Customer (team-web, with Olga P.): thanks, it is order 4471"
     await fake.wait_for(lambda: in_team(fake, wrote))
-    [follow_up] = in_team(fake, wrote)
-    [has] = in_team(fake, "Olga P. has conversation team-web.")
-    assert follow_up["params"]["reply_parameters"]["message_id"] == has["message_id"]
+    [follow_up] = in_team(fake, wrote)  # in the thread, after the latest post about it
+    assert follow_up["params"]["reply_parameters"]["message_id"] == document.result["message_id"]
 
     intrude = team_message(fake, "Ivan here, hello!", ivan, follow_up)
     await post_update(webhook, fake.update(message=intrude), key)

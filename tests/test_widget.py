@@ -22,6 +22,7 @@ from playwright.async_api import (
     expect,
 )
 
+from tests.pictures import png
 from tests.server import Server
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -406,6 +407,14 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await expect(new.get_by_label("New question")).to_have_value("hello, anyone?")
         await expect(new.get_by_label("New question")).to_be_focused()
         await expect(new.get_by_label("New answer")).to_have_value("Hi, Bob here: 30 days.")
+        # The customer sends Bob a photo of the problem; the desk shows it.
+        photo = ARTIFACTS / "broken-zip.png"
+        photo.write_bytes(png(4, 3))
+        await chat.locator("input.file").set_input_files(str(photo))
+        await expect(chat.locator(".m.user").last).to_contain_text("📎 broken-zip.png")
+        shown = theirs.locator("img.thumb")
+        await expect(shown).to_have_attribute("alt", "image broken-zip.png", timeout=SLOW)
+        await expect(shown).to_have_js_property("naturalWidth", 4)  # the picture itself
         # A note for colleagues stays at the desk: the customer never sees it.
         await box.fill("Promised a call back tomorrow")
         await theirs.get_by_role("button", name="Add as note").click()

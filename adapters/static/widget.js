@@ -52,6 +52,8 @@
   input { flex: 1; padding: 9px 10px; border: 1px solid #ccc; border-radius: 8px; }
   form button, .human { padding: 8px 12px; border: 0; border-radius: 8px; background: var(--c); color: #fff; cursor: pointer; }
   .human { margin: 0 10px 10px; background: #fff; color: var(--c); border: 1px solid var(--c); }
+  form .attach { background: #fff; color: var(--c); border: 1px solid var(--c); padding: 8px 9px; }
+  .t img { display: block; max-width: 100%; max-height: 200px; margin-top: 4px; border-radius: 6px; }
   :focus-visible { outline: 2px solid #f59e0b; outline-offset: 2px; }
   @media (max-width: 480px) { .panel { right: 0; bottom: 0; width: 100vw; height: 100vh; max-height: none; border-radius: 0; } }
 </style>
@@ -61,11 +63,13 @@
   <div class="log" role="log" aria-live="polite"></div>
   <button class="human" type="button">Talk to a human</button>
   <form><input aria-label="Your message" maxlength="4000" autocomplete="off" placeholder="Type your question…">
+  <button type="button" class="attach" aria-label="Send a photo or file" title="Send a photo or file to our team">📎</button>
+  <input class="file" type="file" hidden accept="image/png,image/jpeg,image/gif,image/webp,application/pdf">
   <button type="submit">Send</button></form>
   <p class="privacy" hidden><a target="_blank" rel="noopener noreferrer">How we handle your messages</a></p>
 </section>`;
   const $ = (s) => root.querySelector(s);
-  const bubble = $(".bubble"), panel = $(".panel"), log = $(".log"), input = $("input");
+  const bubble = $(".bubble"), panel = $(".panel"), log = $(".log"), input = $('input[aria-label="Your message"]');
   let session = localStorage.getItem(store), ready = null, events = null;
 
   function add(kind, text, note) {
@@ -179,7 +183,7 @@
           if (t.role === "user") {
             if (offered.some((b) => b.textContent === t.text)) offered.forEach((b) => { b.disabled = true; });
             offered = [];
-            add("user", t.text);
+            add("user", t.file ? `📎 ${t.text.slice(1, -1).replace(/^(image|file) /, "")}` : t.text);
           } else if (t.role === "operator") add("operator", t.text, t.operator);
           else if (t.role === "assistant") {
             const m = add("bot", t.text, sourcesNote(t.sources));
@@ -277,6 +281,27 @@
     log.textContent = "";
     add("bot", "This conversation has been deleted.");
     await start().catch(() => {});  // offline now: the next question starts it
+  };
+  // A photo or file for the person the customer waits for or talks to (the assistant reads only
+  // text: the server says so, and to ask for a person first).
+  const picker = $(".file");
+  $(".attach").onclick = () => picker.click();
+  picker.onchange = async () => {
+    const f = picker.files[0];
+    picker.value = "";
+    if (!f) return;
+    const m = add("user", `📎 ${f.name}`);
+    if (f.type.startsWith("image/")) m.querySelector(".t").appendChild(Object.assign(document.createElement("img"), { src: URL.createObjectURL(f), alt: f.name }));
+    try {
+      await start();
+      log.append(m);
+      const r = await fetch(`${base}/api/chat/${session}/files?name=${encodeURIComponent(f.name)}`, { method: "POST", body: f, headers: { "content-type": f.type || "application/octet-stream", "x-site-key": key } });
+      const d = await r.json().catch(() => ({}));
+      if (!r.ok) add("bot", d.error || "Sorry, the file could not be sent. Please try again.");
+      else if (d.reply) add("bot", d.reply);
+    } catch {
+      add("bot", "Sorry, the connection failed, so the file was not sent. Please try again.");
+    }
   };
   $("form").onsubmit = (e) => {
     e.preventDefault();

@@ -1,0 +1,89 @@
+"""Photos and files a web chat's customer sends to the person they wait for or talk to (a picture
+of the broken item, a screenshot of the error). Each is kept with the conversation: among its
+keys, for its lifetime, and erased with it. Only the kinds operators can open safely are taken,
+recognised by their first bytes rather than by what the browser claims.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from bot.errors import ConversationError, StorageUnavailable
+from bot.session_store import SessionStore
+
+MAX_BYTES = 5 * 1024 * 1024
+# First bytes -> media type (WebP: see `media_type`).
+SIGNATURES = [
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+]
+ACCEPTED = "PNG, JPEG, GIF or WebP images and PDF files"
+
+
+class BadFile(ConversationError):
+    """A file that is not taken (empty, too large, of another kind); the message says why."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    name: str
+    type: str  # its media type, from its content
+    data: bytes
+
+    @property
+    def kind(self) -> str:
+        """ "image" or "file", as the conversation says it ("[image photo.jpg]")."""
+        return "image" if self.type.startswith("image/") else "file"
+
+
+def media_type(data: bytes) -> str | None:
+    """The media type of `data` by its first bytes, if it is a kind taken."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for start, kind in SIGNATURES if data.startswith(start)), None)
+
+
+class SessionFiles:
+    def __init__(self, sessions: SessionStore) -> None:
+        self._sessions = sessions
+
+    async def put(self, session_id: str, name: str, data: bytes) -> StoredFile:
+        """Keep `data` (named `name` by the customer) with the conversation."""
+        if not data:
+            raise BadFile("The file is empty.")
+        if len(data) > MAX_BYTES:
+            raise BadFile(
+                f"The file is {len(data) / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB."
+            )
+        kind = media_type(data)
+        if kind is None:
+            raise BadFile(f"This kind of file cannot be sent; send {ACCEPTED}.")
+        shown = " ".join(name.split())[:100] or f"{kind.split('/')[0]}"
+        stored = StoredFile(uuid.uuid4().hex, shown, kind, data)
+        key = self._sessions.keys.file(session_id, stored.id)
+        record = {"name": stored.name, "type": kind, "data": data, "ts": time.time()}
+        try:
+            async with self._sessions.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=record)
+                pipe.expire(key, self._sessions.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot keep the file: {exc}") from exc
+        return stored
+
+    async def get(self, session_id: str, file_id: str) -> StoredFile | None:
+        try:
+            found = await self._sessions.redis.hgetall(
+                self._sessions.keys.file(session_id, file_id)
+            )
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the file: {exc}") from exc
+        if not found:
+            return None
+        return StoredFile(file_id, found[b"name"].decode(), found[b"type"].decode(), found[b"data"])
