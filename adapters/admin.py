@@ -128,6 +128,7 @@ class ErasedOut(BaseModel):
     replies: int = Field(description="Records of its replies kept for feedback.")
     unanswered: int = Field(description="Its questions in the unanswered queue.")
     operator_messages: int = Field(description="Operator messages in the channels' outboxes.")
+    files: int = Field(description="Photos and files the customer sent.")
 
 
 class FiguresOut(BaseModel):

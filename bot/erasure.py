@@ -1,10 +1,11 @@
 """Erasing a conversation on request: everything answerdesk keeps of it, wherever it is.
 
-A customer's words are kept in the session's history and metadata and in the records of its
-replies (for 👍/👎), which expire with the session, and in the operators' unanswered queue and the
-channels' outboxes of operator messages, which keep an entry up to a session's lifetime after it
-was written (`SessionStore.drop_expired`), so beyond the session's end. A customer who asks to
-have a conversation deleted, as the GDPR's right to erasure lets them, expects all of it gone.
+A customer's words are kept in the session's history and metadata, in the records of its
+replies (for 👍/👎) and in the photos and files they sent, which expire with the session, and in
+the operators' unanswered queue and the channels' outboxes of operator messages, which keep an
+entry up to a session's lifetime after it was written (`SessionStore.drop_expired`), so beyond
+the session's end. A customer who asks to have a conversation deleted, as the GDPR's right to
+erasure lets them, expects all of it gone.
 Erasing holds the session's lock, so a turn under way finishes first and nothing of it is written
 back afterwards; the deletions are not one transaction (the queues are other keys than the
 session's, on another Redis Cluster slot), and erasing again finishes an erase cut short. What
@@ -30,10 +31,12 @@ class Erased:
     replies: int  # reply records kept for feedback
     unanswered: int  # entries of the operators' unanswered queue
     operator_messages: int  # entries of the channels' outboxes
+    files: int = 0  # photos and files the customer sent (`bot.files`)
 
     @property
     def anything(self) -> bool:
-        return any((self.messages, self.replies, self.unanswered, self.operator_messages))
+        counts = (self.messages, self.replies, self.unanswered, self.operator_messages, self.files)
+        return any(counts)
 
 
 async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
@@ -44,10 +47,15 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
         async with sessions.locked(session_id):
             messages = await redis.llen(keys.history(session_id))
             # Every key of the session (history, metadata, reply records) but its lock, held here.
-            lock, reply = keys.lock(session_id), keys.reply(session_id, "")
+            lock, reply, file = (
+                keys.lock(session_id),
+                keys.reply(session_id, ""),
+                keys.file(session_id, ""),
+            )
             found = redis.scan_iter(match=keys.session_keys(session_id), count=PAGE)
             own = [k.decode() async for k in found if k.decode() != lock]
             replies = [k for k in own if k.startswith(reply)]
+            files = [k for k in own if k.startswith(file)]
             unanswered = await _stream_entries(sessions, keys.unanswered, session_id)
             outboxes = {
                 stream.decode(): await _stream_entries(sessions, stream.decode(), session_id)
@@ -72,6 +80,7 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
         replies=len(replies),
         unanswered=len(unanswered),
         operator_messages=sum(map(len, outboxes.values())),
+        files=len(files),
     )
 
 

@@ -38,7 +38,7 @@ class StoredFile:
 
     @property
     def kind(self) -> str:
-        """ "image" or "file", as the conversation says it ("[image photo.jpg]")."""
+        """Whether it is an "image" or a "file", as the conversation says ("[image a.jpg]")."""
         return "image" if self.type.startswith("image/") else "file"
 
 
@@ -76,6 +76,12 @@ class SessionFiles:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot keep the file: {exc}") from exc
         return stored
+
+    async def drop(self, session_id: str, file_id: str) -> None:
+        try:
+            await self._sessions.redis.delete(self._sessions.keys.file(session_id, file_id))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot drop the file: {exc}") from exc
 
     async def get(self, session_id: str, file_id: str) -> StoredFile | None:
         try:

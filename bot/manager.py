@@ -175,19 +175,20 @@ class ConversationManager:
                 return event
         raise ConversationError("The conversation core produced no reply.")  # pragma: no cover
 
-    async def attach(
-        self, session_id: str, name: str, data: bytes, page: str | None = None
-    ) -> Reply:
+    async def attach(self, session_id: str, name: str, data: bytes) -> Reply:
         """A photo or file (`bot.files`) a web chat's customer sends to the person they wait for
         or talk to: kept with the conversation, which tells it as a message of theirs ("[image
-        photo.jpg]"); the operators' channels are told as of any message of theirs."""
+        photo.jpg]"); the operators' channels are told as of any message of theirs. Refused
+        (a message of theirs refused, too: rate limits), it is not kept."""
         if (await self._sessions.info(session_id)).state == "bot":
             raise HandoffError(NOT_TO_THE_ASSISTANT)
         stored = await self.files.put(session_id, name, data)
-        text = f"[{stored.kind} {stored.name}]"
-        return await self.ask(
-            Inbound(session_id, text, page=page, attachment=stored.kind, file=stored.id)
-        )
+        said = f"[{stored.kind} {stored.name}]"
+        try:
+            return await self.ask(Inbound(session_id, said, attachment=stored.kind, file=stored.id))
+        except BaseException:
+            await self.files.drop(session_id, stored.id)
+            raise
 
     async def resolve_unanswered(self, entry_id: str) -> list[str]:
         """Drop the queued unanswered questions FAQ entry `entry_id` now answers (after an

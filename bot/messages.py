@@ -21,10 +21,11 @@ class Inbound:
     message_id: str | None = None  # the channel's id: a redelivery is processed once
     language: str | None = None
     page: str | None = None  # the web page the customer writes from (its address, no query)
-    # What the customer sent besides words, for operators ("photo", "file invoice.pdf"): the
-    # channel keeps it, and its `message_id` locates it. `text` then describes it.
+    # What the customer sent besides words, for operators ("photo", "file invoice.pdf"); `text`
+    # then describes it. Telegram keeps it (`message_id` locates it); a web chat's is kept here,
+    # with the conversation, under the id `file` (`bot.files`).
     attachment: str = ""
-    file: str = ""  # the id of a photo or file kept with the conversation (`bot.files`)
+    file: str = ""
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,8 @@ def test_a_customer_sends_the_operator_a_photo_from_the_web_chat(desk: Server) -
     assert to_the_assistant.status_code == 409
     assert "ask for a person first" in to_the_assistant.json()["error"]
 
-    assert admin(desk, "DELETE", "/sessions/f1").is_success
+    erased = admin(desk, "DELETE", "/sessions/f1")
+    assert erased.is_success and erased.json()["files"] == 1
     gone = admin(desk, "GET", f"/sessions/f1/files/{turn['file']}")
     assert gone.status_code == 404
 
@@ -322,6 +323,7 @@ def test_a_conversation_is_erased_everywhere_on_request(desk: Server) -> None:
         "replies": 3,  # the fallback, the FAQ answer and the hand-off message
         "unanswered": 2,  # the question the FAQ did not answer and the disliked reply
         "operator_messages": 2,  # "You are now talking to alice." and alice's message
+        "files": 0,
     }
     after = stored_text(desk)
     assert words not in after and f"{{{gone}}}" not in after
