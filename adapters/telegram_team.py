@@ -338,6 +338,20 @@ class TeamChat:
         self._background.spawn(logged())
 
 
+def told_if_failed(
+    handler: Callable[[Message], Awaitable[None]],
+) -> Callable[[Message], Awaitable[None]]:
+    """A team command whose storage fails says so, instead of leaving the operator unanswered."""
+
+    async def handled(message: Message) -> None:
+        try:
+            await handler(message)
+        except ConversationError as exc:
+            await message.reply(f"Not done: {exc}")
+
+    return handled
+
+
 def team_router(manager: ConversationManager, team: TeamChat) -> Router:
     """Operators' actions in the team chat. Messages there that are not about a customer's
     conversation pass on to the other routers (a mention still gets an FAQ answer)."""
@@ -388,6 +402,7 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         )
 
     @router.message(Command("here"))
+    @told_if_failed
     async def here(message: Message) -> None:
         """An operator says they are there to answer customers, as an open desk does."""
         if message.from_user is None:
@@ -406,6 +421,7 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         )
 
     @router.message(Command("away"))
+    @told_if_failed
     async def away(message: Message) -> None:
         if message.from_user is None:
             return
@@ -419,6 +435,7 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         await message.reply(HELP)
 
     @router.message(Command("waiting"))
+    @told_if_failed
     async def waiting(message: Message) -> None:
         """Every customer waiting for a person is posted again, first come first, each with a
         Take button (an operator who comes in finds them without scrolling back)."""
