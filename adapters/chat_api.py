@@ -212,11 +212,13 @@ def chat_router() -> APIRouter:
         session_id: Annotated[SessionId, Path()],
         last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,19}-\d{1,19}$")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
-        """Operator messages for this conversation as they are written (`operator` events).
+        """Operator messages for this conversation as they are written (`operator` events, with
+        the conversation's `state` as they are sent: "bot" once it is back with the assistant).
         A reconnecting EventSource resumes after its Last-Event-ID; a new one also gets
         messages of the last few seconds (written while it was connecting)."""
         await own_session(request, site, session_id)
-        handoff = runtime_of(request).manager.handoff
+        manager = runtime_of(request).manager
+        handoff = manager.handoff
         after = last_event_id or f"{int(time.time() * 1000) - 5000}-0"
         while not await request.is_disconnected():
             try:
@@ -227,7 +229,14 @@ def chat_router() -> APIRouter:
             for message in messages:
                 after = message.id
                 if message.session_id == session_id:
-                    data = {"text": message.text, "operator": message.operator}
+                    try:
+                        info = await manager.session(session_id, with_turns=False)
+                    except StorageUnavailable:
+                        yield ServerSentEvent(
+                            event="error", data={"status": 503, "error": "retrying"}
+                        )
+                        return
+                    data = {"text": message.text, "operator": message.operator, "state": info.state}
                     if message.rating_id:  # the customer may rate the operator's help with it
                         data["rating_id"] = message.rating_id
                     yield ServerSentEvent(event="operator", data=data, id=message.id)

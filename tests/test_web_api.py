@@ -227,10 +227,11 @@ def test_operator_messages_arrive_as_events(web: Server) -> None:
                 received.append(line)
             if len(received) == 2:
                 break
-    # The notice of the take (seconds before the customer connected) and the message.
+    # The notice of the take (seconds before the customer connected) and the message, with
+    # the conversation's state (the widget offers 📎 while a person has it).
     assert received == [
-        'data: {"text": "You are now talking to eve.", "operator": "eve"}',
-        'data: {"text": "Eve here, how can I help?", "operator": "eve"}',
+        'data: {"text": "You are now talking to eve.", "operator": "eve", "state": "human"}',
+        'data: {"text": "Eve here, how can I help?", "operator": "eve", "state": "human"}',
     ]
 
 

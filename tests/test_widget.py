@@ -364,8 +364,11 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await send(message, "how long do I have?")  # near "What is your return policy?"
         offer = chat.locator(".m.bot").nth(1).locator(".t")
         await expect(offer).to_contain_text("Did you mean:", timeout=15_000)
+        attach = chat.get_by_role("button", name="Send a photo or file")
+        await expect(attach).to_be_hidden()  # the assistant reads only text
         await chat.get_by_role("button", name="Talk to a human").click()
         await expect(chat.locator(".m.bot").last).to_contain_text("I've asked a colleague")
+        await expect(attach).to_be_visible()  # for the person they wait for
 
         bobs_token = operator_token(web, "Bob")  # his own token: no name to type
         await desk.goto(web.url + "/operator")
@@ -428,6 +431,7 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         # The customer is asked how Bob did, and says.
         ended = chat.locator(".m.operator").filter(has_text="You are back with the assistant")
         await expect(ended).to_contain_text("How did Bob do?", timeout=15_000)
+        await expect(attach).to_be_hidden()  # back with the assistant
         await expect(chat).not_to_contain_text("Promised a call back")
         await ended.get_by_role("button", name="Helpful", exact=True).click()
         await expect(ended.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(

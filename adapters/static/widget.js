@@ -63,7 +63,7 @@
   <div class="log" role="log" aria-live="polite"></div>
   <button class="human" type="button">Talk to a human</button>
   <form><input aria-label="Your message" maxlength="4000" autocomplete="off" placeholder="Type your question…">
-  <button type="button" class="attach" aria-label="Send a photo or file" title="Send a photo or file to our team">📎</button>
+  <button type="button" class="attach" aria-label="Send a photo or file" title="Send a photo or file to our team" hidden>📎</button>
   <input class="file" type="file" hidden accept="image/png,image/jpeg,image/gif,image/webp,application/pdf">
   <button type="submit">Send</button></form>
   <p class="privacy" hidden><a target="_blank" rel="noopener noreferrer">How we handle your messages</a></p>
@@ -71,6 +71,8 @@
   const $ = (s) => root.querySelector(s);
   const bubble = $(".bubble"), panel = $(".panel"), log = $(".log"), input = $('input[aria-label="Your message"]');
   let session = localStorage.getItem(store), ready = null, events = null;
+  // 📎 only while a person has (or will have) the conversation: the assistant reads only text.
+  const withPerson = (state) => { $(".attach").hidden = !state || state === "bot"; };
 
   function add(kind, text, note) {
     const m = document.createElement("div");
@@ -141,6 +143,7 @@
     events = new EventSource(`${base}/api/chat/${session}/events?site_key=${encodeURIComponent(key)}`);
     events.addEventListener("operator", (e) => {
       const d = JSON.parse(e.data);
+      withPerson(d.state);
       const m = add("operator", d.text, d.operator);
       feedback(m, d.rating_id, d.operator);
     });
@@ -180,6 +183,7 @@
         const turns = (await r.json()).turns;
         replayed = turns.filter((t) => t.role !== "system").length;
         for (const t of turns) {
+          if (t.role === "system") withPerson((t.text.match(/^state: (\w+)/) || [])[1]);
           if (t.role === "user") {
             if (offered.some((b) => b.textContent === t.text)) offered.forEach((b) => { b.disabled = true; });
             offered = [];
@@ -241,6 +245,7 @@
         if (type === "token") t.textContent += d.text;
         else if (type === "done") {
           m.className = "m bot";
+          withPerson(d.state);
           if (!d.reply) { m.remove(); continue; }
           t.textContent = d.reply;
           suggest(t, d.suggestions);
@@ -278,6 +283,7 @@
       return;
     }
     forget();
+    withPerson("bot");
     log.textContent = "";
     add("bot", "This conversation has been deleted.");
     await start().catch(() => {});  // offline now: the next question starts it
@@ -297,6 +303,7 @@
       log.append(m);
       const r = await fetch(`${base}/api/chat/${session}/files?name=${encodeURIComponent(f.name)}`, { method: "POST", body: f, headers: { "content-type": f.type || "application/octet-stream", "x-site-key": key } });
       const d = await r.json().catch(() => ({}));
+      if (r.status === 409) withPerson("bot");  // back with the assistant meanwhile
       if (!r.ok) add("bot", d.error || "Sorry, the file could not be sent. Please try again.");
       else if (d.reply) add("bot", d.reply);
     } catch {
