@@ -338,14 +338,17 @@ class TeamChat:
         self._background.spawn(logged())
 
 
-def told_if_failed(
-    handler: Callable[[Message], Awaitable[None]],
+def operator_command(
+    handler: Callable[[Message, str], Awaitable[None]],
 ) -> Callable[[Message], Awaitable[None]]:
-    """A team command whose storage fails says so, instead of leaving the operator unanswered."""
+    """A team command, given the operator who sent it (`operator_name`); one whose storage
+    fails says so, instead of leaving the operator unanswered."""
 
     async def handled(message: Message) -> None:
+        if message.from_user is None:  # sent on behalf of a channel: no operator
+            return
         try:
-            await handler(message)
+            await handler(message, operator_name(message.from_user))
         except ConversationError as exc:
             await message.reply(f"Not done: {exc}")
 
@@ -402,15 +405,12 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         )
 
     @router.message(Command("here"))
-    @told_if_failed
-    async def here(message: Message) -> None:
+    @operator_command
+    async def here(message: Message, operator: str) -> None:
         """An operator says they are there to answer customers, as an open desk does."""
-        if message.from_user is None:
-            return
-        operator = operator_name(message.from_user)
         await handoff.on_duty(operator)
         hours = ON_DUTY_S // 3600
-        waiting = len(await handoff.in_line(time.time()))
+        waiting = await handoff.waiting_count()
         line = {0: "", 1: " 1 customer is waiting: /waiting shows them."}.get(
             waiting, f" {waiting} customers are waiting: /waiting shows them."
         )
@@ -421,11 +421,8 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         )
 
     @router.message(Command("away"))
-    @told_if_failed
-    async def away(message: Message) -> None:
-        if message.from_user is None:
-            return
-        operator = operator_name(message.from_user)
+    @operator_command
+    async def away(message: Message, operator: str) -> None:
         was = await handoff.off_duty(operator)
         gone = f"{operator} is away." if was else f"{operator} had not said /here."
         await message.reply(f"{gone} {await here_now()}")
@@ -435,8 +432,8 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         await message.reply(HELP)
 
     @router.message(Command("waiting"))
-    @told_if_failed
-    async def waiting(message: Message) -> None:
+    @operator_command
+    async def waiting(message: Message, operator: str) -> None:
         """Every customer waiting for a person is posted again, first come first, each with a
         Take button (an operator who comes in finds them without scrolling back)."""
         calls = await handoff.in_line(time.time())

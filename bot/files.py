@@ -68,13 +68,7 @@ class SessionFiles:
         stored = StoredFile(uuid.uuid4().hex, shown, kind, data)
         key = self._sessions.keys.file(session_id, stored.id)
         record = {"name": stored.name, "type": kind, "data": data, "ts": time.time()}
-        try:
-            async with self._sessions.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=record)
-                pipe.expire(key, self._sessions.ttl_s)
-                await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot keep the file: {exc}") from exc
+        await self._sessions.keep(key, record, "the file")
         return stored
 
     async def drop(self, session_id: str, file_id: str) -> None:

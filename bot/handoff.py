@@ -153,6 +153,12 @@ class HandoffDesk:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
         return calls
 
+    async def waiting_count(self) -> int:
+        try:
+            return int(await self._redis.zcard(self._keys.waiting))
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
+
     async def place(self, session_id: str) -> int | None:
         """1 for the next customer an operator will take; None when not waiting."""
         try:
@@ -348,13 +354,7 @@ class HandoffDesk:
         rating_id = uuid.uuid4().hex
         record = {"question": "", "reply": "", "mode": "operator", "operator": operator, "ts": now}
         key = self._keys.reply(info.session_id, rating_id)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping=record)
-                pipe.expire(key, self._sessions.ttl_s)
-                await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot store the conversation's rating: {exc}") from exc
+        await self._sessions.keep(key, record, "the conversation's rating")
         return rating_id
 
     async def operator_silent_for(self, info: SessionInfo, now: float) -> float:

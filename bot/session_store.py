@@ -187,6 +187,17 @@ class SessionStore:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reset the conversation: {exc}") from exc
 
+    async def keep(self, key: str, record: Mapping[str, Any], what: str) -> None:
+        """Store the hash `record` of one of the session's keys for the session's lifetime
+        (`what` names it in the error: "the file")."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=dict(record))
+                pipe.expire(key, self.ttl_s)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot store {what}: {exc}") from exc
+
     async def claim_delivery(self, channel: str, message_id: str, ttl_s: int) -> bool:
         """True the first time this channel message id is seen within `ttl_s`."""
         try:
