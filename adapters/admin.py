@@ -3,12 +3,12 @@ the sites. Bearer-token auth."""
 
 from dataclasses import asdict
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.admin_auth import acting, operator_auth, owner_only, signed_in
+from adapters.file_responses import DOWNLOAD, FILE_ID, UPLOAD, served
 from adapters.operators import OperatorError, OperatorExists
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
@@ -18,15 +18,11 @@ from knowledge import FaqEntry
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
 }
-Operator = Annotated[
-    str | None,
-    Field(
-        min_length=1,
-        max_length=64,
-        description="Who is acting: needed with the admin token; with an operator's own token "
-        "it is that operator (and may be left out).",
-    ),
-]
+OPERATOR_NAMED = (
+    "Who is acting: needed with the admin token; with an operator's own token it is that "
+    "operator (and may be left out)."
+)
+Operator = Annotated[str | None, Field(min_length=1, max_length=64, description=OPERATOR_NAMED)]
 
 
 class OperatorAction(BaseModel):
@@ -71,6 +67,11 @@ class OutboxOut(BaseModel):
         default="",
         description="A photo or file an operator sent from the Telegram team chat (its chat and "
         "message there), which the channel copies to the customer; `text` describes it.",
+    )
+    file: str = Field(
+        default="",
+        description="A photo or file for the customer, kept with the conversation "
+        "(GET /admin/sessions/{session}/files/{file}); `text` describes it.",
     )
 
 
@@ -286,31 +287,16 @@ def admin_router(token: str | None) -> APIRouter:
         ]
 
     @router.get(
-        "/sessions/{session_id}/files/{file_id}",
-        response_class=Response,
-        responses={200: {"content": {"image/*": {}, "application/pdf": {}}}},
+        "/sessions/{session_id}/files/{file_id}", response_class=Response, responses=DOWNLOAD
     )
     async def session_file(
         request: Request,
         session_id: Annotated[SessionId, Path()],
-        file_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")],
+        file_id: Annotated[str, Path(pattern=FILE_ID)],
     ) -> Response:
-        """A photo or file the customer sent (a turn's `file`): an image to show, a PDF to
-        download."""
-        stored = await runtime(request).manager.files.get(session_id, file_id)
-        if stored is None:
-            raise HTTPException(404, "No such file in this conversation (deleted or expired).")
-        shown = "inline" if stored.kind == "image" else "attachment"
-        return Response(
-            stored.data,
-            media_type=stored.type,
-            headers={
-                "Content-Disposition": f"{shown}; filename*=UTF-8''{quote(stored.name)}",
-                "X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "default-src 'none'; sandbox",
-                "Cache-Control": "private, no-store",
-            },
-        )
+        """A photo or file of the conversation (a turn's `file`: the customer's, or an
+        operator's for them): an image to show, a PDF to download."""
+        return served(await runtime(request).manager.files.get(session_id, file_id))
 
     @router.get("/sessions/{session_id}", response_model=SessionOut)
     async def session(request: Request, session_id: Annotated[SessionId, Path()]) -> SessionOut:
@@ -345,6 +331,27 @@ def admin_router(token: str | None) -> APIRouter:
         operator = acting(request, body.operator)
         sent = await runtime(request).manager.handoff.send(session_id, operator, body.text)
         return OutboxOut(**sent.__dict__)
+
+    @router.post("/handoff/{session_id}/files", response_model=OutboxOut, openapi_extra=UPLOAD)
+    async def send_file(
+        request: Request,
+        session_id: Annotated[SessionId, Path()],
+        name: Annotated[str, Query(max_length=200, description="The file's name.")] = "",
+        caption: Annotated[
+            str, Query(max_length=1000, description="Words sent with it, if any.")
+        ] = "",
+        operator: Annotated[
+            str | None, Query(min_length=1, max_length=64, description=OPERATOR_NAMED)
+        ] = None,
+    ) -> OutboxOut:
+        """A photo or file for the customer (the request body: a PNG, JPEG, GIF or WebP image
+        or a PDF, at most 5 MB), such as a return label or a screenshot of where to click. It is
+        kept with the conversation like a customer's, erased with it, and goes out through its
+        channel: shown in the web chat, sent as a photo or document in Telegram."""
+        who = acting(request, operator)
+        manager = runtime(request).manager
+        data = await request.body()
+        return OutboxOut(**(await manager.send_file(session_id, who, name, data, caption)).__dict__)
 
     @router.post("/handoff/{session_id}/notes", response_model=SessionOut, status_code=201)
     async def note(

@@ -6,11 +6,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from adapters.errors import status_of
+from adapters.file_responses import DOWNLOAD, FILE_ID, UPLOAD, served
 from adapters.runtime import Runtime
 from adapters.schemas import (
     ChatRequest,
@@ -24,15 +25,6 @@ from adapters.schemas import (
 from adapters.sites import Site
 from bot import ConversationError, Inbound, Reply, ReplyChunk, StorageUnavailable
 
-FILE_UPLOAD = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            kind: {"schema": {"type": "string", "format": "binary"}}
-            for kind in ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
-        },
-    }
-}
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (403, 404, 409, 422, 429, 503)
 }
@@ -175,7 +167,7 @@ def chat_router() -> APIRouter:
         if await own_session(request, site, session_id):
             await runtime_of(request).manager.erase(session_id)
 
-    @router.post("/chat/{session_id}/files", response_model=ChatResponse, openapi_extra=FILE_UPLOAD)
+    @router.post("/chat/{session_id}/files", response_model=ChatResponse, openapi_extra=UPLOAD)
     async def send_file(
         request: Request,
         site: CurrentSite,
@@ -192,7 +184,21 @@ def chat_router() -> APIRouter:
         if not await own_session(request, site, session_id):
             raise HTTPException(404, f"No conversation with id {session_id}.")
         data = await request.body()
-        return ChatResponse.of(await runtime_of(request).manager.attach(session_id, name, data))
+        manager = runtime_of(request).manager
+        return ChatResponse.of(await manager.attach(Inbound(session_id, ""), name, data))
+
+    @router.get("/chat/{session_id}/files/{file_id}", response_class=Response, responses=DOWNLOAD)
+    async def file(
+        request: Request,
+        site: CurrentSite,
+        session_id: Annotated[SessionId, Path()],
+        file_id: Annotated[str, Path(pattern=FILE_ID)],
+    ) -> Response:
+        """A photo or file of the conversation: one an operator sent (an `operator` event's or
+        a turn's `file`), or one the customer sent. An image to show, a PDF to download."""
+        if not await own_session(request, site, session_id):
+            raise HTTPException(404, "No such file in this conversation (deleted or expired).")
+        return served(await runtime_of(request).manager.files.get(session_id, file_id))
 
     @router.post("/chat/{session_id}/feedback", status_code=204)
     async def feedback(
@@ -213,7 +219,8 @@ def chat_router() -> APIRouter:
         last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,19}-\d{1,19}$")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Operator messages for this conversation as they are written (`operator` events, with
-        the conversation's `state` as they are sent: "bot" once it is back with the assistant).
+        the conversation's `state` as they are sent: "bot" once it is back with the assistant;
+        and the `file` of a photo or file, at GET /api/chat/{session}/files/{file}).
         A reconnecting EventSource resumes after its Last-Event-ID; a new one also gets
         messages of the last few seconds (written while it was connecting)."""
         await own_session(request, site, session_id)
@@ -239,6 +246,8 @@ def chat_router() -> APIRouter:
                     data = {"text": message.text, "operator": message.operator, "state": info.state}
                     if message.rating_id:  # the customer may rate the operator's help with it
                         data["rating_id"] = message.rating_id
+                    if message.file:  # a photo or file of theirs, at /chat/{id}/files/{file}
+                        data["file"] = message.file
                     yield ServerSentEvent(event="operator", data=data, id=message.id)
             if not messages:
                 yield ServerSentEvent(comment="keep-alive")

@@ -109,8 +109,9 @@ class TurnOut(BaseModel):
     )
     file: str | None = Field(
         default=None,
-        description="A photo or file the customer sent (POST /api/chat/{session}/files); "
-        "operators open it at GET /admin/sessions/{session}/files/{file}.",
+        description="A photo or file sent with the message, by the customer (POST "
+        "/api/chat/{session}/files) or by an operator: at GET /api/chat/{session}/files/{file} "
+        "(the customer) and GET /admin/sessions/{session}/files/{file} (operators).",
     )
 
     @classmethod

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -12,11 +13,21 @@ from aiogram import Bot, F, Router
 from aiogram.enums import ChatAction, ChatType, ContentType, ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyParameters
+from aiogram.types import (
+    CallbackQuery,
+    Document,
+    InlineKeyboardMarkup,
+    Message,
+    PhotoSize,
+    ReplyParameters,
+)
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration
+from aiohttp import ClientError
 
 from bot import (
+    MAX_FILE_BYTES,
+    BadFile,
     ConversationError,
     ConversationManager,
     DuplicateMessage,
@@ -26,6 +37,7 @@ from bot import (
     RateLimited,
     Reply,
     ReplyChunk,
+    ReplyEvent,
     UnknownReply,
 )
 
@@ -97,6 +109,27 @@ def kept_at(message: Message) -> str:
 def described(message: Message) -> str:
     """A photo or file as the stored conversation tells it: "[photo] its caption"."""
     return f"[{attachment(message)}] {message.caption or ''}".strip()
+
+
+async def fetched(message: Message) -> tuple[str, bytes] | None:
+    """The photo or document of `message`, its name and content, to keep with the conversation
+    (`bot.files`); None for other kinds (a voice message), one over the size limit, or one
+    Telegram did not hand over."""
+    item: PhotoSize | Document
+    if message.photo:  # sizes of one photo, the largest last
+        item, name = message.photo[-1], "photo.jpg"
+    elif message.document:
+        item, name = message.document, message.document.file_name or "file"
+    else:
+        return None
+    if message.bot is None or (item.file_size or 0) > MAX_FILE_BYTES:
+        return None
+    try:
+        data = await message.bot.download(item.file_id)
+    except (TelegramAPIError, ClientError, TimeoutError) as exc:
+        log.warning("could not fetch %s from Telegram: %s", name, exc)
+        return None
+    return (name, data.read()) if data is not None else None
 
 
 def _chat_message(where: str) -> tuple[int, int]:
@@ -238,8 +271,15 @@ def telegram_router(
     # In groups the bot answers only when mentioned or replied to.
     private = F.chat.type == ChatType.PRIVATE
 
-    async def answer(message: Message, bot: Bot, text: str, sent: str = "") -> None:
-        """`sent`: what the message is, if not text (`attachment`)."""
+    async def answer(
+        message: Message,
+        bot: Bot,
+        text: str,
+        sent: str = "",
+        upload: tuple[str, bytes] | None = None,
+    ) -> None:
+        """`sent`: what the message is, if not text (`attachment`); `upload`: its photo or
+        file to keep with the conversation (`fetched`)."""
         chat = message.chat.id
         inbound = Inbound(
             session_id=session_id(chat),
@@ -251,15 +291,35 @@ def telegram_router(
             attachment=sent,
         )
         in_group = message.chat.type != ChatType.PRIVATE
-        await reply_in(bot, chat, inbound, message.message_id if in_group else None)
+        events = manager.handle(inbound) if upload is None else kept(inbound, *upload)
+        await reply_in(bot, chat, inbound, message.message_id if in_group else None, events)
 
-    async def reply_in(bot: Bot, chat: int, inbound: Inbound, reply_to: int | None) -> None:
-        """Answer `inbound` in `chat`, streaming (as a reply to `reply_to`, in groups)."""
+    async def kept(said: Inbound, name: str, data: bytes) -> AsyncIterator[ReplyEvent]:
+        """The reply to `said`, whose photo or file is kept for the operator desk; one of a
+        kind not kept (a Word file) reaches operators only in the team chat."""
+        try:
+            reply = await manager.attach(said, name, data)
+        except BadFile as exc:
+            log.info("not kept with conversation %s: %s", said.session_id, exc)
+            async for event in manager.handle(said):
+                yield event
+            return
+        yield reply
+
+    async def reply_in(
+        bot: Bot,
+        chat: int,
+        inbound: Inbound,
+        reply_to: int | None,
+        events: AsyncIterator[ReplyEvent] | None = None,
+    ) -> None:
+        """Answer `inbound` in `chat` (with `events`, its reply, when it is not simply
+        handled), streaming (as a reply to `reply_to`, in groups)."""
         out = StreamedReply(bot, chat, reply_to)
         typing = asyncio.create_task(bot.send_chat_action(chat, ChatAction.TYPING))
         try:
             generated = ""
-            async for event in manager.handle(inbound):
+            async for event in events or manager.handle(inbound):
                 if isinstance(event, ReplyChunk):
                     generated += event.text
                     await out.partial(generated)
@@ -325,12 +385,14 @@ def telegram_router(
     @router.message(private)
     async def not_text(message: Message, bot: Bot) -> None:
         """A photo, file or voice message: the assistant reads only text, but a person the
-        customer waits for or talks to sees it in the team chat."""
+        customer waits for or talks to sees it in the team chat, and a photo or PDF file at
+        the operator desk too."""
         if team_sees_files:
             with suppress(ConversationError):  # unknown: answered as with no person
                 info = await manager.session(session_id(message.chat.id), with_turns=False)
                 if info.state != "bot":
-                    await answer(message, bot, described(message), attachment(message))
+                    upload = await fetched(message)
+                    await answer(message, bot, described(message), attachment(message), upload)
                     return
         await message.answer(texts.only_text)
 

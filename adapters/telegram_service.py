@@ -12,7 +12,14 @@ from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
-from aiogram.types import BotCommand, BotCommandScopeChat, TelegramObject, Update, User
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeChat,
+    BufferedInputFile,
+    TelegramObject,
+    Update,
+    User,
+)
 from aiogram.utils.token import TokenValidationError
 from redis.asyncio import Redis
 
@@ -26,7 +33,7 @@ from adapters.telegram import (
 from adapters.telegram_pacing import Pacing
 from adapters.telegram_team import COMMANDS as TEAM_COMMANDS
 from adapters.telegram_team import TeamChat, team_router
-from bot import ConversationManager, StorageUnavailable
+from bot import ConversationManager, OutboxMessage, StorageUnavailable, words_of
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ COMMANDS = [
     BotCommand(command="delete", description="Delete our conversation"),
 ]
 UPDATE_TTL_S = 24 * 3600
+PHOTOS = ("image/jpeg", "image/png")  # sent as photos; other kinds as documents
 
 
 class TelegramSetupError(RuntimeError):
@@ -171,25 +179,50 @@ class TelegramService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _send_file(self, chat: int, message: OutboxMessage) -> None:
+        """An operator's photo or file from the desk (`OutboxMessage.file`), with their words."""
+        kept = await self._manager.files.get(message.session_id, message.file)
+        if kept is None:  # erased meanwhile
+            return
+        upload = BufferedInputFile(kept.data, filename=kept.name)
+        words = words_of(message.text) or None
+        if kept.type in PHOTOS:
+            await self.bot.send_photo(chat, upload, caption=words)
+        else:
+            await self.bot.send_document(chat, upload, caption=words)
+
     async def _deliver_outbox(self) -> None:
+        """Operator messages to Telegram customers, each confirmed once sent; those not
+        confirmed when Redis failed are sent again once it is back."""
         consumer = f"{os.uname().nodename}-{os.getpid()}"
         handoff = self._manager.handoff
+        unconfirmed = False
         while True:
             try:
-                messages = await handoff.deliveries("telegram", consumer, block_ms=2000)
-            except StorageUnavailable:
+                messages = await handoff.deliveries(
+                    "telegram", consumer, block_ms=2000, unconfirmed=unconfirmed
+                )
+                unconfirmed = False
+                for message in messages:
+                    await self._deliver(message)
+                    await handoff.delivered("telegram", message.id)
+            except StorageUnavailable as exc:
+                log.warning("operator messages to Telegram wait for Redis: %s", exc)
+                unconfirmed = True
                 await asyncio.sleep(2)
-                continue
-            for message in messages:
-                chat = chat_id(message.session_id)
-                if chat is not None:
-                    try:
-                        if (source := copied_from(message)) is not None:
-                            await self.bot.copy_message(chat, *source)
-                        else:
-                            await self.bot.send_message(
-                                chat, message.text, reply_markup=rating_keyboard(message)
-                            )
-                    except TelegramAPIError:
-                        log.exception("could not deliver an operator message to chat %s", chat)
-                await handoff.delivered("telegram", message.id)
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        chat = chat_id(message.session_id)
+        if chat is None:
+            return
+        try:
+            if (source := copied_from(message)) is not None:
+                await self.bot.copy_message(chat, *source)
+            elif message.file:
+                await self._send_file(chat, message)
+            else:
+                await self.bot.send_message(
+                    chat, message.text, reply_markup=rating_keyboard(message)
+                )
+        except TelegramAPIError:
+            log.exception("could not deliver an operator message to chat %s", chat)

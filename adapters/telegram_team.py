@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 
 from adapters.background import Background
 from adapters.handoff_webhook import notification
-from adapters.telegram import described, kept_at, sent_from
+from adapters.telegram import described, fetched, kept_at, sent_from
 from bot import (
     ON_DUTY_S,
     ConversationError,
@@ -485,7 +485,8 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
     @router.message(F.reply_to_message)
     async def not_text(message: Message, bot: Bot) -> None:
         """A photo, file or sticker in reply to a customer's message: copied to a customer in
-        Telegram; the web chat shows only text."""
+        Telegram; a photo or PDF file reaches a web chat's customer too (kept with the
+        conversation, `bot.files`)."""
         session_id, operator = await replied_about(message, bot)
         await to_customer(message, session_id, operator, described(message), kept_at(message))
 
@@ -496,9 +497,12 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         sent when a colleague has the conversation."""
         try:
             info = await manager.session(session_id, with_turns=False)
-            if attachment and info.channel != "telegram":
+            web = bool(attachment) and info.channel != "telegram"  # it shows what is kept
+            upload = await fetched(message) if web else None
+            if web and upload is None:
                 await message.reply(
-                    "Only text reaches a customer in the web chat; this was not sent."
+                    "Only text, photos and PDF files reach a customer in the web chat; "
+                    "this was not sent."
                 )
                 return
             if info.state == "pending_human":
@@ -508,7 +512,10 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
                     f"{info.operator} has this conversation; your message was not sent."
                 )
                 return
-            await handoff.send(session_id, operator, text, attachment)
+            if upload is not None:
+                await manager.send_file(session_id, operator, *upload, message.caption or "")
+            else:
+                await handoff.send(session_id, operator, text, attachment)
         except ConversationError as exc:
             await message.reply(f"Not sent: {exc}")
 

@@ -87,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         paths={"/admin/kb/import": settings.max_import_bytes},
-        endings={"/files": MAX_FILE_BYTES},  # POST /api/chat/{session}/files
+        endings={"/files": MAX_FILE_BYTES},  # POST …/files: a customer's or an operator's
     )
     app.include_router(chat_router())
     app.include_router(openai_router())

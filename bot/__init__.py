@@ -5,7 +5,7 @@ from bot.erasure import Erased
 from bot.errors import ConversationError, StorageUnavailable
 from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
 from bot.files import MAX_BYTES as MAX_FILE_BYTES
-from bot.files import BadFile, SessionFiles, StoredFile
+from bot.files import BadFile, SessionFiles, StoredFile, words_of
 from bot.handoff import (
     ON_DUTY_S,
     HandoffDesk,
@@ -89,4 +89,5 @@ __all__ = [
     "Waiting",
     "build_messages",
     "hours_from",
+    "words_of",
 ]

@@ -49,6 +49,16 @@ def media_type(data: bytes) -> str | None:
     return next((kind for start, kind in SIGNATURES if data.startswith(start)), None)
 
 
+def told(stored: StoredFile, words: str = "") -> str:
+    """How the conversation tells a photo or file sent with `words`: "[image label.png] words"."""
+    return f"[{stored.kind} {stored.name}] {words.strip()}".strip()
+
+
+def words_of(text: str) -> str:
+    """The words sent with a photo or file, from how the conversation tells it (`told`)."""
+    return text.partition("] ")[2] if text.startswith(("[image ", "[file ")) else text
+
+
 class SessionFiles:
     def __init__(self, sessions: SessionStore) -> None:
         self._sessions = sessions
@@ -64,7 +74,9 @@ class SessionFiles:
         kind = media_type(data)
         if kind is None:
             raise BadFile(f"This kind of file cannot be sent; send {ACCEPTED}.")
-        shown = " ".join(name.split())[:100] or f"{kind.split('/')[0]}"
+        # Brackets would end how the conversation tells it (`told`) early.
+        plain = name.translate(str.maketrans("[]", "()"))
+        shown = " ".join(plain.split())[:100] or f"{kind.split('/')[0]}"
         stored = StoredFile(uuid.uuid4().hex, shown, kind, data)
         key = self._sessions.keys.file(session_id, stored.id)
         record = {"name": stored.name, "type": kind, "data": data, "ts": time.time()}

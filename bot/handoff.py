@@ -41,6 +41,8 @@ class OutboxMessage:
     # A photo or file of the operator's for the channel to pass on, where the channel keeps it
     # (Telegram: "chat:message" in the team chat); `text` then describes it.
     attachment: str = ""
+    # A photo or file kept with the conversation (`bot.files`) for any channel to deliver.
+    file: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,19 +260,25 @@ class HandoffDesk:
         return taken
 
     async def send(
-        self, session_id: str, operator: str, text: str, attachment: str = ""
+        self, session_id: str, operator: str, text: str, attachment: str = "", file: str = ""
     ) -> OutboxMessage:
         """An operator's message to the customer: stored in the history and put on the outbox
-        (`attachment`: see `OutboxMessage`)."""
+        (`attachment`, `file`: see `OutboxMessage`)."""
         if not text.strip():
             raise HandoffError("The message is empty.")
         async with self._sessions.locked(session_id):
             info = await self._in_state(
                 session_id, "human", f"Take session {session_id} before writing to it"
             )
-            turn = Turn(role="operator", text=text.strip(), ts=time.time(), operator=operator)
+            turn = Turn(
+                role="operator",
+                text=text.strip(),
+                ts=time.time(),
+                operator=operator,
+                file=file or None,
+            )
             await self._sessions.append(session_id, [turn])
-            return await self._deliver(info, turn.text, operator, attachment=attachment)
+            return await self._deliver(info, turn.text, operator, attachment=attachment, file=file)
 
     async def note(self, session_id: str, operator: str, text: str) -> SessionInfo:
         """An operator's note on the conversation, in any state, for colleagues (what was
@@ -382,16 +390,28 @@ class HandoffDesk:
         return [_outbox(rid, fields) for rid, fields in rows]
 
     async def deliveries(
-        self, channel: str, consumer: str, block_ms: int = 5000, count: int = 50
+        self,
+        channel: str,
+        consumer: str,
+        block_ms: int = 5000,
+        count: int = 50,
+        unconfirmed: bool = False,
     ) -> list[OutboxMessage]:
         """Operator messages for `channel` not yet delivered by any of its workers (a consumer
-        group per channel, so each message goes to one worker). Confirm each with `delivered`."""
+        group per channel, so each message goes to one worker). Confirm each with `delivered`.
+        `unconfirmed`: instead, those `consumer` was given and has not confirmed (it failed
+        midway), at once."""
         stream, group = self._keys.outbox(channel), "delivery"
+        after = "0" if unconfirmed else ">"
         try:
             with suppress(ResponseError):  # BUSYGROUP: the group exists already
                 await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
             rows = await self._redis.xreadgroup(
-                group, consumer, {stream: ">"}, count=count, block=block_ms
+                group,
+                consumer,
+                {stream: after},
+                count=count,
+                block=None if unconfirmed else block_ms,
             )
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
@@ -417,13 +437,17 @@ class HandoffDesk:
         return info
 
     async def _deliver(
-        self, info: SessionInfo, text: str, operator: str, rating_id: str = "", attachment: str = ""
+        self,
+        info: SessionInfo,
+        text: str,
+        operator: str,
+        rating_id: str = "",
+        attachment: str = "",
+        file: str = "",
     ) -> OutboxMessage:
+        given = {"rating_id": rating_id, "attachment": attachment, "file": file}
         fields = {"session_id": info.session_id, "text": text, "operator": operator}
-        if rating_id:
-            fields["rating_id"] = rating_id
-        if attachment:
-            fields["attachment"] = attachment
+        fields.update({name: value for name, value in given.items() if value})
         stream = self._keys.outbox(info.channel)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -432,7 +456,9 @@ class HandoffDesk:
                 rid, _ = await pipe.execute()
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
-        return OutboxMessage(rid.decode(), info.session_id, text, operator, rating_id, attachment)
+        return OutboxMessage(
+            rid.decode(), info.session_id, text, operator, rating_id, attachment, file
+        )
 
 
 def _duration(seconds: float) -> str:
@@ -447,4 +473,5 @@ def _outbox(rid: bytes, fields: dict[bytes, bytes]) -> OutboxMessage:
         operator=fields[b"operator"].decode(),
         rating_id=fields.get(b"rating_id", b"").decode(),
         attachment=fields.get(b"attachment", b"").decode(),
+        file=fields.get(b"file", b"").decode(),
     )

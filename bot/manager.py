@@ -14,12 +14,13 @@ from redis.exceptions import RedisError
 from bot.erasure import Erased, erase_session
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
-from bot.files import SessionFiles
+from bot.files import SessionFiles, told
 from bot.grounding import supported_prefix
 from bot.handoff import (
     HandoffDesk,
     HandoffError,
     HandoffNotifier,
+    OutboxMessage,
     TeamStatus,
     Waiting,
     state_turn,
@@ -175,17 +176,35 @@ class ConversationManager:
                 return event
         raise ConversationError("The conversation core produced no reply.")  # pragma: no cover
 
-    async def attach(self, session_id: str, name: str, data: bytes) -> Reply:
-        """A photo or file (`bot.files`) a web chat's customer sends to the person they wait for
-        or talk to: kept with the conversation, which tells it as a message of theirs ("[image
-        photo.jpg]"); the operators' channels are told as of any message of theirs. Refused
-        (a message of theirs refused, too: rate limits), it is not kept."""
+    async def attach(self, said: Inbound, name: str, data: bytes) -> Reply:
+        """A photo or file (`bot.files`) a customer sends to the person they wait for or talk
+        to, with their message `said`: kept with the conversation, which tells it as a message
+        of theirs (`said.text`, else "[image photo.jpg]"); the operators' channels are told as
+        of any message of theirs. Refused (a message of theirs refused, too: rate limits, a
+        redelivery), it is not kept."""
+        session_id = said.session_id
         if (await self._sessions.info(session_id)).state == "bot":
             raise HandoffError(NOT_TO_THE_ASSISTANT)
         stored = await self.files.put(session_id, name, data)
-        said = f"[{stored.kind} {stored.name}]"
+        text = said.text or told(stored)
+        kept = replace(said, text=text, attachment=said.attachment or stored.kind, file=stored.id)
         try:
-            return await self.ask(Inbound(session_id, said, attachment=stored.kind, file=stored.id))
+            return await self.ask(kept)
+        except BaseException:
+            await self.files.drop(session_id, stored.id)
+            raise
+
+    async def send_file(
+        self, session_id: str, operator: str, name: str, data: bytes, caption: str = ""
+    ) -> OutboxMessage:
+        """An operator's photo or file (`bot.files`) for the customer, kept with the
+        conversation and told as a message of theirs ("[image label.png] `caption`"); each
+        channel delivers it from there. Refused (the conversation is not theirs), it is not
+        kept."""
+        stored = await self.files.put(session_id, name, data)
+        text = told(stored, caption)
+        try:
+            return await self.handoff.send(session_id, operator, text, file=stored.id)
         except BaseException:
             await self.files.drop(session_id, stored.id)
             raise

@@ -38,6 +38,7 @@ class FakeTelegram:
     updates: list[dict[str, Any]] = field(default_factory=list)
     rate_limit_next: dict[str, int] = field(default_factory=dict)  # method -> 429s to answer
     refuse_next: dict[str, int] = field(default_factory=dict)  # method -> 400s to answer
+    files: dict[str, bytes] = field(default_factory=dict)  # file_id -> content, for getFile
     url: str = ""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     _update_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -47,6 +48,7 @@ class FakeTelegram:
     async def start(self) -> "FakeTelegram":
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -122,7 +124,10 @@ class FakeTelegram:
             params = await request.json()
         elif request.can_read_body:  # aiogram sends forms
             form = await request.post()
-            params = {k: _value(v) for k, v in form.items()}
+            params = {k: _value(v) for k, v in form.items()}  # an uploaded file: its bytes
+            for name, value in list(params.items()):  # {"photo": "attach://x", "x": b"…"}
+                if isinstance(value, str) and value.startswith("attach://"):
+                    params[name] = params.pop(value.removeprefix("attach://"), value)
         call = Call(method, params)
         self.calls.append(call)
         if self.rate_limit_next.get(method, 0) > 0:
@@ -136,14 +141,32 @@ class FakeTelegram:
                 },
                 status=429,
             )
-        if self.refuse_next.get(method, 0) > 0:  # as for a message too old to delete
+        refused = self.refuse_next.get(method, 0) > 0  # as for a message too old to delete
+        if refused:
             self.refuse_next[method] -= 1
+        if refused or (method == "getFile" and str(params.get("file_id")) not in self.files):
             return web.json_response(
                 {"ok": False, "error_code": 400, "description": "Bad Request: refused"},
                 status=400,
             )
         call.result = await getattr(self, f"_{method.lower()}", self._true)(params)
         return web.json_response({"ok": True, "result": call.result})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file's content at the address getFile gave (file_path "files/{file_id}")."""
+        found = self.files.get(request.match_info["path"].removeprefix("files/"))
+        if request.match_info["token"] != self.token or found is None:
+            return web.Response(status=404)
+        return web.Response(body=found)
+
+    async def _getfile(self, params: dict[str, Any]) -> Any:
+        file_id = str(params["file_id"])  # one of `files` (see _handle)
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"files/{file_id}",
+        }
 
     async def _true(self, params: dict[str, Any]) -> Any:
         return True
@@ -170,6 +193,9 @@ class FakeTelegram:
     async def _senddocument(self, params: dict[str, Any]) -> Any:
         return self._message_result(params, next(self._ids))
 
+    async def _sendphoto(self, params: dict[str, Any]) -> Any:
+        return self._message_result(params, next(self._ids))
+
     async def _copymessage(self, params: dict[str, Any]) -> Any:
         return {"message_id": next(self._ids)}
 
@@ -189,6 +215,8 @@ class FakeTelegram:
 
 
 def _value(raw: Any) -> Any:
+    if isinstance(raw, web.FileField):
+        return raw.file.read()
     text = str(raw)
     if text[:1] in "{[":
         try:

@@ -264,6 +264,45 @@ def test_a_customer_sends_the_operator_a_photo_from_the_web_chat(desk: Server) -
     assert gone.status_code == 404
 
 
+def test_an_operator_sends_a_web_customer_a_photo(desk: Server) -> None:
+    """An operator who has the conversation sends a photo with words: the customer gets it in
+    their conversation (its file at their own address, as sent), operators see it at the desk;
+    one sent before taking the conversation, or not a picture or PDF, is refused and not kept."""
+    label = png(5, 4)
+
+    def send(data: bytes, caption: str = "", operator: str = "alice") -> httpx.Response:
+        params = {"name": "return [label].png", "caption": caption, "operator": operator}
+        return admin(desk, "POST", "/handoff/of1/files", params=params, content=data)
+
+    assert desk.chat("of1", "Can I talk to a human please?")["state"] == "pending_human"
+    early = send(label)
+    assert early.status_code == 409 and "Take session of1" in early.json()["error"]
+    assert admin(desk, "POST", "/handoff/of1/take", json={"operator": "alice"}).is_success
+    refused = send(b"%!PS-Adobe-3.0 not a picture")
+    assert refused.status_code == 422 and "cannot be sent" in refused.json()["error"]
+    sent = send(label, caption=" Print this and stick it on the box. ")
+    assert sent.status_code == 200, sent.text
+    out = sent.json()
+    assert out["text"] == "[image return (label).png] Print this and stick it on the box."
+    assert (out["operator"], len(out["file"])) == ("alice", 32)
+    assert admin(desk, "GET", "/outbox/web").json()[-1] == out  # for the widget to show
+
+    history = httpx.get(f"{desk.url}/api/chat/of1/history", timeout=30).json()["turns"]
+    [turn] = [t for t in history if t["file"]]
+    assert (turn["role"], turn["operator"], turn["file"]) == ("operator", "alice", out["file"])
+    got = httpx.get(f"{desk.url}/api/chat/of1/files/{out['file']}", timeout=30)
+    assert got.status_code == 200 and got.content == label
+    assert got.headers["content-type"] == "image/png"
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    elsewhere = httpx.get(f"{desk.url}/api/chat/nobody/files/{out['file']}", timeout=30)
+    assert elsewhere.status_code == 404
+    assert admin(desk, "GET", f"/sessions/of1/files/{out['file']}").content == label
+
+    erased = admin(desk, "DELETE", "/sessions/of1")
+    assert erased.is_success and erased.json()["files"] == 1  # the refused ones were not kept
+
+
 def test_operator_actions_on_unknown_sessions_say_so(desk: Server) -> None:
     r = admin(desk, "POST", "/handoff/nobody/take", json={"operator": "alice"})
     assert r.status_code == 404 and "No conversation with id nobody" in r.json()["error"]

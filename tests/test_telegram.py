@@ -371,7 +371,8 @@ async def test_operators_answer_customers_from_their_telegram_group(
     there with what they asked; an operator's reply to that post takes the conversation and
     reaches the customer in the web chat; what the customer writes next is posted there; a
     colleague cannot write into it; /done hands it back. A Telegram customer is taken with the
-    Take button and handed back with the other button."""
+    Take button and handed back with the other button. Photos go both ways, and operators at
+    the desk see them too."""
     key, olga, ivan = secret(fake), {**user(901, "Olga"), "last_name": "Petrova"}, user(902, "Ivan")
     sid = "team-web-customer"
     await asyncio.to_thread(webhook.chat, sid, "How much does shipping cost?")
@@ -424,10 +425,27 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await post_update(webhook, fake.update(message=intrude), key)
     refused = "Olga P. has this conversation; your message was not sent."
     await fake.wait_for(lambda: in_team(fake, refused))
+    # Olga's photo in reply reaches the web customer, kept with the conversation; a voice
+    # message cannot.
+    fake.files["ph1"] = sent_back = png(6, 5)
     photo = team_message(fake, None, olga, follow_up)
-    photo["photo"] = [{"file_id": "ph1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    shot = {"file_id": "ph1", "file_unique_id": "u1", "width": 6, "height": 5, "file_size": 90}
+    photo.update(photo=[shot], caption="Is it this zip?")
     await post_update(webhook, fake.update(message=photo), key)
-    await fake.wait_for(lambda: in_team(fake, "Only text reaches a customer in the web chat; this"))
+
+    async def with_file() -> bool:
+        return any(t["file"] for t in await history())
+
+    await fake.wait_for(with_file)
+    [shown] = [t for t in await history() if t["file"]]
+    assert (shown["text"], shown["operator"]) == ("[image photo.jpg] Is it this zip?", "Olga P.")
+    async with httpx.AsyncClient(timeout=30) as client:
+        got = await client.get(f"{webhook.url}/api/chat/{sid}/files/{shown['file']}")
+    assert got.content == sent_back
+    voice = team_message(fake, None, olga, follow_up)
+    voice["voice"] = {"file_id": "v1", "file_unique_id": "uv1", "duration": 2}
+    await post_update(webhook, fake.update(message=voice), key)
+    await fake.wait_for(lambda: in_team(fake, "Only text, photos and PDF files reach a customer"))
     # A note for the team, kept on the conversation (the desk shows it), not for the customer.
     note = team_message(fake, "/note Wants express shipping next time", olga, follow_up)
     await post_update(webhook, fake.update(message=note), key)
@@ -445,7 +463,8 @@ async def test_operators_answer_customers_from_their_telegram_group(
     session = await get(f"{webhook.url}/admin/sessions/{sid}", headers=ADMIN)
     assert session["state"] == "bot"
     assert [(t["text"], t["operator"]) for t in await history()] == [
-        ("Hi, Olga here. Let me check your order.", "Olga P.")
+        ("Hi, Olga here. Let me check your order.", "Olga P."),
+        ("[image photo.jpg] Is it this zip?", "Olga P."),
     ]
 
     chat = 581
@@ -470,7 +489,8 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await fake.wait_for(lambda: untaken(notice))
     # A photo from the customer reaches Ivan in the group, under what it is; the stored
     # conversation says that it was sent.
-    shot = [{"file_id": "AgADBQAD", "file_unique_id": "AQADBQ", "width": 90, "height": 90}]
+    shot = [{"file_id": "AgADBQAD", "file_unique_id": "AQADBQ", "width": 7, "height": 3}]
+    fake.files["AgADBQAD"] = broken = png(7, 3)
     photo = fake.message(chat=chat, photo=shot, caption="it arrived broken")
     await post_update(webhook, fake.update(message=photo), key)
     await fake.wait_for(lambda: fake.sent("copyMessage", TEAM))
@@ -478,7 +498,12 @@ async def test_operators_answer_customers_from_their_telegram_group(
     [copied] = fake.sent("copyMessage", TEAM)
     assert (copied["from_chat_id"], copied["message_id"]) == (str(chat), str(photo["message_id"]))
     assert copied["reply_parameters"]["message_id"] == line["message_id"]
-    assert "[photo] it arrived broken" in [t["text"] for t in await turns(webhook, chat)]
+    # The desk has it too.
+    [kept] = [t for t in await turns(webhook, chat) if t["file"]]
+    assert (kept["role"], kept["text"]) == ("user", "[photo] it arrived broken")
+    async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as client:
+        opened = await client.get(f"/admin/sessions/tg{chat}/files/{kept['file']}")
+    assert opened.content == broken
     assert "only read text" not in " ".join(texts(fake, chat))
     # Ivan's photo in reply reaches the customer in Telegram.
     label = team_message(fake, None, ivan, line)
@@ -492,6 +517,14 @@ async def test_operators_answer_customers_from_their_telegram_group(
     )
     said = [(t["role"], t["text"]) for t in await turns(webhook, chat)]
     assert ("operator", "[photo] the label is here") in said
+    # A photo Ivan sends from the desk reaches them as a photo, with his words.
+    async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as client:
+        query = {"operator": "Ivan", "name": "steps.png", "caption": "Tap here, then Retry."}
+        url = f"/admin/handoff/tg{chat}/files"
+        assert (await client.post(url, params=query, content=png(8, 8))).is_success
+    await fake.wait_for(lambda: fake.sent("sendPhoto", chat))
+    [pictured] = fake.sent("sendPhoto", chat)
+    assert (pictured["photo"], pictured["caption"]) == (png(8, 8), "Tap here, then Retry.")
     await press("team:back", taken, 2)
     back = "Conversation tg581 is back with the assistant (handed back by Ivan)."
     await fake.wait_for(lambda: in_team(fake, back))

@@ -91,6 +91,23 @@
     log.scrollTop = log.scrollHeight;
     return m;
   }
+  // A photo or file in a message `m` told as "[image label.png] words": an operator's, or the
+  // customer's own in the history. An image is shown, a PDF is a link that opens it.
+  function attachment(m, file, told) {
+    const t = m.querySelector(".t");
+    const [, kind, name, words] = told.match(/^\[(image|file) ([^\]]*)\](?: ([\s\S]*))?$/) || [null, "file", told, ""];
+    t.textContent = words || "";
+    api(`/api/chat/${session}/files/${file}`).then((r) => {
+      if (!r.ok) throw new Error(r.status);
+      return r.blob();
+    }).then((b) => {
+      const url = URL.createObjectURL(b);
+      t.appendChild(kind === "image" ? Object.assign(document.createElement("img"), { src: url, alt: name })
+        : Object.assign(document.createElement("a"), { href: url, download: name, textContent: `📄 ${name}` }));
+      log.scrollTop = log.scrollHeight;
+    }).catch(() => { t.append(`${words ? "\n" : ""}📎 ${name} (no longer available)`); });
+    return m;
+  }
   const sourcesNote = (sources) =>
     sources && sources.length ? "From our FAQ: " + sources.map((s) => s.question).join("; ") : "";
   // 👍/👎 under a reply, or with `about` (an operator's name), under the message that ends that
@@ -145,6 +162,7 @@
       const d = JSON.parse(e.data);
       withPerson(d.state);
       const m = add("operator", d.text, d.operator);
+      if (d.file) attachment(m, d.file, d.text);
       feedback(m, d.rating_id, d.operator);
     });
   }
@@ -187,8 +205,12 @@
           if (t.role === "user") {
             if (offered.some((b) => b.textContent === t.text)) offered.forEach((b) => { b.disabled = true; });
             offered = [];
-            add("user", t.file ? `📎 ${t.text.slice(1, -1).replace(/^(image|file) /, "")}` : t.text);
-          } else if (t.role === "operator") add("operator", t.text, t.operator);
+            const m = add("user", t.text);
+            if (t.file) attachment(m, t.file, t.text);
+          } else if (t.role === "operator") {
+            const m = add("operator", t.text, t.operator);
+            if (t.file) attachment(m, t.file, t.text);
+          }
           else if (t.role === "assistant") {
             const m = add("bot", t.text, sourcesNote(t.sources));
             offered = suggest(m.querySelector(".t"), t.suggestions);
