@@ -114,6 +114,28 @@ async def test_queued_questions_and_operator_messages_live_no_longer_than_sessio
     assert outbox == ["You are now talking to alice.", "hello new"]
 
 
+async def test_a_channel_worker_gets_again_what_it_did_not_confirm(
+    redis_client: Redis, prefix: str
+) -> None:
+    """A worker that failed between taking operator messages and confirming them (Redis went
+    away) asks for its unconfirmed ones and gets them again; confirmed ones never come back."""
+    store = SessionStore(redis_client, SessionKeys(prefix))
+    desk = HandoffDesk(store)
+    pending = {"state": "pending_human"}
+    await store.append("c1", [Turn("user", "human", 1.0)], channel="telegram", meta=pending)
+    await desk.enqueue("c1", time.time())
+    await desk.take("c1", "alice")
+    await desk.send("c1", "alice", "one moment")
+    taken = await desk.deliveries("telegram", "worker-1", block_ms=10)
+    assert [m.text for m in taken] == ["You are now talking to alice.", "one moment"]
+    assert await desk.deliveries("telegram", "worker-1", block_ms=10) == []  # new ones only
+    await desk.delivered("telegram", taken[0].id)  # then the worker lost Redis
+    again = await desk.deliveries("telegram", "worker-1", unconfirmed=True)
+    assert again == taken[1:]
+    await desk.delivered("telegram", again[0].id)
+    assert await desk.deliveries("telegram", "worker-1", unconfirmed=True) == []
+
+
 async def test_conversations_are_found_by_their_words_or_id(
     redis_client: Redis, prefix: str
 ) -> None:

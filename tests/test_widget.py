@@ -416,8 +416,19 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await chat.locator("input.file").set_input_files(str(photo))
         await expect(chat.locator(".m.user").last).to_contain_text("📎 broken-zip.png")
         shown = theirs.locator("img.thumb")
-        await expect(shown).to_have_attribute("alt", "image broken-zip.png", timeout=SLOW)
+        await expect(shown).to_have_attribute("alt", "[image broken-zip.png]", timeout=SLOW)
         await expect(shown).to_have_js_property("naturalWidth", 4)  # the picture itself
+        # Bob sends a picture back, with the words he typed; the customer sees both.
+        steps = ARTIFACTS / "where-to-click.png"
+        steps.write_bytes(png(9, 6))
+        await box.fill("Tap the zip here.")
+        await theirs.locator('input[type="file"]').set_input_files(str(steps))
+        from_bob = chat.locator(".m.operator").filter(has_text="Tap the zip here.")
+        await expect(from_bob.locator("img")).to_have_js_property("naturalWidth", 9, timeout=SLOW)
+        await expect(from_bob.locator(".t")).to_have_text("Tap the zip here.")
+        await expect(box).to_have_value("")
+        sent_back = theirs.locator(".turn").filter(has_text="[image where-to-click.png]")
+        await expect(sent_back.locator("img.thumb")).to_have_js_property("naturalWidth", 9)
         # A note for colleagues stays at the desk: the customer never sees it.
         await box.fill("Promised a call back tomorrow")
         await theirs.get_by_role("button", name="Add as note").click()
