@@ -11,7 +11,7 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramUnauthorizedError
 from aiogram.types import (
     BotCommand,
     BotCommandScopeChat,
@@ -187,9 +187,12 @@ class TelegramService:
         upload = BufferedInputFile(kept.data, filename=kept.name)
         words = words_of(message.text) or None
         if kept.type in PHOTOS:
-            await self.bot.send_photo(chat, upload, caption=words)
-        else:
-            await self.bot.send_document(chat, upload, caption=words)
+            try:
+                await self.bot.send_photo(chat, upload, caption=words)
+                return
+            except TelegramBadRequest as exc:  # not a photo to Telegram (a long, thin one)
+                log.info("sent as a document instead of a photo: %s", exc)
+        await self.bot.send_document(chat, upload, caption=words)
 
     async def _deliver_outbox(self) -> None:
         """Operator messages to Telegram customers, each confirmed once sent; those not
