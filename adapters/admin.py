@@ -73,6 +73,11 @@ class OutboxOut(BaseModel):
         description="A photo or file for the customer, kept with the conversation "
         "(GET /admin/sessions/{session}/files/{file}); `text` describes it.",
     )
+    typing: bool = Field(
+        default=False,
+        description="Not a message: `operator` is writing one (POST "
+        "/admin/handoff/{session}/typing); the channel shows it for a few seconds.",
+    )
 
 
 class UnansweredOut(BaseModel):
@@ -352,6 +357,15 @@ def admin_router(token: str | None) -> APIRouter:
         manager = runtime(request).manager
         data = await request.body()
         return OutboxOut(**(await manager.send_file(session_id, who, name, data, caption)).__dict__)
+
+    @router.post("/handoff/{session_id}/typing", status_code=204)
+    async def typing(
+        body: OperatorAction, request: Request, session_id: Annotated[SessionId, Path()]
+    ) -> None:
+        """The operator is writing to the customer (the desk says so every few seconds while
+        they type): the web chat shows "Olga is typing…" for 6 s, Telegram "typing…" for 5 s."""
+        operator = acting(request, body.operator)
+        await runtime(request).manager.handoff.typing(session_id, operator)
 
     @router.post("/handoff/{session_id}/notes", response_model=SessionOut, status_code=201)
     async def note(

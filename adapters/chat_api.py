@@ -220,7 +220,8 @@ def chat_router() -> APIRouter:
     ) -> AsyncIterator[ServerSentEvent]:
         """Operator messages for this conversation as they are written (`operator` events, with
         the conversation's `state` as they are sent: "bot" once it is back with the assistant;
-        and the `file` of a photo or file, at GET /api/chat/{session}/files/{file}).
+        and the `file` of a photo or file, at GET /api/chat/{session}/files/{file}), and
+        `typing` events while an operator writes one (show it for 6 s, or until it comes).
         A reconnecting EventSource resumes after its Last-Event-ID; a new one also gets
         messages of the last few seconds (written while it was connecting)."""
         await own_session(request, site, session_id)
@@ -235,7 +236,10 @@ def chat_router() -> APIRouter:
                 return
             for message in messages:
                 after = message.id
-                if message.session_id == session_id:
+                if message.session_id == session_id and message.typing:
+                    typist = {"operator": message.operator}
+                    yield ServerSentEvent(event="typing", data=typist, id=message.id)
+                elif message.session_id == session_id:
                     try:
                         info = await manager.session(session_id, with_turns=False)
                     except StorageUnavailable:

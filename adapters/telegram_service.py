@@ -11,6 +11,7 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ChatAction
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramUnauthorizedError
 from aiogram.types import (
     BotCommand,
@@ -219,7 +220,9 @@ class TelegramService:
         if chat is None:
             return
         try:
-            if (source := copied_from(message)) is not None:
+            if message.typing:
+                await self.bot.send_chat_action(chat, ChatAction.TYPING)
+            elif (source := copied_from(message)) is not None:
                 await self.bot.copy_message(chat, *source)
             elif message.file:
                 await self._send_file(chat, message)

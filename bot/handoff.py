@@ -43,6 +43,8 @@ class OutboxMessage:
     attachment: str = ""
     # A photo or file kept with the conversation (`bot.files`) for any channel to deliver.
     file: str = ""
+    # Not a message: `operator` is writing one (`HandoffDesk.typing`).
+    typing: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,14 @@ class HandoffDesk:
             await self._sessions.append(session_id, [turn])
             return await self._deliver(info, turn.text, operator, attachment=attachment, file=file)
 
+    async def typing(self, session_id: str, operator: str) -> OutboxMessage:
+        """`operator` is writing to the customer: the channel shows it for a few seconds
+        ("Olga is typing…" in the web chat, "typing…" in Telegram). Not kept in the history."""
+        info = await self._in_state(
+            session_id, "human", f"Take session {session_id} before writing to it"
+        )
+        return await self._deliver(info, "", operator, typing=True)
+
     async def note(self, session_id: str, operator: str, text: str) -> SessionInfo:
         """An operator's note on the conversation, in any state, for colleagues (what was
         checked, what was promised): stored in its history, never shown to the customer or the
@@ -444,8 +454,14 @@ class HandoffDesk:
         rating_id: str = "",
         attachment: str = "",
         file: str = "",
+        typing: bool = False,
     ) -> OutboxMessage:
-        given = {"rating_id": rating_id, "attachment": attachment, "file": file}
+        given = {
+            "rating_id": rating_id,
+            "attachment": attachment,
+            "file": file,
+            "typing": "1" if typing else "",
+        }
         fields = {"session_id": info.session_id, "text": text, "operator": operator}
         fields.update({name: value for name, value in given.items() if value})
         stream = self._keys.outbox(info.channel)
@@ -457,7 +473,7 @@ class HandoffDesk:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
         return OutboxMessage(
-            rid.decode(), info.session_id, text, operator, rating_id, attachment, file
+            rid.decode(), info.session_id, text, operator, rating_id, attachment, file, typing
         )
 
 
@@ -474,4 +490,5 @@ def _outbox(rid: bytes, fields: dict[bytes, bytes]) -> OutboxMessage:
         rating_id=fields.get(b"rating_id", b"").decode(),
         attachment=fields.get(b"attachment", b"").decode(),
         file=fields.get(b"file", b"").decode(),
+        typing=fields.get(b"typing") == b"1",
     )

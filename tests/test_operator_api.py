@@ -277,7 +277,16 @@ def test_an_operator_sends_a_web_customer_a_photo(desk: Server) -> None:
     assert desk.chat("of1", "Can I talk to a human please?")["state"] == "pending_human"
     early = send(label)
     assert early.status_code == 409 and "Take session of1" in early.json()["error"]
+    typing = admin(desk, "POST", "/handoff/of1/typing", json={"operator": "alice"})
+    assert typing.status_code == 409  # nobody writes to a waiting customer yet
     assert admin(desk, "POST", "/handoff/of1/take", json={"operator": "alice"}).is_success
+    # While alice types, the customer's channel hears of it (the widget: "alice is typing…").
+    typing = admin(desk, "POST", "/handoff/of1/typing", json={"operator": "alice"})
+    assert typing.status_code == 204
+    told = admin(desk, "GET", "/outbox/web").json()[-1]
+    assert (told["session_id"], told["typing"], told["text"]) == ("of1", True, "")
+    said = httpx.get(f"{desk.url}/api/chat/of1/history", timeout=30).json()["turns"]
+    assert "operator" not in [t["role"] for t in said]  # not a message: nothing is kept
     refused = send(b"%!PS-Adobe-3.0 not a picture")
     assert refused.status_code == 422 and "cannot be sent" in refused.json()["error"]
     sent = send(label, caption=" Print this and stick it on the box. ")

@@ -517,8 +517,14 @@ async def test_operators_answer_customers_from_their_telegram_group(
     )
     said = [(t["role"], t["text"]) for t in await turns(webhook, chat)]
     assert ("operator", "[photo] the label is here") in said
-    # A photo Ivan sends from the desk reaches them as a photo, with his words.
+    # While Ivan types at the desk, the customer sees "typing…"; a photo he sends from there
+    # reaches them as a photo, with his words.
+    actions = len(fake.sent("sendChatAction", chat))
     async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as client:
+        typing = await client.post(f"/admin/handoff/tg{chat}/typing", json={"operator": "Ivan"})
+        assert typing.status_code == 204
+        await fake.wait_for(lambda: len(fake.sent("sendChatAction", chat)) > actions)
+        assert fake.sent("sendChatAction", chat)[-1]["action"] == "typing"
         query = {"operator": "Ivan", "name": "steps.png", "caption": "Tap here, then Retry."}
         url = f"/admin/handoff/tg{chat}/files"
         assert (await client.post(url, params=query, content=png(8, 8))).is_success

@@ -395,6 +395,8 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await offered.get_by_role("button", name="What is your return policy?").click()
         await expect(box).to_have_value(re.compile("^You can return unused items"))
         await box.fill("Hi, Bob here")
+        typing = chat.locator(".m.operator.typing")  # the customer sees Bob write
+        await expect(typing).to_have_text("Bob is typing", timeout=SLOW)
         await message.fill("hello, anyone?")  # the customer writes while Bob types: the desk
         await message.press("Enter")  # shows it at its next refresh, and Bob keeps typing
         await expect(theirs).to_contain_text("hello, anyone?", timeout=10_000)
@@ -403,6 +405,7 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await expect(box).to_have_value("Hi, Bob here: 30 days.")
         await theirs.get_by_role("button", name="Send").click()
         await expect(chat.locator(".m.operator").last).to_contain_text("Bob here", timeout=15_000)
+        await expect(typing).to_have_count(0)  # his message ends it
         # An answer worth keeping goes to the new FAQ entry's form, with what the customer asked.
         sent = theirs.locator(".turn").filter(has_text="Hi, Bob here: 30 days.")
         await sent.get_by_role("button", name="To the FAQ").click()

@@ -155,11 +155,28 @@
     t.replaceChildren(...parts.filter((x) => x !== ""));
     return buttons;
   }
+  // "Olga is typing…" while an operator writes: each sign of it lasts 6 s, or until the message.
+  let typist = null, typistEnds = 0;
+  function stopTyping() {
+    clearTimeout(typistEnds);
+    if (typist) typist.remove();
+    typist = null;
+  }
   function listen() {
     if (events || !session) return;
     events = new EventSource(`${base}/api/chat/${session}/events?site_key=${encodeURIComponent(key)}`);
+    events.addEventListener("typing", (e) => {
+      const d = JSON.parse(e.data);
+      typist = typist || add("operator typing", "");
+      typist.querySelector(".t").textContent = `${d.operator} is typing`;
+      log.appendChild(typist);  // below what came since
+      log.scrollTop = log.scrollHeight;
+      clearTimeout(typistEnds);
+      typistEnds = setTimeout(stopTyping, 6000);
+    });
     events.addEventListener("operator", (e) => {
       const d = JSON.parse(e.data);
+      stopTyping();
       withPerson(d.state);
       const m = add("operator", d.text, d.operator);
       if (d.file) attachment(m, d.file, d.text);
