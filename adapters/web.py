@@ -18,6 +18,7 @@ from adapters.admin import admin_router
 from adapters.body_limit import BodyLimit
 from adapters.chat_api import chat_router
 from adapters.errors import install_error_handlers
+from adapters.handoff_api import handoff_router
 from adapters.kb_admin import kb_router
 from adapters.metrics import Metrics
 from adapters.openai_api import openai_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(chat_router())
     app.include_router(openai_router())
     app.include_router(admin_router(settings.admin_token))
+    app.include_router(handoff_router(settings.admin_token))
     app.include_router(kb_router(settings.admin_token))
     if settings.telegram_token:
         app.include_router(telegram_webhook_router())
