@@ -185,7 +185,7 @@ async def build_runtime(
         bot = team = None
         if settings.telegram_token:
             from adapters.telegram_service import make_bot
-            from adapters.telegram_team import TeamChat, TeamThreads
+            from adapters.telegram_team_chat import TeamChat, TeamThreads
 
             on_retry = metrics.telegram_retries.inc if metrics is not None else None
             bot = make_bot(settings.telegram_token, settings.telegram_api_url, on_retry)

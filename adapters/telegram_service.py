@@ -33,7 +33,8 @@ from adapters.telegram import (
 )
 from adapters.telegram_pacing import Pacing
 from adapters.telegram_team import COMMANDS as TEAM_COMMANDS
-from adapters.telegram_team import TeamChat, team_router
+from adapters.telegram_team import team_router
+from adapters.telegram_team_chat import TeamChat
 from bot import ConversationManager, OutboxMessage, StorageUnavailable, words_of
 
 log = logging.getLogger(__name__)
