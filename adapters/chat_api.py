@@ -230,7 +230,7 @@ def chat_router() -> APIRouter:
         after = last_event_id or f"{int(time.time() * 1000) - 5000}-0"
         while not await request.is_disconnected():
             try:
-                messages = await handoff.outbox("web", after, block_ms=10_000)
+                messages = await handoff.outbox.read("web", after, block_ms=10_000)
             except StorageUnavailable:
                 yield ServerSentEvent(event="error", data={"status": 503, "error": "retrying"})
                 return

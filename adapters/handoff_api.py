@@ -178,7 +178,7 @@ def handoff_router(token: str | None) -> APIRouter:
         after: Annotated[str, Query(pattern=r"^\d{1,19}-\d{1,19}$")] = "0-0",
     ) -> list[OutboxOut]:
         """Operator messages for a channel's adapter, after the stream id `after`."""
-        messages = await runtime(request).manager.handoff.outbox(channel, after)
+        messages = await runtime(request).manager.handoff.outbox.read(channel, after)
         return [OutboxOut(**m.__dict__) for m in messages]
 
     return router

@@ -204,13 +204,13 @@ class TelegramService:
         unconfirmed = False
         while True:
             try:
-                messages = await handoff.deliveries(
+                messages = await handoff.outbox.deliveries(
                     "telegram", consumer, block_ms=2000, unconfirmed=unconfirmed
                 )
                 unconfirmed = False
                 for message in messages:
                     await self._deliver(message)
-                    await handoff.delivered("telegram", message.id)
+                    await handoff.outbox.delivered("telegram", message.id)
             except StorageUnavailable as exc:
                 log.warning("operator messages to Telegram wait for Redis: %s", exc)
                 unconfirmed = True

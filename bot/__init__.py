@@ -11,7 +11,6 @@ from bot.handoff import (
     HandoffDesk,
     HandoffError,
     HandoffNotifier,
-    OutboxMessage,
     TeamStatus,
     UnknownSession,
     Waiting,
@@ -34,6 +33,7 @@ from bot.messages import (
     State,
     Turn,
 )
+from bot.outbox import Outbox, OutboxMessage
 from bot.policy import AnswerPolicy
 from bot.prompt import REFUSAL, build_messages
 from bot.rate_limit import RateLimited, RateLimiter
@@ -63,6 +63,7 @@ __all__ = [
     "InvalidMessage",
     "Mode",
     "Observer",
+    "Outbox",
     "OutboxMessage",
     "RateLimited",
     "RateLimiter",

@@ -1,21 +1,21 @@
 """Handing a conversation to a human operator and back: bot -> pending_human -> human -> bot.
 
 Customers wait in a queue (a sorted set by time of asking). Operator messages go into the
-session's history and onto an outbox stream per channel, from which each channel's adapter
-delivers them. Every state change is a timestamped `system` turn in the history.
+session's history and onto its channel's outbox (`bot.outbox`), from which the channel's
+adapter delivers them. Every state change is a timestamped `system` turn in the history.
 """
 
 import time
 import uuid
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from bot.errors import ConversationError, StorageUnavailable
 from bot.messages import Inbound, SessionInfo, State, Turn
+from bot.outbox import Outbox, OutboxMessage
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
 
@@ -29,22 +29,6 @@ class HandoffError(ConversationError):
 
 class UnknownSession(ConversationError):
     """No conversation with this id (it never existed, expired or was reset)."""
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    id: str
-    session_id: str
-    text: str
-    operator: str
-    rating_id: str = ""  # the customer may rate `operator`'s help with this reply id
-    # A photo or file of the operator's for the channel to pass on, where the channel keeps it
-    # (Telegram: "chat:message" in the team chat); `text` then describes it.
-    attachment: str = ""
-    # A photo or file kept with the conversation (`bot.files`) for any channel to deliver.
-    file: str = ""
-    # Not a message: `operator` is writing one (`HandoffDesk.typing`).
-    typing: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +97,7 @@ class HandoffDesk:
         self._notifiers = tuple(notifiers)
         self._keys = sessions.keys
         self._redis = sessions.redis
+        self.outbox = Outbox(sessions)
 
     async def enqueue(self, session_id: str, now: float) -> int:
         """Put the session in the queue (keeping its place if it is there); returns its place."""
@@ -252,7 +237,7 @@ class HandoffDesk:
             )
             await self._redis.zrem(self._keys.waiting, session_id)
             await self._redis.sadd(self._keys.active, session_id)
-            await self._deliver(info, f"You are now talking to {operator}.", operator)
+            await self.outbox.put(info, f"You are now talking to {operator}.", operator)
         if self._stats is not None:
             online = await self._redis.hget(self._keys.meta(session_id), "asked_online")
             await self._stats.taken(operator, now - (info.state_since or now), online == b"1")
@@ -280,7 +265,9 @@ class HandoffDesk:
                 file=file or None,
             )
             await self._sessions.append(session_id, [turn])
-            return await self._deliver(info, turn.text, operator, attachment=attachment, file=file)
+            return await self.outbox.put(
+                info, turn.text, operator, attachment=attachment, file=file
+            )
 
     async def typing(self, session_id: str, operator: str) -> OutboxMessage:
         """`operator` is writing to the customer: the channel shows it for a few seconds
@@ -288,7 +275,7 @@ class HandoffDesk:
         info = await self._in_state(
             session_id, "human", f"Take session {session_id} before writing to it"
         )
-        return await self._deliver(info, "", operator, typing=True)
+        return await self.outbox.put(info, "", operator, typing=True)
 
     async def note(self, session_id: str, operator: str, text: str) -> SessionInfo:
         """An operator's note on the conversation, in any state, for colleagues (what was
@@ -342,7 +329,7 @@ class HandoffDesk:
                     await pipe.execute()
             except RedisError as exc:
                 raise StorageUnavailable(f"Cannot put the conversation in line: {exc}") from exc
-            await self._deliver(
+            await self.outbox.put(
                 info,
                 f"{operator} has passed your conversation to a colleague, who will answer here; "
                 "you are next.",
@@ -362,7 +349,7 @@ class HandoffDesk:
         await self._redis.zrem(self._keys.waiting, info.session_id)
         await self._redis.srem(self._keys.active, info.session_id)
         rating_id = await self._ratable(info, operator, now) if operator else ""
-        await self._deliver(info, told, operator, rating_id)
+        await self.outbox.put(info, told, operator, rating_id)
         back = replace(info, state="bot", state_since=now, operator=None)
         for notifier in self._notifiers:
             notifier.changed(back, note)
@@ -383,56 +370,6 @@ class HandoffDesk:
                 last = max(last, turn.ts)
         return now - last
 
-    async def outbox(
-        self, channel: str, after: str = "0-0", count: int = 100, block_ms: int | None = None
-    ) -> list[OutboxMessage]:
-        """Operator messages for `channel` after the stream id `after` ("$": only new ones),
-        oldest first; with `block_ms`, waits that long for one to arrive."""
-        stream = self._keys.outbox(channel)
-        try:
-            if block_ms is None:
-                rows = await self._redis.xrange(stream, f"({after}", "+", count)
-            else:
-                found = await self._redis.xread({stream: after}, count=count, block=block_ms)
-                rows = [row for _, entries in found or [] for row in entries]
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
-        return [_outbox(rid, fields) for rid, fields in rows]
-
-    async def deliveries(
-        self,
-        channel: str,
-        consumer: str,
-        block_ms: int = 5000,
-        count: int = 50,
-        unconfirmed: bool = False,
-    ) -> list[OutboxMessage]:
-        """Operator messages for `channel` not yet delivered by any of its workers (a consumer
-        group per channel, so each message goes to one worker). Confirm each with `delivered`.
-        `unconfirmed`: instead, those `consumer` was given and has not confirmed (it failed
-        midway), at once."""
-        stream, group = self._keys.outbox(channel), "delivery"
-        after = "0" if unconfirmed else ">"
-        try:
-            with suppress(ResponseError):  # BUSYGROUP: the group exists already
-                await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
-            rows = await self._redis.xreadgroup(
-                group,
-                consumer,
-                {stream: after},
-                count=count,
-                block=None if unconfirmed else block_ms,
-            )
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
-        return [_outbox(rid, fields) for _, entries in rows for rid, fields in entries]
-
-    async def delivered(self, channel: str, message_id: str) -> None:
-        try:
-            await self._redis.xack(self._keys.outbox(channel), "delivery", message_id)
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot confirm the delivery: {exc}") from exc
-
     async def _known(self, session_id: str) -> SessionInfo:
         info = await self._sessions.info(session_id)
         if not info.created:
@@ -446,49 +383,6 @@ class HandoffDesk:
             raise HandoffError(f"{problem} (state: {info.state}).")
         return info
 
-    async def _deliver(
-        self,
-        info: SessionInfo,
-        text: str,
-        operator: str,
-        rating_id: str = "",
-        attachment: str = "",
-        file: str = "",
-        typing: bool = False,
-    ) -> OutboxMessage:
-        given = {
-            "rating_id": rating_id,
-            "attachment": attachment,
-            "file": file,
-            "typing": "1" if typing else "",
-        }
-        fields = {"session_id": info.session_id, "text": text, "operator": operator}
-        fields.update({name: value for name, value in given.items() if value})
-        stream = self._keys.outbox(info.channel)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(stream, fields, maxlen=100_000, approximate=True)
-                self._sessions.drop_expired(pipe, stream)
-                rid, _ = await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot write to the outbox: {exc}") from exc
-        return OutboxMessage(
-            rid.decode(), info.session_id, text, operator, rating_id, attachment, file, typing
-        )
-
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
-def _outbox(rid: bytes, fields: dict[bytes, bytes]) -> OutboxMessage:
-    return OutboxMessage(
-        id=rid.decode(),
-        session_id=fields[b"session_id"].decode(),
-        text=fields[b"text"].decode(),
-        operator=fields[b"operator"].decode(),
-        rating_id=fields.get(b"rating_id", b"").decode(),
-        attachment=fields.get(b"attachment", b"").decode(),
-        file=fields.get(b"file", b"").decode(),
-        typing=fields.get(b"typing") == b"1",
-    )

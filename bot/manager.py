@@ -20,13 +20,13 @@ from bot.handoff import (
     HandoffDesk,
     HandoffError,
     HandoffNotifier,
-    OutboxMessage,
     TeamStatus,
     Waiting,
     state_turn,
 )
 from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
+from bot.outbox import OutboxMessage
 from bot.policy import AnswerPolicy
 from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter

@@ -433,7 +433,7 @@ async def test_an_operator_passes_a_conversation_to_a_colleague(
     passed = await bot.pass_on("first", "olga")
     assert (passed.state, passed.operator) == ("pending_human", None)
     assert await bot.handoff.place("first") == 1 and await bot.handoff.place("second") == 2
-    assert [m.text for m in await bot.handoff.outbox("web")][-1] == (
+    assert [m.text for m in await bot.handoff.outbox.read("web")][-1] == (
         "olga has passed your conversation to a colleague, who will answer here; you are next."
     )
     assert team.told[-1] == Waiting("first", "web", 1, "passed on by olga", staffed=False)
@@ -508,7 +508,7 @@ async def test_a_conversation_its_operator_left_comes_back_to_the_assistant(
     await asyncio.sleep(1.2)
     back = await bot.ask(Inbound("idle", FAQ_QUESTION))
     assert (back.mode, back.state) == ("faq", "bot")
-    assert [m.text for m in await bot.handoff.outbox("web")][-1] == (
+    assert [m.text for m in await bot.handoff.outbox.read("web")][-1] == (
         "Our colleague has left the conversation, so you are back with the assistant. Ask me "
         "anything about our FAQ."
     )
@@ -533,7 +533,7 @@ async def test_handoff_through_the_manager(
     quiet = await bot.ask(Inbound("a", "my parcel is lost"))
     assert quiet.mode == "handoff" and quiet.text == "" and quiet.state == "human"
     sent = await bot.handoff.send("a", "alice", "Let me check that for you.")
-    outbox = await bot.handoff.outbox("web")
+    outbox = await bot.handoff.outbox.read("web")
     assert [m.text for m in outbox][-2:] == ["You are now talking to alice.", sent.text]
     await bot.handoff.release("a", "alice")
     assert (await bot.ask(Inbound("a", FAQ_QUESTION))).mode == "faq"

@@ -110,7 +110,7 @@ async def test_queued_questions_and_operator_messages_live_no_longer_than_sessio
         "question of old",
         "question of new",
     ]
-    outbox = [m.text for m in await desk.outbox("web")]
+    outbox = [m.text for m in await desk.outbox.read("web")]
     assert outbox == ["You are now talking to alice.", "hello new"]
 
 
@@ -126,14 +126,14 @@ async def test_a_channel_worker_gets_again_what_it_did_not_confirm(
     await desk.enqueue("c1", time.time())
     await desk.take("c1", "alice")
     await desk.send("c1", "alice", "one moment")
-    taken = await desk.deliveries("telegram", "worker-1", block_ms=10)
+    taken = await desk.outbox.deliveries("telegram", "worker-1", block_ms=10)
     assert [m.text for m in taken] == ["You are now talking to alice.", "one moment"]
-    assert await desk.deliveries("telegram", "worker-1", block_ms=10) == []  # new ones only
-    await desk.delivered("telegram", taken[0].id)  # then the worker lost Redis
-    again = await desk.deliveries("telegram", "worker-1", unconfirmed=True)
+    assert await desk.outbox.deliveries("telegram", "worker-1", block_ms=10) == []  # new ones only
+    await desk.outbox.delivered("telegram", taken[0].id)  # then the worker lost Redis
+    again = await desk.outbox.deliveries("telegram", "worker-1", unconfirmed=True)
     assert again == taken[1:]
-    await desk.delivered("telegram", again[0].id)
-    assert await desk.deliveries("telegram", "worker-1", unconfirmed=True) == []
+    await desk.outbox.delivered("telegram", again[0].id)
+    assert await desk.outbox.deliveries("telegram", "worker-1", unconfirmed=True) == []
 
 
 async def test_conversations_are_found_by_their_words_or_id(
