@@ -6,6 +6,7 @@ recognised by their first bytes rather than by what the browser claims.
 
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -14,6 +15,9 @@ from bot.errors import ConversationError, StorageUnavailable
 from bot.session_store import SessionStore
 
 MAX_BYTES = 5 * 1024 * 1024
+# All of one conversation's, the customer's and operators': Redis keeps them in memory, so a
+# customer who sends file after file cannot fill it.
+MAX_CONVERSATION_BYTES = 25 * 1024 * 1024
 # First bytes -> media type (WebP: see `media_type`).
 SIGNATURES = [
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -78,14 +82,46 @@ class SessionFiles:
         plain = name.translate(str.maketrans("[]", "()"))
         shown = " ".join(plain.split())[:100] or f"{kind.split('/')[0]}"
         stored = StoredFile(uuid.uuid4().hex, shown, kind, data)
+        await self._reserve(session_id, len(data))
         key = self._sessions.keys.file(session_id, stored.id)
         record = {"name": stored.name, "type": kind, "data": data, "ts": time.time()}
-        await self._sessions.keep(key, record, "the file")
+        try:
+            await self._sessions.keep(key, record, "the file")
+        except StorageUnavailable:
+            with suppress(RedisError):
+                await self._sessions.redis.decrby(self._size_key(session_id), len(data))
+            raise
         return stored
 
-    async def drop(self, session_id: str, file_id: str) -> None:
+    async def _reserve(self, session_id: str, size: int) -> None:
+        """Count `size` more bytes against the conversation's share, or refuse them."""
+        key = self._size_key(session_id)
         try:
-            await self._sessions.redis.delete(self._sessions.keys.file(session_id, file_id))
+            async with self._sessions.redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, size)
+                pipe.expire(key, self._sessions.ttl_s)
+                used, _ = await pipe.execute()
+            if used > MAX_CONVERSATION_BYTES:
+                await self._sessions.redis.decrby(key, size)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot store the file: {exc}") from exc
+        if used > MAX_CONVERSATION_BYTES:
+            raise BadFile(
+                f"This conversation already holds {(used - size) / 2**20:.1f} MB of files; the "
+                f"limit is {MAX_CONVERSATION_BYTES / 2**20:.0f} MB. Describe the rest in words, "
+                "or send a link."
+            )
+
+    def _size_key(self, session_id: str) -> str:
+        return self._sessions.keys.files_size(session_id)
+
+    async def drop(self, session_id: str, file_id: str) -> None:
+        key, redis = self._sessions.keys.file(session_id, file_id), self._sessions.redis
+        try:
+            size = await redis.hstrlen(key, "data")
+            await redis.delete(key)
+            if size:
+                await redis.decrby(self._size_key(session_id), size)
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot drop the file: {exc}") from exc
 

@@ -38,6 +38,10 @@ class SessionKeys:
         """Hash: a photo or file the customer sent to a person (name, type, data)."""
         return self._session(session_id, f"file:{file_id}")
 
+    def files_size(self, session_id: str) -> str:
+        """Integer: the bytes of the photos and files kept with the session (`file`)."""
+        return self._session(session_id, "files_size")
+
     def reply(self, session_id: str, reply_id: str) -> str:
         """Hash: what was asked and answered, kept for feedback."""
         return self._session(session_id, f"reply:{reply_id}")

@@ -1,9 +1,22 @@
 import asyncio
 import time
 
+import pytest
 from redis.asyncio import Redis
 
-from bot import FeedbackLog, HandoffDesk, SessionKeys, SessionStore, Source, Turn
+from bot import (
+    MAX_FILE_BYTES,
+    BadFile,
+    FeedbackLog,
+    HandoffDesk,
+    SessionFiles,
+    SessionKeys,
+    SessionStore,
+    Source,
+    Turn,
+)
+from bot.erasure import erase_session
+from tests.pictures import png
 
 
 async def test_history_round_trips_in_order_with_sources(redis_client: Redis, prefix: str) -> None:
@@ -171,3 +184,27 @@ async def test_conversations_are_found_by_their_words_or_id(
     assert await found("7781", before=at) == ["3f2a91c0-old"]
     assert await found("7781", looked_max=1) == []  # it reads the latest first, one page
     assert await found("  ") == ["d8e9f0a1-sys", "c4d5e6f7-new", "b0c1d2e3-mid", "3f2a91c0-old"]
+
+
+async def test_a_conversation_holds_at_most_25_mb_of_files(
+    redis_client: Redis, prefix: str
+) -> None:
+    """Files live in Redis's memory: one conversation keeps five of the largest at most, then
+    refuses more, saying why; a dropped or erased one frees its share."""
+    store = SessionStore(redis_client, SessionKeys(prefix))
+    files = SessionFiles(store)
+    largest = png(2, 2).ljust(MAX_FILE_BYTES, b"\0")
+    kept = [await files.put("big", f"shot{i}.png", largest) for i in range(5)]
+    with pytest.raises(BadFile) as refused:
+        await files.put("big", "one more.png", png(2, 2))
+    assert str(refused.value) == (
+        "This conversation already holds 25.0 MB of files; the limit is 25 MB. Describe the "
+        "rest in words, or send a link."
+    )
+    assert (await files.put("other", "fine.png", png(2, 2))).name == "fine.png"  # its own share
+    await files.drop("big", kept[0].id)
+    again = await files.put("big", "one more.png", png(2, 2))
+    assert (await files.get("big", again.id)) == again
+    erased = await erase_session(store, "big")
+    assert erased.files == 5
+    assert await redis_client.exists(SessionKeys(prefix).files_size("big")) == 0
