@@ -1,50 +1,40 @@
-"""Telegram: an aiogram Router over the conversation manager. Everything Telegram-specific lives
-here: commands, streaming by message edits, splitting, HTML escaping, buttons, groups."""
+"""Telegram: an aiogram Router over the conversation manager: commands, customers' messages and
+buttons, groups. How replies look there: adapters/telegram_replies.py; photos and files:
+adapters/telegram_files.py."""
 
 import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
-from aiogram.enums import ChatAction, ChatType, ContentType, ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.enums import ChatAction, ChatType, ParseMode
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
 from aiogram.types import (
     CallbackQuery,
-    Document,
-    InlineKeyboardMarkup,
     Message,
-    PhotoSize,
-    ReplyParameters,
 )
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.text_decorations import html_decoration
-from aiohttp import ClientError
 
+from adapters.telegram_files import attachment, described, fetched, kept_at
+from adapters.telegram_replies import StreamedReply
 from bot import (
-    MAX_FILE_BYTES,
     BadFile,
     ConversationError,
     ConversationManager,
     DuplicateMessage,
     Inbound,
     InvalidMessage,
-    OutboxMessage,
     RateLimited,
-    Reply,
     ReplyChunk,
     ReplyEvent,
     UnknownReply,
 )
 
 log = logging.getLogger(__name__)
-
-LIMIT = 4096  # Telegram's maximum message length, counted after entity parsing
-EDIT_EVERY_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -68,198 +58,6 @@ def chat_id(session: str) -> int | None:
     """The Telegram chat of an answerdesk session id, or None if it is not a Telegram one."""
     match = re.fullmatch(r"tg(-?\d+)", session)
     return int(match.group(1)) if match else None
-
-
-# What a customer sent besides words, as operators read it (Message.content_type -> words).
-ATTACHMENTS = {
-    "photo": "photo",
-    "document": "file",
-    "voice": "voice message",
-    "video_note": "video message",
-    "animation": "GIF",
-}
-
-
-def attachment(message: Message) -> str:
-    """The kind of a message that is not text ("photo", "file invoice.pdf", "sticker")."""
-    kind = str(ContentType(message.content_type).value)  # an enum member: its value
-    named = ATTACHMENTS.get(kind, kind.replace("_", " "))
-    if message.document and message.document.file_name:
-        named += f" {message.document.file_name}"
-    return named
-
-
-def sent_from(said: Inbound) -> tuple[int, int] | None:
-    """The Telegram chat and message of a customer's photo or file (`Inbound.attachment`)."""
-    if not said.attachment or said.channel != "telegram" or not said.message_id:
-        return None
-    return _chat_message(said.message_id)
-
-
-def copied_from(message: OutboxMessage) -> tuple[int, int] | None:
-    """The team chat's chat and message of an operator's photo or file for the customer."""
-    return _chat_message(message.attachment) if message.attachment else None
-
-
-def kept_at(message: Message) -> str:
-    """Where a message is, for `Inbound.attachment`'s and `OutboxMessage.attachment`'s readers."""
-    return f"{message.chat.id}:{message.message_id}"
-
-
-def described(message: Message) -> str:
-    """A photo or file as the stored conversation tells it: "[photo] its caption"."""
-    return f"[{attachment(message)}] {message.caption or ''}".strip()
-
-
-async def fetched(message: Message) -> tuple[str, bytes] | None:
-    """The photo or document of `message`, its name and content, to keep with the conversation
-    (`bot.files`); None for other kinds (a voice message), one over the size limit, or one
-    Telegram did not hand over."""
-    item: PhotoSize | Document
-    if message.photo:  # sizes of one photo, the largest last
-        item, name = message.photo[-1], "photo.jpg"
-    elif message.document:
-        item, name = message.document, message.document.file_name or "file"
-    else:
-        return None
-    if message.bot is None or (item.file_size or 0) > MAX_FILE_BYTES:
-        return None
-    try:
-        data = await message.bot.download(item.file_id)
-    except (TelegramAPIError, ClientError, TimeoutError) as exc:
-        log.warning("could not fetch %s from Telegram: %s", name, exc)
-        return None
-    return (name, data.read()) if data is not None else None
-
-
-def _chat_message(where: str) -> tuple[int, int]:
-    chat, _, message = where.rpartition(":")
-    return int(chat), int(message)
-
-
-def split_text(text: str, limit: int = LIMIT) -> list[str]:
-    """Parts of `text` whose HTML-escaped form fits `limit`, cut at paragraph, line, sentence or
-    word boundaries (in that order of preference)."""
-    parts: list[str] = []
-    rest = text.strip()
-    while len(html_decoration.quote(rest)) > limit:
-        window = rest[:limit]
-        while len(html_decoration.quote(window)) > limit:  # escaping made it longer
-            window = window[: len(window) - (len(html_decoration.quote(window)) - limit)]
-        cut = -1
-        # A paragraph or line break is worth leaving a tenth of the message empty; a sentence
-        # end, half of it; a space, anything.
-        for pattern, fill in ((r"\n\s*\n", 0.9), (r"\n", 0.9), (r"(?<=[.!?])\s", 0.5), (r"\s", 0)):
-            found = [m.end() for m in re.finditer(pattern, window)]
-            if found and found[-1] >= limit * fill:
-                cut = found[-1]
-                break
-        cut = cut if cut > 0 else len(window)
-        parts.append(rest[:cut].strip())
-        rest = rest[cut:].strip()
-    if rest:
-        parts.append(rest)
-    return parts
-
-
-def render(reply: Reply) -> list[str]:
-    """HTML parts of a final reply, its FAQ sources in italics at the end. Suggested questions
-    are left to their buttons (`reply_keyboard`)."""
-    offered = {f"- {s.question}" for s in reply.suggestions}
-    text = "\n".join(line for line in reply.text.split("\n") if line not in offered)
-    parts = split_text(text)
-    if reply.sources and reply.mode in ("faq", "grounded"):
-        names = "; ".join(s.question for s in reply.sources)
-        footer = f"\n\n<i>From our FAQ: {html_decoration.quote(names)}</i>"
-        last = html_decoration.quote(parts[-1])
-        if len(last) + len(footer) <= LIMIT:
-            return [*map(html_decoration.quote, parts[:-1]), last + footer]
-    return [html_decoration.quote(p) for p in parts]
-
-
-def reply_keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    if not reply.reply_id or reply.state != "bot":
-        return None
-    builder = InlineKeyboardBuilder()
-    # A suggested question's button asks it (`ask:` + its place; the text is the question).
-    for i, suggestion in enumerate(reply.suggestions):
-        builder.button(text=suggestion.question, callback_data=f"ask:{i}")
-    builder.button(text="👍", callback_data=f"fb:up:{reply.reply_id}")
-    builder.button(text="👎", callback_data=f"fb:down:{reply.reply_id}")
-    builder.button(text="Talk to a human", callback_data="human")
-    builder.adjust(*[1] * len(reply.suggestions), 2, 1)
-    return builder.as_markup()
-
-
-def rating_keyboard(message: OutboxMessage) -> InlineKeyboardMarkup | None:
-    """👍/👎 under the message that ends a conversation with an operator: how did they do?"""
-    if not message.rating_id:
-        return None
-    builder = InlineKeyboardBuilder()
-    builder.button(text=f"👍 {message.operator} helped", callback_data=f"fb:up:{message.rating_id}")
-    builder.button(text="👎", callback_data=f"fb:down:{message.rating_id}")
-    return builder.as_markup()
-
-
-class StreamedReply:
-    """One reply in one chat: a first message as soon as there is text, edits at most every
-    EDIT_EVERY_S seconds while it grows, then the final text (split if long)."""
-
-    def __init__(self, bot: Bot, chat: int, reply_to: int | None) -> None:
-        self._bot, self._chat = bot, chat
-        self._reply = ReplyParameters(message_id=reply_to) if reply_to else None
-        self._message_id: int | None = None
-        self._shown = ""
-        self._last_edit = 0.0
-
-    async def partial(self, text: str) -> None:
-        text = text.strip()
-        if not text or text == self._shown or time.monotonic() - self._last_edit < EDIT_EVERY_S:
-            return
-        await self._show(html_decoration.quote(split_text(text)[0]) + " …")
-        self._shown = text
-
-    async def final(self, reply: Reply) -> None:
-        if not reply.text:
-            return  # a human has the conversation: the bot stays quiet
-        parts = render(reply)
-        keyboard = reply_keyboard(reply)
-        for i, part in enumerate(parts):
-            markup = keyboard if i == len(parts) - 1 else None
-            if i == 0 and self._message_id is not None:
-                await self._edit(part, markup)
-            else:
-                await self._bot.send_message(
-                    self._chat,
-                    part,
-                    parse_mode=ParseMode.HTML,
-                    reply_parameters=self._reply if i == 0 else None,
-                    reply_markup=markup,
-                )
-
-    async def _show(self, html: str) -> None:
-        if self._message_id is None:
-            sent = await self._bot.send_message(
-                self._chat, html, parse_mode=ParseMode.HTML, reply_parameters=self._reply
-            )
-            self._message_id = sent.message_id
-        else:
-            await self._edit(html, None)
-        self._last_edit = time.monotonic()
-
-    async def _edit(self, html: str, markup: InlineKeyboardMarkup | None) -> None:
-        assert self._message_id is not None
-        try:
-            await self._bot.edit_message_text(
-                text=html,
-                chat_id=self._chat,
-                message_id=self._message_id,
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-            )
-        except TelegramBadRequest as exc:
-            if "message is not modified" not in str(exc):
-                raise
 
 
 def telegram_router(

@@ -24,14 +24,10 @@ from aiogram.types import (
 from aiogram.utils.token import TokenValidationError
 from redis.asyncio import Redis
 
-from adapters.telegram import (
-    TelegramTexts,
-    chat_id,
-    copied_from,
-    rating_keyboard,
-    telegram_router,
-)
+from adapters.telegram import TelegramTexts, chat_id, telegram_router
+from adapters.telegram_files import copied_from
 from adapters.telegram_pacing import Pacing
+from adapters.telegram_replies import rating_keyboard
 from adapters.telegram_team import COMMANDS as TEAM_COMMANDS
 from adapters.telegram_team import team_router
 from adapters.telegram_team_chat import TeamChat

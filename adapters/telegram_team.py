@@ -28,7 +28,7 @@ from aiogram.types import (
     User,
 )
 
-from adapters.telegram import described, fetched, kept_at
+from adapters.telegram_files import described, fetched, kept_at
 from adapters.telegram_team_chat import TeamChat
 from bot import (
     ON_DUTY_S,

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from adapters.background import Background
 from adapters.handoff_webhook import notification
-from adapters.telegram import sent_from
+from adapters.telegram_files import sent_from
 from bot import (
     ConversationError,
     Inbound,
