@@ -226,6 +226,15 @@ async def test_a_customer_deletes_the_conversation_in_the_widget(
         answer = dialog.locator(".m.bot").nth(1)
         await expect(answer).to_contain_text("Forgot password?", timeout=SLOW)
         first = await page.evaluate(SESSION_IN_STORAGE)
+        # Before deleting it, the customer saves a copy: a text file of who wrote what.
+        async with page.expect_download() as saving:
+            await dialog.get_by_role("button", name="Save a copy of this conversation").click()
+        saved = await saving.value
+        assert re.fullmatch(r"conversation-\d{4}-\d{2}-\d{2}\.txt", saved.suggested_filename)
+        copy = await asyncio.to_thread(Path(await saved.path()).read_text)
+        assert copy.startswith("Pinecone help: our conversation\n\n")
+        assert ", You:\nhow do I reset my password?\n\n" in copy
+        assert re.search(r", Pinecone help:\n.*Forgot password\?", copy)
         delete = dialog.get_by_role("button", name="Delete this conversation")
 
         page.once("dialog", lambda d: asyncio.ensure_future(d.dismiss()))  # "Cancel"

@@ -59,7 +59,7 @@
 </style>
 <button class="bubble" aria-label="Open chat" aria-expanded="false">💬</button>
 <section class="panel" role="dialog" aria-label="Chat">
-  <header><div><h2></h2><p class="team" role="status" hidden></p></div><button class="erase" aria-label="Delete this conversation" title="Delete this conversation">🗑</button><button class="close" aria-label="Close chat">✕</button></header>
+  <header><div><h2></h2><p class="team" role="status" hidden></p></div><button class="save" aria-label="Save a copy of this conversation" title="Save a copy of this conversation">⤓</button><button class="erase" aria-label="Delete this conversation" title="Delete this conversation">🗑</button><button class="close" aria-label="Close chat">✕</button></header>
   <div class="log" role="log" aria-live="polite"></div>
   <button class="human" type="button">Talk to a human</button>
   <form><input aria-label="Your message" maxlength="4000" autocomplete="off" placeholder="Type your question…">
@@ -326,6 +326,26 @@
     log.textContent = "";
     add("bot", "This conversation has been deleted.");
     await start().catch(() => {});  // offline now: the next question starts it
+  };
+  // The customer keeps a copy of the conversation: a text file of who wrote what, and when.
+  $(".save").onclick = async () => {
+    try {
+      await start();
+      const r = await api(`/api/chat/${session}/history`);
+      if (!r.ok) throw new Error(r.status);
+      const title = $("h2").textContent;
+      const by = (t) => t.role === "user" ? "You" : t.role === "operator" ? t.operator || title : title;
+      const lines = (await r.json()).turns.filter((t) => t.role !== "system")
+        .map((t) => `${new Date(t.ts * 1000).toLocaleString()}, ${by(t)}:\n${t.text}`);
+      const text = `${title}: our conversation\n\n${lines.join("\n\n")}\n`;
+      const day = new Date().toISOString().slice(0, 10);
+      const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(new Blob([text], { type: "text/plain" })), download: `conversation-${day}.txt` });
+      root.appendChild(a);
+      a.click();
+      a.remove();
+    } catch {  // no connection
+      add("bot", "Sorry, the connection failed, so no copy was saved. Please try again.");
+    }
   };
   // A photo or file for the person the customer waits for or talks to (the assistant reads only
   // text: the server says so, and to ask for a person first).
