@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ COMMANDS = [
     BotCommand(command="delete", description="Delete our conversation"),
 ]
 UPDATE_TTL_S = 24 * 3600
+ABANDONED_S = 60.0  # a message given to a worker and not confirmed this long: it stopped
 PHOTOS = ("image/jpeg", "image/png")  # sent as photos; other kinds as documents
 
 
@@ -194,15 +196,22 @@ class TelegramService:
 
     async def _deliver_outbox(self) -> None:
         """Operator messages to Telegram customers, each confirmed once sent; those not
-        confirmed when Redis failed are sent again once it is back."""
+        confirmed when Redis failed are sent again once it is back, and those a worker left
+        unconfirmed when it stopped (a restart) are sent by another within two minutes."""
         consumer = f"{os.uname().nodename}-{os.getpid()}"
         handoff = self._manager.handoff
-        unconfirmed = False
+        unconfirmed, swept = False, -ABANDONED_S
         while True:
             try:
-                messages = await handoff.outbox.deliveries(
-                    "telegram", consumer, block_ms=2000, unconfirmed=unconfirmed
-                )
+                if time.monotonic() - swept >= ABANDONED_S:  # those a stopped worker left
+                    swept = time.monotonic()
+                    messages = await handoff.outbox.abandoned(
+                        "telegram", consumer, idle_ms=int(ABANDONED_S * 1000)
+                    )
+                else:
+                    messages = await handoff.outbox.deliveries(
+                        "telegram", consumer, block_ms=2000, unconfirmed=unconfirmed
+                    )
                 unconfirmed = False
                 for message in messages:
                     await self._deliver(message)

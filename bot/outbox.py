@@ -13,6 +13,8 @@ from bot.errors import StorageUnavailable
 from bot.messages import SessionInfo
 from bot.session_store import SessionStore
 
+GROUP = "delivery"  # each channel's workers
+
 
 @dataclass(frozen=True)
 class OutboxMessage:
@@ -95,13 +97,11 @@ class Outbox:
         group per channel, so each message goes to one worker). Confirm each with `delivered`.
         `unconfirmed`: instead, those `consumer` was given and has not confirmed (it failed
         midway), at once."""
-        stream, group = self._keys.outbox(channel), "delivery"
+        stream = await self._group(channel)
         after = "0" if unconfirmed else ">"
         try:
-            with suppress(ResponseError):  # BUSYGROUP: the group exists already
-                await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
             rows = await self._redis.xreadgroup(
-                group,
+                GROUP,
                 consumer,
                 {stream: after},
                 count=count,
@@ -111,9 +111,35 @@ class Outbox:
             raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
         return [_outbox(rid, fields) for _, entries in rows for rid, fields in entries]
 
+    async def abandoned(
+        self, channel: str, consumer: str, idle_ms: int = 60_000, count: int = 50
+    ) -> list[OutboxMessage]:
+        """Operator messages other workers of `channel` were given and have not confirmed for
+        `idle_ms` (they stopped midway: a restart, a crash), now `consumer`'s to deliver and
+        confirm."""
+        stream = await self._group(channel)
+        try:
+            _, rows, *_ = await self._redis.xautoclaim(
+                stream, GROUP, consumer, idle_ms, "0-0", count=count
+            )
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
+        # An entry deleted meanwhile (its conversation was erased) comes without its fields.
+        return [_outbox(rid, fields) for rid, fields in rows if rid and fields]
+
+    async def _group(self, channel: str) -> str:
+        """The channel's stream, with its consumer group of workers."""
+        stream = self._keys.outbox(channel)
+        try:
+            with suppress(ResponseError):  # BUSYGROUP: the group exists already
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
+        return stream
+
     async def delivered(self, channel: str, message_id: str) -> None:
         try:
-            await self._redis.xack(self._keys.outbox(channel), "delivery", message_id)
+            await self._redis.xack(self._keys.outbox(channel), GROUP, message_id)
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot confirm the delivery: {exc}") from exc
 

@@ -149,6 +149,36 @@ async def test_a_channel_worker_gets_again_what_it_did_not_confirm(
     assert await desk.outbox.deliveries("telegram", "worker-1", unconfirmed=True) == []
 
 
+async def test_what_a_stopped_worker_left_unconfirmed_goes_out_through_another(
+    redis_client: Redis, prefix: str
+) -> None:
+    """A worker restarted (or crashed) after taking operator messages and before confirming
+    them: another claims those left unconfirmed long enough, and delivers them once."""
+    store = SessionStore(redis_client, SessionKeys(prefix))
+    desk = HandoffDesk(store)
+    pending = {"state": "pending_human"}
+    await store.append("c2", [Turn("user", "human", 1.0)], channel="telegram", meta=pending)
+    await desk.enqueue("c2", time.time())
+    await desk.take("c2", "bob")
+    await desk.send("c2", "bob", "your refund is on its way")
+    taken = await desk.outbox.deliveries("telegram", "stopped-worker", block_ms=10)
+    assert len(taken) == 2  # then it stopped
+    assert await desk.outbox.abandoned("telegram", "new-worker", idle_ms=60_000) == []  # busy?
+    await asyncio.sleep(0.2)
+    claimed = await desk.outbox.abandoned("telegram", "new-worker", idle_ms=100)
+    assert claimed == taken
+    for message in claimed:
+        await desk.outbox.delivered("telegram", message.id)
+    assert await desk.outbox.abandoned("telegram", "other-worker", idle_ms=0) == []
+    assert await desk.outbox.deliveries("telegram", "other-worker", block_ms=10) == []
+    # One whose conversation was erased meanwhile is not delivered.
+    await desk.send("c2", "bob", "and a voucher")
+    assert len(await desk.outbox.deliveries("telegram", "stopped-worker", block_ms=10)) == 1
+    await erase_session(store, "c2")
+    await asyncio.sleep(0.2)
+    assert await desk.outbox.abandoned("telegram", "new-worker", idle_ms=100) == []
+
+
 async def test_conversations_are_found_by_their_words_or_id(
     redis_client: Redis, prefix: str
 ) -> None:
