@@ -117,6 +117,9 @@ class HandoffWebhook:
     def noted(self, info: SessionInfo, note: Turn) -> None:
         """Nothing: notes are for the desk and the team chat."""
 
+    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
+        """Nothing: the desk shows what operators write."""
+
     def erased(self, session_id: str) -> None:
         """Nothing: the webhook's notices carry none of the customer's words."""
 

@@ -29,7 +29,7 @@ from aiogram.types import (
 )
 
 from adapters.telegram_files import described, fetched, kept_at
-from adapters.telegram_team_chat import TeamChat
+from adapters.telegram_team_chat import VIA, TeamChat
 from bot import (
     ON_DUTY_S,
     ConversationError,
@@ -243,9 +243,10 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
                 )
                 return
             if upload is not None:
-                await manager.send_file(session_id, operator, *upload, message.caption or "")
+                caption = message.caption or ""
+                await manager.send_file(session_id, operator, *upload, caption, via=VIA)
             else:
-                await handoff.send(session_id, operator, text, attachment)
+                await handoff.send(session_id, operator, text, attachment, via=VIA)
         except ConversationError as exc:
             await message.reply(f"Not sent: {exc}")
 

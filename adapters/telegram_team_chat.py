@@ -41,6 +41,8 @@ from bot import (
 
 log = logging.getLogger(__name__)
 
+VIA = "team chat"  # what operators write here, as `HandoffDesk.send` is told
+
 LIMIT = 4096  # Telegram's maximum message length
 DELETE_AT_ONCE = 100  # message ids per deleteMessages call, Telegram's maximum
 ERASED = "(Deleted at the customer's request.)"
@@ -186,6 +188,16 @@ class TeamChat:
         text = f"Note by {note.operator} on {info.session_id[:8]}: {note.text}"
         self._spawn(self.post(info.session_id, text))
 
+    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
+        """What an operator wrote to the customer from the desk (with its photo or file), so
+        that colleagues here read the whole conversation; replies written here are here."""
+        if via == VIA:
+            return
+        line = (
+            f"{said.operator} to the customer ({info.session_id[:8]}, from the desk): {said.text}"
+        )
+        self._spawn(self._said(info.session_id, line, said.file or ""))
+
     def erased(self, session_id: str) -> None:
         self._spawn(self._erase(session_id))
 
@@ -217,16 +229,22 @@ class TeamChat:
     async def _wrote(self, session_id: str, line: str, said: Inbound) -> None:
         """What the customer wrote, and under it the photo or file they sent: copied from their
         Telegram chat, or uploaded from the web chat's (`bot.files`)."""
+        if (source := sent_from(said)) is None:
+            await self._said(session_id, line, said.file)
+            return
         await self.post(session_id, line)
-        if (source := sent_from(said)) is not None:
-            chat, message_id = source
-            await self._in_thread(
-                session_id,
-                lambda reply: self.bot.copy_message(
-                    self.chat, chat, message_id, reply_parameters=reply
-                ),
-            )
-        elif said.file and (kept := await self._files.get(session_id, said.file)) is not None:
+        chat, message_id = source
+        await self._in_thread(
+            session_id,
+            lambda reply: self.bot.copy_message(
+                self.chat, chat, message_id, reply_parameters=reply
+            ),
+        )
+
+    async def _said(self, session_id: str, line: str, file: str) -> None:
+        """`line` about the conversation, and under it the photo or file `file` kept with it."""
+        await self.post(session_id, line)
+        if file and (kept := await self._files.get(session_id, file)) is not None:
             upload = BufferedInputFile(kept.data, filename=kept.name)
             await self._in_thread(
                 session_id,

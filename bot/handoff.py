@@ -74,6 +74,10 @@ class HandoffNotifier(Protocol):
     def noted(self, info: SessionInfo, note: Turn) -> None:
         """Called once an operator's note on the conversation (`HandoffDesk.note`) is stored."""
 
+    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
+        """Called once an operator's message to the customer (`said`, with its `file`, if any)
+        is stored; `via`: where they wrote it ("desk", or a notifier's own channel)."""
+
     def erased(self, session_id: str) -> None:
         """Called once the conversation was erased at the customer's request (`bot.erasure`):
         copies of what they wrote that the notifier made elsewhere go too."""
@@ -247,10 +251,17 @@ class HandoffDesk:
         return taken
 
     async def send(
-        self, session_id: str, operator: str, text: str, attachment: str = "", file: str = ""
+        self,
+        session_id: str,
+        operator: str,
+        text: str,
+        attachment: str = "",
+        file: str = "",
+        via: str = "desk",
     ) -> OutboxMessage:
         """An operator's message to the customer: stored in the history and put on the outbox
-        (`attachment`, `file`: see `OutboxMessage`)."""
+        (`attachment`, `file`: see `OutboxMessage`); the notifiers hear where it came from
+        (`via`: "desk", the operator API, or a notifier's own channel)."""
         if not text.strip():
             raise HandoffError("The message is empty.")
         async with self._sessions.locked(session_id):
@@ -265,9 +276,12 @@ class HandoffDesk:
                 file=file or None,
             )
             await self._sessions.append(session_id, [turn])
-            return await self.outbox.put(
+            sent = await self.outbox.put(
                 info, turn.text, operator, attachment=attachment, file=file
             )
+        for notifier in self._notifiers:
+            notifier.answered(info, turn, via)
+        return sent
 
     async def typing(self, session_id: str, operator: str) -> OutboxMessage:
         """`operator` is writing to the customer: the channel shows it for a few seconds

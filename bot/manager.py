@@ -195,7 +195,13 @@ class ConversationManager:
             raise
 
     async def send_file(
-        self, session_id: str, operator: str, name: str, data: bytes, caption: str = ""
+        self,
+        session_id: str,
+        operator: str,
+        name: str,
+        data: bytes,
+        caption: str = "",
+        via: str = "desk",
     ) -> OutboxMessage:
         """An operator's photo or file (`bot.files`) for the customer, kept with the
         conversation and told as a message of theirs ("[image label.png] `caption`"); each
@@ -204,7 +210,7 @@ class ConversationManager:
         stored = await self.files.put(session_id, name, data)
         text = told(stored, caption)
         try:
-            return await self.handoff.send(session_id, operator, text, file=stored.id)
+            return await self.handoff.send(session_id, operator, text, file=stored.id, via=via)
         except BaseException:
             await self.files.drop(session_id, stored.id)
             raise

@@ -324,6 +324,9 @@ class TeamChat:
     def noted(self, info: SessionInfo, note: Turn) -> None:
         self.changes.append((info.session_id, info.state, note.operator, f"note: {note.text}"))
 
+    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
+        self.changes.append((info.session_id, info.state, said.operator, f"{via}: {said.text}"))
+
     def erased(self, session_id: str) -> None:
         """Nothing: it keeps what it was told for the tests' assertions only."""
 
@@ -442,18 +445,20 @@ async def test_an_operator_passes_a_conversation_to_a_colleague(
     taken = await bot.handoff.take("first", "ivan")
     assert (taken.state, taken.operator) == ("human", "ivan")
     await bot.ask(Inbound("first", "my order is 4471"))
+    await bot.handoff.send("first", "ivan", "The refund is on its way.")  # from the desk
     # The team chat hears what the customer writes while waiting and while with a person.
     assert team.heard == [
         ("first", "ok, thanks", "pending_human", None),
         ("first", "my order is 4471", "human", "ivan"),
     ]
     await bot.handoff.release("first", "ivan")
-    # ... and who takes a conversation, an operator's notes, and when it goes back to the
-    # assistant.
+    # ... and who takes a conversation, an operator's notes and messages, and when it goes
+    # back to the assistant.
     assert team.changes == [
         ("first", "human", "olga", "taken by olga"),
         ("first", "human", "olga", "note: Order 4471 is lost; offered a refund"),
         ("first", "human", "ivan", "taken by ivan"),
+        ("first", "human", "ivan", "desk: The refund is on its way."),
         ("first", "bot", None, "handed back by ivan"),
     ]
     with pytest.raises(HandoffError, match="is not with an operator"):

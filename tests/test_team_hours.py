@@ -93,6 +93,9 @@ class Kept:
     def noted(self, info: SessionInfo, note: Turn) -> None:
         raise AssertionError("reminders note nothing")
 
+    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
+        raise AssertionError("reminders write to no customer")
+
     def erased(self, session_id: str) -> None:
         raise AssertionError("reminders erase nothing")
 

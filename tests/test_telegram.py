@@ -421,6 +421,14 @@ async def test_operators_answer_customers_from_their_telegram_group(
     [follow_up] = in_team(fake, wrote)  # in the thread, after the latest post about it
     assert follow_up["params"]["reply_parameters"]["message_id"] == document.result["message_id"]
 
+    # What Olga writes from the desk is posted in the thread too, for colleagues here; what
+    # she wrote here is not posted again.
+    async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as client:
+        desk = {"operator": "Olga P.", "text": "Found it: order 4471 ships today."}
+        assert (await client.post(f"/admin/handoff/{sid}/messages", json=desk)).is_success
+    mirrored = "Olga P. to the customer (team-web, from the desk): Found it: order 4471 ships"
+    await fake.wait_for(lambda: in_team(fake, mirrored))
+    assert not in_team(fake, "Olga P. to the customer (team-web, from the desk): Hi, Olga")
     intrude = team_message(fake, "Ivan here, hello!", ivan, follow_up)
     await post_update(webhook, fake.update(message=intrude), key)
     refused = "Olga P. has this conversation; your message was not sent."
@@ -464,6 +472,7 @@ async def test_operators_answer_customers_from_their_telegram_group(
     assert session["state"] == "bot"
     assert [(t["text"], t["operator"]) for t in await history()] == [
         ("Hi, Olga here. Let me check your order.", "Olga P."),
+        ("Found it: order 4471 ships today.", "Olga P."),
         ("[image photo.jpg] Is it this zip?", "Olga P."),
     ]
 
@@ -531,6 +540,10 @@ async def test_operators_answer_customers_from_their_telegram_group(
     await fake.wait_for(lambda: fake.sent("sendPhoto", chat))
     [pictured] = fake.sent("sendPhoto", chat)
     assert (pictured["photo"], pictured["caption"]) == (png(8, 8), "Tap here, then Retry.")
+    # ... and reaches the group's thread too, under what it is.
+    told = "Ivan to the customer (tg581, from the desk): [image steps.png] Tap here, then Retry."
+    await fake.wait_for(lambda: in_team(fake, told))
+    await fake.wait_for(lambda: png(8, 8) in [d["document"] for d in fake.sent("sendDocument")])
     await press("team:back", taken, 2)
     back = "Conversation tg581 is back with the assistant (handed back by Ivan)."
     await fake.wait_for(lambda: in_team(fake, back))
