@@ -154,8 +154,13 @@ def chat_router() -> APIRouter:
         """The conversation so far, oldest first (customer, assistant and operator messages)."""
         if not await own_session(request, site, session_id):
             return HistoryResponse(session_id=session_id, turns=[])
-        turns = await runtime_of(request).manager.history(session_id)
-        return HistoryResponse(session_id=session_id, turns=[TurnOut.of(t) for t in turns])
+        manager = runtime_of(request).manager
+        # Read before the history: a message written in between comes twice, never not at all.
+        after = await manager.handoff.outbox.last_id("web")
+        turns = await manager.history(session_id)
+        return HistoryResponse(
+            session_id=session_id, turns=[TurnOut.of(t) for t in turns], events_after=after
+        )
 
     @router.delete("/chat/{session_id}", status_code=204)
     async def erase(
@@ -217,17 +222,24 @@ def chat_router() -> APIRouter:
         site: CurrentSite,
         session_id: Annotated[SessionId, Path()],
         last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,19}-\d{1,19}$")] = None,
+        after: Annotated[
+            str | None,
+            Query(
+                pattern=r"^\d{1,19}-\d{1,19}$",
+                description="Start after this message (the history's `events_after`).",
+            ),
+        ] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Operator messages for this conversation as they are written (`operator` events, with
         the conversation's `state` as they are sent: "bot" once it is back with the assistant;
         and the `file` of a photo or file, at GET /api/chat/{session}/files/{file}), and
         `typing` events while an operator writes one (show it for 6 s, or until it comes).
-        A reconnecting EventSource resumes after its Last-Event-ID; a new one also gets
-        messages of the last few seconds (written while it was connecting)."""
+        A reconnecting EventSource resumes after its Last-Event-ID; a new one after `after`,
+        else with the messages of the last few seconds (written while it was connecting)."""
         await own_session(request, site, session_id)
         manager = runtime_of(request).manager
         handoff = manager.handoff
-        after = last_event_id or f"{int(time.time() * 1000) - 5000}-0"
+        after = last_event_id or after or f"{int(time.time() * 1000) - 5000}-0"
         while not await request.is_disconnected():
             try:
                 messages = await handoff.outbox.read("web", after, block_ms=10_000)

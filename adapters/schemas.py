@@ -132,6 +132,11 @@ class TurnOut(BaseModel):
 class HistoryResponse(BaseModel):
     session_id: str
     turns: list[TurnOut]
+    events_after: str = Field(
+        default="0-0",
+        description="Where GET /api/chat/{session}/events should start (its `after`) to bring "
+        "the operator messages this history does not have, and none it has.",
+    )
 
 
 class SessionOut(BaseModel):

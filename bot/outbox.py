@@ -85,6 +85,15 @@ class Outbox:
             raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
         return [_outbox(rid, fields) for rid, fields in rows]
 
+    async def last_id(self, channel: str) -> str:
+        """The id of the channel's latest message ("0-0": none): `read` after it brings only
+        newer ones."""
+        try:
+            rows = await self._redis.xrevrange(self._keys.outbox(channel), "+", "-", 1)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read the outbox: {exc}") from exc
+        return rows[0][0].decode() if rows else "0-0"
+
     async def deliveries(
         self,
         channel: str,

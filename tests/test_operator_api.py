@@ -296,7 +296,10 @@ def test_an_operator_sends_a_web_customer_a_photo(desk: Server) -> None:
     assert (out["operator"], len(out["file"])) == ("alice", 32)
     assert admin(desk, "GET", "/outbox/web").json()[-1] == out  # for the widget to show
 
-    history = httpx.get(f"{desk.url}/api/chat/of1/history", timeout=30).json()["turns"]
+    said = httpx.get(f"{desk.url}/api/chat/of1/history", timeout=30).json()
+    # The widget's event stream starts after what the history has: nothing comes twice.
+    assert said["events_after"] == admin(desk, "GET", "/outbox/web").json()[-1]["id"]
+    history = said["turns"]
     [turn] = [t for t in history if t["file"]]
     assert (turn["role"], turn["operator"], turn["file"]) == ("operator", "alice", out["file"])
     got = httpx.get(f"{desk.url}/api/chat/of1/files/{out['file']}", timeout=30)

@@ -412,8 +412,17 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await expect(box).to_be_focused()
         await box.press_sequentially(": 30 days.")
         await expect(box).to_have_value("Hi, Bob here: 30 days.")
+        await chat.get_by_role("button", name="Close chat").click()  # the customer looks away
         await theirs.get_by_role("button", name="Send").click()
-        await expect(chat.locator(".m.operator").last).to_contain_text("Bob here", timeout=15_000)
+        bubble = customer.locator(".bubble")  # counts what they have not seen
+        await expect(bubble).to_have_attribute(
+            "aria-label", "Open chat (1 new message)", timeout=15_000
+        )
+        await expect(bubble.locator(".badge")).to_have_text("1")
+        await bubble.click()
+        await expect(bubble).to_have_attribute("aria-label", "Close chat")
+        await expect(bubble.locator(".badge")).to_be_hidden()
+        await expect(chat.locator(".m.operator").last).to_contain_text("Bob here")
         await expect(typing).to_have_count(0)  # his message ends it
         # An answer worth keeping goes to the new FAQ entry's form, with what the customer asked.
         sent = theirs.locator(".turn").filter(has_text="Hi, Bob here: 30 days.")
@@ -441,6 +450,21 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await expect(box).to_have_value("")
         sent_back = theirs.locator(".turn").filter(has_text="[image where-to-click.png]")
         await expect(sent_back.locator("img.thumb")).to_have_js_property("naturalWidth", 9)
+        # The customer goes to another page of the site, the chat closed: it reconnects there,
+        # and Bob's next message is counted on the bubble.
+        await customer.reload()
+        await expect(bubble).to_have_attribute("aria-label", "Open chat")
+        await customer.wait_for_function(
+            "performance.getEntriesByType('resource').some((e) => e.name.includes('/events'))"
+        )
+        await box.fill("Anything else I can help with?")
+        await theirs.get_by_role("button", name="Send").click()
+        await expect(bubble).to_have_attribute(
+            "aria-label", "Open chat (1 new message)", timeout=SLOW
+        )
+        await bubble.click()
+        await expect(chat.locator(".m.operator").last).to_contain_text("Anything else")
+        await expect(chat.locator(".m.operator").filter(has_text="Tap the zip")).to_have_count(1)
         # A note for colleagues stays at the desk: the customer never sees it.
         await box.fill("Promised a call back tomorrow")
         await theirs.get_by_role("button", name="Add as note").click()

@@ -22,6 +22,9 @@
   .bubble { position: fixed; right: 20px; bottom: 20px; width: 56px; height: 56px; border-radius: 50%;
     border: 0; background: var(--c); color: #fff; font-size: 26px; cursor: pointer; z-index: 2147483646;
     box-shadow: 0 4px 14px rgba(0,0,0,.25); }
+  .badge { position: absolute; top: -2px; right: -2px; min-width: 20px; height: 20px; padding: 0 5px; border-radius: 10px;
+    background: #dc2626; color: #fff; font: 600 12px/20px system-ui, sans-serif; }
+  .badge:empty { display: none; }
   .panel { position: fixed; right: 20px; bottom: 88px; width: 370px; height: 540px; max-height: calc(100vh - 110px);
     display: none; flex-direction: column; background: #fff; color: #111; border-radius: 12px; overflow: hidden;
     box-shadow: 0 8px 30px rgba(0,0,0,.25); z-index: 2147483647; }
@@ -57,7 +60,7 @@
   :focus-visible { outline: 2px solid #f59e0b; outline-offset: 2px; }
   @media (max-width: 480px) { .panel { right: 0; bottom: 0; width: 100vw; height: 100vh; max-height: none; border-radius: 0; } }
 </style>
-<button class="bubble" aria-label="Open chat" aria-expanded="false">💬</button>
+<button class="bubble" aria-label="Open chat" aria-expanded="false">💬<span class="badge" aria-hidden="true"></span></button>
 <section class="panel" role="dialog" aria-label="Chat">
   <header><div><h2></h2><p class="team" role="status" hidden></p></div><button class="save" aria-label="Save a copy of this conversation" title="Save a copy of this conversation">⤓</button><button class="erase" aria-label="Delete this conversation" title="Delete this conversation">🗑</button><button class="close" aria-label="Close chat">✕</button></header>
   <div class="log" role="log" aria-live="polite"></div>
@@ -72,7 +75,21 @@
   const bubble = $(".bubble"), panel = $(".panel"), log = $(".log"), input = $('input[aria-label="Your message"]');
   let session = localStorage.getItem(store), ready = null, events = null;
   // 📎 only while a person has (or will have) the conversation: the assistant reads only text.
-  const withPerson = (state) => { $(".attach").hidden = !state || state === "bot"; };
+  const withPerson = (state) => {
+    $(".attach").hidden = !state || state === "bot";
+    if (state) localStorage.setItem(`${store}:state`, state);
+  };
+  // Operator messages the customer has not seen (the chat was closed, or they came while the
+  // customer was on another page): counted on the bubble until it is opened.
+  let unread = 0, eventsAfter = "";
+  function unseen(n) {
+    unread = n;
+    bubble.querySelector(".badge").textContent = n ? String(n) : "";
+    bubble.setAttribute("aria-label", `${panel.classList.contains("open") ? "Close" : "Open"} chat${n ? ` (${n} new ${n === 1 ? "message" : "messages"})` : ""}`);
+  }
+  const isOpen = () => panel.classList.contains("open");
+  const seenAt = () => Number(localStorage.getItem(`${store}:seen`) || 0);
+  const seen = (ts) => { localStorage.setItem(`${store}:seen`, String(Math.max(ts, seenAt()))); };
 
   function add(kind, text, note) {
     const m = document.createElement("div");
@@ -164,7 +181,9 @@
   }
   function listen() {
     if (events || !session) return;
-    events = new EventSource(`${base}/api/chat/${session}/events?site_key=${encodeURIComponent(key)}`);
+    // After what the history brought (none of it twice); a new conversation, from its start.
+    const from = eventsAfter ? `&after=${eventsAfter}` : "";
+    events = new EventSource(`${base}/api/chat/${session}/events?site_key=${encodeURIComponent(key)}${from}`);
     events.addEventListener("typing", (e) => {
       const d = JSON.parse(e.data);
       typist = typist || add("operator typing", "");
@@ -178,6 +197,7 @@
       const d = JSON.parse(e.data);
       stopTyping();
       withPerson(d.state);
+      if (isOpen()) seen(Date.now() / 1000); else unseen(unread + 1);
       const m = add("operator", d.text, d.operator);
       if (d.file) attachment(m, d.file, d.text);
       feedback(m, d.rating_id, d.operator);
@@ -201,8 +221,9 @@
   // The conversation is gone from the server (deleted, or expired): the next message starts anew.
   function forget() {
     if (events) { events.close(); events = null; }
-    localStorage.removeItem(store);
+    for (const kept of [store, `${store}:state`, `${store}:seen`]) localStorage.removeItem(kept);
     session = ready = null;
+    eventsAfter = "";
   }
   async function begin(greet) {
     const site = await (await api("/api/site")).json();
@@ -215,7 +236,8 @@
       const r = await api(`/api/chat/${session}/history`);
       if (r.ok) {
         let offered = [];  // the last reply's suggestion buttons: picked if the next question is one
-        const turns = (await r.json()).turns;
+        const { turns, events_after: after } = await r.json();
+        eventsAfter = after;
         replayed = turns.filter((t) => t.role !== "system").length;
         for (const t of turns) {
           if (t.role === "system") withPerson((t.text.match(/^state: (\w+)/) || [])[1]);
@@ -225,6 +247,7 @@
             const m = add("user", t.text);
             if (t.file) attachment(m, t.file, t.text);
           } else if (t.role === "operator") {
+            if (!isOpen() && t.ts > seenAt()) unseen(unread + 1);
             const m = add("operator", t.text, t.operator);
             if (t.file) attachment(m, t.file, t.text);
           }
@@ -303,7 +326,8 @@
   function toggle(open) {
     panel.classList.toggle("open", open);
     bubble.setAttribute("aria-expanded", String(open));
-    bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    if (open) seen(Date.now() / 1000);
+    unseen(open ? 0 : unread);
     if (open) start().catch(() => {}).then(() => input.focus()); else bubble.focus();  // offline: a question says so
   }
   bubble.onclick = () => toggle(!panel.classList.contains("open"));
@@ -375,4 +399,8 @@
     if (text) { input.value = ""; ask(text); }
   };
   bubble.style.setProperty("--c", "#2563eb");
+  // A customer who waits for or talks to a person and opens another page of the site: the
+  // conversation reconnects at once, so that what the operator writes is counted on the bubble.
+  const person = localStorage.getItem(`${store}:state`);
+  if (session && person && person !== "bot") start(false).catch(() => {});
 })();
