@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from adapters.sites import SiteError
 from bot import (
     BadFile,
+    BadSavedReply,
     ConversationError,
     DuplicateMessage,
     HandoffError,
@@ -24,6 +25,7 @@ from knowledge import EntryExists, EntryNotFound, KnowledgeError
 STATUS: list[tuple[type[Exception], int]] = [
     (InvalidMessage, 422),
     (BadFile, 422),
+    (BadSavedReply, 422),
     (EntryNotFound, 404),
     (EntryExists, 409),
     (KnowledgeError, 422),

@@ -1,10 +1,12 @@
 """The operator API for human handoff under /admin: the queues, taking a conversation, writing to
-the customer (words, photos and files, "typing"), notes, handing back or passing on, and the
-channels' outboxes. Bearer-token auth, as the rest of the operator API (adapters/admin.py)."""
+the customer (words, photos and files, "typing"), notes, handing back or passing on, the
+channels' outboxes, and the team's saved replies. Bearer-token auth, as the rest of the
+operator API (adapters/admin.py)."""
 
+from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.admin import ERRORS
@@ -12,6 +14,7 @@ from adapters.admin_auth import acting, operator_auth
 from adapters.file_responses import UPLOAD
 from adapters.runtime import Runtime
 from adapters.schemas import SessionId, SessionOut, Text
+from bot.saved_replies import MAX_TEXT, MAX_TITLE
 
 OPERATOR_NAMED = (
     "Who is acting: needed with the admin token; with an operator's own token it is that "
@@ -29,6 +32,19 @@ class OperatorMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     operator: Operator = None
     text: Text
+
+
+class SavedReplyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operator: Operator = None
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+class SavedReplyOut(BaseModel):
+    title: str
+    text: str
+    by: str = Field(description="Who saved it last.")
+    updated: float
 
 
 class HandoffQueues(BaseModel):
@@ -180,5 +196,32 @@ def handoff_router(token: str | None) -> APIRouter:
         """Operator messages for a channel's adapter, after the stream id `after`."""
         messages = await runtime(request).manager.handoff.outbox.read(channel, after)
         return [OutboxOut(**m.__dict__) for m in messages]
+
+    @router.get("/replies", response_model=list[SavedReplyOut])
+    async def saved_replies(request: Request) -> list[SavedReplyOut]:
+        """The team's saved replies, by title: what operators write again and again, picked at
+        the desk to put in the message box."""
+        return [
+            SavedReplyOut(**asdict(r)) for r in await runtime(request).manager.saved_replies.all()
+        ]
+
+    @router.put("/replies/{title}", response_model=SavedReplyOut)
+    async def save_reply(
+        body: SavedReplyIn,
+        request: Request,
+        title: Annotated[str, Path(min_length=1, max_length=MAX_TITLE)],
+    ) -> SavedReplyOut:
+        """Save a reply under `title` (replacing the one of that title); 200 at most."""
+        operator = acting(request, body.operator)
+        saved = await runtime(request).manager.saved_replies.put(title, body.text, operator)
+        return SavedReplyOut(**asdict(saved))
+
+    @router.delete("/replies/{title}", status_code=204)
+    async def remove_reply(
+        request: Request, title: Annotated[str, Path(min_length=1, max_length=MAX_TITLE)]
+    ) -> None:
+        """Remove the saved reply of this title."""
+        if not await runtime(request).manager.saved_replies.remove(title):
+            raise HTTPException(404, f"No saved reply titled {title!r}.")
 
     return router

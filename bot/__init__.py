@@ -37,6 +37,7 @@ from bot.outbox import Outbox, OutboxMessage
 from bot.policy import AnswerPolicy
 from bot.prompt import REFUSAL, build_messages
 from bot.rate_limit import RateLimited, RateLimiter
+from bot.saved_replies import BadSavedReply, SavedReplies, SavedReply
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats, DayFigures, Figures, StatsReport
 from bot.team_hours import BadOpeningHours, TeamHours, hours_from
@@ -48,6 +49,7 @@ __all__ = [
     "AnswerPolicy",
     "BadFile",
     "BadOpeningHours",
+    "BadSavedReply",
     "ConversationError",
     "ConversationManager",
     "ConversationStats",
@@ -71,6 +73,8 @@ __all__ = [
     "Reply",
     "ReplyChunk",
     "ReplyEvent",
+    "SavedReplies",
+    "SavedReply",
     "SessionFiles",
     "SessionInfo",
     "SessionKeys",

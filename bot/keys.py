@@ -117,6 +117,11 @@ class SessionKeys:
         return f"{self.stats(day)}:sessions"
 
     @property
+    def saved_replies(self) -> str:
+        """Hash: title -> JSON of an operators' saved reply (text, by, updated)."""
+        return f"{self.prefix}:saved_replies"
+
+    @property
     def unanswered(self) -> str:
         """Stream: questions the bot could not answer and replies customers disliked."""
         return f"{self.prefix}:unanswered"

@@ -30,6 +30,7 @@ from bot.outbox import OutboxMessage
 from bot.policy import AnswerPolicy
 from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter
+from bot.saved_replies import SavedReplies
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
@@ -87,6 +88,7 @@ class ConversationManager:
         self.stats = ConversationStats(sessions, time_zone)
         self.handoff = HandoffDesk(sessions, self.stats, self._notifiers)
         self.files = SessionFiles(sessions)
+        self.saved_replies = SavedReplies(sessions)
         self.feedback = FeedbackLog(sessions, self.stats)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:

@@ -315,6 +315,36 @@ def test_an_operator_sends_a_web_customer_a_photo(desk: Server) -> None:
     assert erased.is_success and erased.json()["files"] == 1  # the refused ones were not kept
 
 
+def test_the_team_keeps_saved_replies(desk: Server) -> None:
+    """Saved replies: listed by title, replaced by title, removed; a bad one is refused with
+    what is wrong, and removing one that is not there says so."""
+    assert admin(desk, "GET", "/replies").json() == []
+    text = " Thanks for waiting: I am checking with our warehouse. "
+    saved = admin(desk, "PUT", "/replies/Checking", json={"operator": "alice", "text": text})
+    assert saved.status_code == 200, saved.text
+    assert (saved.json()["title"], saved.json()["text"], saved.json()["by"]) == (
+        "Checking",
+        text.strip(),
+        "alice",
+    )
+    again = {"operator": "bob", "text": "One moment, please."}
+    assert admin(desk, "PUT", "/replies/Checking", json=again).is_success
+    admin(desk, "PUT", "/replies/Bye for now", json={"operator": "bob", "text": "Bye!"})
+    listed = [(r["title"], r["text"], r["by"]) for r in admin(desk, "GET", "/replies").json()]
+    assert listed == [("Bye for now", "Bye!", "bob"), ("Checking", "One moment, please.", "bob")]
+
+    blank = admin(desk, "PUT", "/replies/Empty", json={"operator": "bob", "text": "   "})
+    assert blank.status_code == 422
+    assert blank.json()["error"] == "text: give one of 1 to 4000 characters."
+    long = admin(desk, "PUT", "/replies/" + "x" * 61, json={"operator": "bob", "text": "x"})
+    assert long.status_code == 422
+    assert admin(desk, "DELETE", "/replies/Bye for now").status_code == 204
+    gone = admin(desk, "DELETE", "/replies/Bye for now")
+    assert gone.status_code == 404
+    assert gone.json()["error"] == "No saved reply titled 'Bye for now'."
+    assert [r["title"] for r in admin(desk, "GET", "/replies").json()] == ["Checking"]
+
+
 def test_operator_actions_on_unknown_sessions_say_so(desk: Server) -> None:
     r = admin(desk, "POST", "/handoff/nobody/take", json={"operator": "alice"})
     assert r.status_code == 404 and "No conversation with id nobody" in r.json()["error"]

@@ -7,8 +7,10 @@ from redis.asyncio import Redis
 from bot import (
     MAX_FILE_BYTES,
     BadFile,
+    BadSavedReply,
     FeedbackLog,
     HandoffDesk,
+    SavedReplies,
     SessionFiles,
     SessionKeys,
     SessionStore,
@@ -238,3 +240,15 @@ async def test_a_conversation_holds_at_most_25_mb_of_files(
     erased = await erase_session(store, "big")
     assert erased.files == 5
     assert await redis_client.exists(SessionKeys(prefix).files_size("big")) == 0
+
+
+async def test_the_team_keeps_at_most_200_saved_replies(redis_client: Redis, prefix: str) -> None:
+    replies = SavedReplies(SessionStore(redis_client, SessionKeys(prefix)))
+    for i in range(200):
+        await replies.put(f"reply {i:03}", f"text {i}", "alice")
+    with pytest.raises(BadSavedReply, match="200 saved replies at most: remove one first"):
+        await replies.put("one more", "text", "alice")
+    await replies.put("reply 007", "changed", "bob")  # replacing one is fine
+    assert len(await replies.all()) == 200
+    assert await replies.remove("reply 000") and not await replies.remove("reply 000")
+    await replies.put("one more", "text", "alice")

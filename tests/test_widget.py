@@ -403,6 +403,15 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         await theirs.get_by_role("button", name="Take").click()
         await expect(desk).to_have_title("answerdesk: operators")  # taken: nobody waits
         box = theirs.get_by_label("Message to the customer")
+        # A reply the team writes again and again is saved once, then picked under the
+        # conversation.
+        saved = desk.get_by_role("region", name="Saved replies")
+        await saved.get_by_label("Saved reply's title").fill("Checking")
+        await saved.get_by_label("Saved reply's text").fill("Let me check that for you.")
+        await saved.get_by_role("button", name="Save the reply").click()
+        await expect(saved.get_by_role("status")).to_have_text("Saved Checking.")
+        await theirs.get_by_label("Saved replies").select_option("Checking")
+        await expect(box).to_have_value("Let me check that for you.")
         # The FAQ answers for what the customer asked: one click puts one in the message box.
         offered = theirs.get_by_role("group", name="FAQ answers")
         await offered.get_by_role("button", name="What is your return policy?").click()
