@@ -232,6 +232,7 @@
     team().catch(() => {});  // only a line under the title
     if (site.privacy_url) { $(".privacy a").href = site.privacy_url; $(".privacy").hidden = false; }
     let replayed = 0;
+    localStorage.removeItem(`${store}:state`);  // the history says it again (none: the assistant)
     if (session) {
       const r = await api(`/api/chat/${session}/history`);
       if (r.ok) {
