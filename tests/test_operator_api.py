@@ -220,6 +220,16 @@ def test_a_customer_is_handed_to_an_operator_and_back(desk: Server) -> None:
     ]
 
 
+def served_safely(response: httpx.Response, picture: bytes, quoted_name: str) -> None:
+    """`picture` as it was sent, shown as an image and never run or sniffed as anything else."""
+    assert response.status_code == 200 and response.content == picture
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"] == f"inline; filename*=UTF-8''{quoted_name}"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert response.headers["cache-control"] == "private, no-store"
+
+
 def test_a_customer_sends_the_operator_a_photo_from_the_web_chat(desk: Server) -> None:
     """While waiting for a person, a web customer sends a photo: kept with the conversation,
     told as a message of theirs, opened by operators; what is not a photo or PDF, is empty or
@@ -238,10 +248,7 @@ def test_a_customer_sends_the_operator_a_photo_from_the_web_chat(desk: Server) -
     [turn] = [t for t in admin(desk, "GET", "/sessions/f1").json()["turns"] if t["file"]]
     assert (turn["role"], turn["text"]) == ("user", "[image broken zip.png]")
     opened = admin(desk, "GET", f"/sessions/f1/files/{turn['file']}")
-    assert opened.status_code == 200 and opened.content == picture
-    assert opened.headers["content-type"] == "image/png"
-    assert opened.headers["content-disposition"] == "inline; filename*=UTF-8''broken%20zip.png"
-    assert opened.headers["x-content-type-options"] == "nosniff"
+    served_safely(opened, picture, "broken%20zip.png")
     unsigned = httpx.get(f"{desk.url}/admin/sessions/f1/files/{turn['file']}", timeout=30)
     assert unsigned.status_code == 401
 
@@ -303,10 +310,7 @@ def test_an_operator_sends_a_web_customer_a_photo(desk: Server) -> None:
     [turn] = [t for t in history if t["file"]]
     assert (turn["role"], turn["operator"], turn["file"]) == ("operator", "alice", out["file"])
     got = httpx.get(f"{desk.url}/api/chat/of1/files/{out['file']}", timeout=30)
-    assert got.status_code == 200 and got.content == label
-    assert got.headers["content-type"] == "image/png"
-    assert got.headers["x-content-type-options"] == "nosniff"
-    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    served_safely(got, label, "return%20%28label%29.png")
     elsewhere = httpx.get(f"{desk.url}/api/chat/nobody/files/{out['file']}", timeout=30)
     assert elsewhere.status_code == 404
     assert admin(desk, "GET", f"/sessions/of1/files/{out['file']}").content == label

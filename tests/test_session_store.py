@@ -129,18 +129,27 @@ async def test_queued_questions_and_operator_messages_live_no_longer_than_sessio
     assert outbox == ["You are now talking to alice.", "hello new"]
 
 
+async def telegram_customer_with(
+    store: SessionStore, session: str, operator: str, said: str
+) -> HandoffDesk:
+    """A Telegram customer whom `operator` took and wrote `said` to: two messages in the
+    Telegram outbox ("You are now talking to …", then `said`)."""
+    desk = HandoffDesk(store)
+    pending = {"state": "pending_human"}
+    await store.append(session, [Turn("user", "human", 1.0)], channel="telegram", meta=pending)
+    await desk.enqueue(session, time.time())
+    await desk.take(session, operator)
+    await desk.send(session, operator, said)
+    return desk
+
+
 async def test_a_channel_worker_gets_again_what_it_did_not_confirm(
     redis_client: Redis, prefix: str
 ) -> None:
     """A worker that failed between taking operator messages and confirming them (Redis went
     away) asks for its unconfirmed ones and gets them again; confirmed ones never come back."""
     store = SessionStore(redis_client, SessionKeys(prefix))
-    desk = HandoffDesk(store)
-    pending = {"state": "pending_human"}
-    await store.append("c1", [Turn("user", "human", 1.0)], channel="telegram", meta=pending)
-    await desk.enqueue("c1", time.time())
-    await desk.take("c1", "alice")
-    await desk.send("c1", "alice", "one moment")
+    desk = await telegram_customer_with(store, "c1", "alice", "one moment")
     taken = await desk.outbox.deliveries("telegram", "worker-1", block_ms=10)
     assert [m.text for m in taken] == ["You are now talking to alice.", "one moment"]
     assert await desk.outbox.deliveries("telegram", "worker-1", block_ms=10) == []  # new ones only
@@ -157,12 +166,7 @@ async def test_what_a_stopped_worker_left_unconfirmed_goes_out_through_another(
     """A worker restarted (or crashed) after taking operator messages and before confirming
     them: another claims those left unconfirmed long enough, and delivers them once."""
     store = SessionStore(redis_client, SessionKeys(prefix))
-    desk = HandoffDesk(store)
-    pending = {"state": "pending_human"}
-    await store.append("c2", [Turn("user", "human", 1.0)], channel="telegram", meta=pending)
-    await desk.enqueue("c2", time.time())
-    await desk.take("c2", "bob")
-    await desk.send("c2", "bob", "your refund is on its way")
+    desk = await telegram_customer_with(store, "c2", "bob", "your refund is on its way")
     taken = await desk.outbox.deliveries("telegram", "stopped-worker", block_ms=10)
     assert len(taken) == 2  # then it stopped
     assert await desk.outbox.abandoned("telegram", "new-worker", idle_ms=60_000) == []  # busy?
