@@ -156,8 +156,10 @@ def chat_router() -> APIRouter:
             return HistoryResponse(session_id=session_id, turns=[])
         manager = runtime_of(request).manager
         # Read before the history: a message written in between comes twice, never not at all.
-        after = await manager.handoff.outbox.last_id("web")
+        after, now = await manager.handoff.outbox.last_id("web"), time.time()
         turns = await manager.history(session_id)
+        if any(t.role == "operator" for t in turns):  # seen: not to be e-mailed
+            await manager.follow_ups.shown(session_id, now)
         return HistoryResponse(
             session_id=session_id, turns=[TurnOut.of(t) for t in turns], events_after=after
         )
@@ -254,6 +256,7 @@ def chat_router() -> APIRouter:
                 elif message.session_id == session_id:
                     try:
                         info = await manager.session(session_id, with_turns=False)
+                        await manager.follow_ups.shown(session_id, time.time())
                     except StorageUnavailable:
                         yield ServerSentEvent(
                             event="error", data={"status": 503, "error": "retrying"}

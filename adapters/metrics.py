@@ -63,6 +63,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.follow_up_emails = Counter(
+            "answerdesk_follow_up_emails",
+            "E-mails of operator messages web customers did not see, sent or failed (retried)",
+            ["result"],
+            registry=r,
+        )
         self.telegram_retries = Counter(
             "answerdesk_telegram_retry_after", "Telegram 429 answers waited out", registry=r
         )
@@ -92,6 +98,9 @@ class Metrics:
 
     def handoff_notified(self, result: str) -> None:
         self.handoff_notifications.labels(result).inc()
+
+    def follow_up_emailed(self, result: str) -> None:
+        self.follow_up_emails.labels(result).inc()
 
     def team_chat_posted(self, result: str) -> None:
         self.team_chat_posts.labels(result).inc()

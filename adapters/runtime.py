@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
+from adapters.email_follow_ups import EmailFollowUps, Mailer, Smtp, follow_up
 from adapters.handoff_webhook import HandoffWebhook, remind
 from adapters.metrics import Metrics
 from adapters.operators import OperatorAccounts
@@ -19,6 +20,7 @@ from adapters.sites import Site, SiteRegistry
 from bot import (
     AnswerPolicy,
     ConversationManager,
+    FollowUps,
     HandoffNotifier,
     RateLimiter,
     SessionKeys,
@@ -208,6 +210,17 @@ async def build_runtime(
                 on_result=metrics.handoff_notified if metrics is not None else None,
             )
             notifiers.append(webhook)
+        follow_ups = mailer = emailer = None
+        if settings.smtp_url is not None:
+            follow_ups = FollowUps(sessions, settings.email_after_minutes * 60)
+            mailer = Mailer(
+                Smtp.from_url(settings.smtp_url.get_secret_value()),
+                settings.mail_from,
+                settings.business_name,
+                settings.zone,
+            )
+            emailer = EmailFollowUps(follow_ups)
+            notifiers.append(emailer)
         manager = ConversationManager(
             sessions, retriever, model, policy, limiter, metrics, notifiers, settings.zone
         )
@@ -241,6 +254,10 @@ async def build_runtime(
             reminders = asyncio.create_task(
                 remind(manager.handoff, notifiers, after_s, policy.hours)
             )
+        emails = None
+        if follow_ups is not None and mailer is not None:
+            on_mailed = metrics.follow_up_emailed if metrics is not None else None
+            emails = asyncio.create_task(follow_up(follow_ups, manager.files, mailer, on_mailed))
         try:
             operators = OperatorAccounts(redis, settings.redis_prefix)
             yield Runtime(
@@ -251,6 +268,12 @@ async def build_runtime(
                 reminders.cancel()
                 with suppress(asyncio.CancelledError):
                     await reminders
+            if emails is not None:
+                emails.cancel()
+                with suppress(asyncio.CancelledError):
+                    await emails
+            if emailer is not None:
+                await emailer.aclose()
             if team is not None:
                 await team.aclose()
             if telegram is not None:

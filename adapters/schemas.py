@@ -151,6 +151,11 @@ class SessionOut(BaseModel):
     page: str | None = Field(
         default=None, description="The web page its customer last wrote from (web chats)."
     )
+    email: str | None = Field(
+        default=None,
+        description="The address its customer left to be written to (web chats, while waiting "
+        "for a person).",
+    )
     turns: list[TurnOut]
 
     @classmethod
@@ -165,6 +170,7 @@ class SessionOut(BaseModel):
             operator=info.operator,
             site=info.site,
             page=info.page,
+            email=info.email,
             turns=[TurnOut.of(t) for t in info.turns],
         )
 

@@ -1,14 +1,16 @@
 """Every setting of answerdesk, read from ANSWERDESK_* environment variables and `.env`."""
 
 import os
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
-from pydantic import Field, HttpUrl, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.email_follow_ups import Smtp
 from bot import TeamHours, hours_from
 
 
@@ -109,6 +111,16 @@ class Settings(BaseSettings):
     opening_hours: str = ""
     # The country (ISO 3166 code, such as DE) whose public holidays `PH` in opening_hours means.
     holidays_country: str = ""
+    # The From of the e-mails below, which customers' replies reach, such as
+    # "Pinecone Outfitters <support@pinecone.example>".
+    mail_from: str = ""
+    # An operator message that no page of a web chat's customer showed (they closed it) is
+    # e-mailed to the address they left while waiting for a person, over this SMTP server:
+    # smtp://user:password@mail.example.com:587 (STARTTLS when the server offers it) or
+    # smtps://…:465. Empty: not e-mailed (the operator desk shows the address to write to).
+    smtp_url: SecretStr | None = Field(default=None, repr=False)
+    # How long an operator message may stay unseen before it is e-mailed.
+    email_after_minutes: float = Field(default=5, gt=0)
     # The address this server is reached at (https://support.example.com): notifications link to
     # its operator desk. Empty: they carry no link.
     public_url: HttpUrl | None = None
@@ -144,6 +156,24 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _usable_smtp(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            Smtp.from_url(value.get_secret_value())  # BadSmtpUrl is a ValueError: says why
+            sender = info.data.get("mail_from", "")
+            if "@" not in parseaddr(sender)[1]:
+                raise ValueError(
+                    "e-mails need a From address too: set ANSWERDESK_MAIL_FROM, such as "
+                    '"Pinecone Outfitters <support@pinecone.example>"'
+                )
+        return value
 
     @field_validator("telegram_team_chat")
     @classmethod

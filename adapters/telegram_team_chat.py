@@ -65,7 +65,7 @@ def transcript(turns: list[Turn]) -> str:
     for turn in said:
         who = {"user": "Customer", "assistant": "Assistant"}.get(turn.role, turn.operator)
         if turn.role == "note":
-            who = f"Note by {turn.operator}"
+            who = f"Note by {turn.operator}" if turn.operator else "Note"
         text = " ".join(turn.text.split())
         cut = text if len(text) <= TURN_CHARS else text[: TURN_CHARS - 1] + "…"
         lines.append(f"{who or 'Operator'}: {cut}")

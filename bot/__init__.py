@@ -6,6 +6,7 @@ from bot.errors import ConversationError, StorageUnavailable
 from bot.feedback import FeedbackLog, Rating, UnansweredItem, UnknownItem, UnknownReply
 from bot.files import MAX_BYTES as MAX_FILE_BYTES
 from bot.files import BadFile, SessionFiles, StoredFile, words_of
+from bot.follow_ups import FollowUp, FollowUps
 from bot.handoff import (
     ON_DUTY_S,
     HandoffDesk,
@@ -58,6 +59,8 @@ __all__ = [
     "Erased",
     "FeedbackLog",
     "Figures",
+    "FollowUp",
+    "FollowUps",
     "HandoffDesk",
     "HandoffError",
     "HandoffNotifier",

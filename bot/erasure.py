@@ -66,6 +66,7 @@ async def erase_session(sessions: SessionStore, session_id: str) -> Erased:
                     pipe.delete(*own)
                 pipe.zrem(keys.waiting, session_id)
                 pipe.zrem(keys.recent, session_id)
+                pipe.zrem(keys.follow_ups, session_id)
                 pipe.srem(keys.active, session_id)
                 if unanswered:
                     pipe.xdel(keys.unanswered, *unanswered)

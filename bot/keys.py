@@ -20,7 +20,8 @@ class SessionKeys:
         return self._session(session_id, "history")
 
     def meta(self, session_id: str) -> str:
-        """Hash: channel, created, last_seen, state, state_since, operator, fallbacks."""
+        """Hash: channel, created, last_seen, state, state_since, operator, fallbacks, site, page;
+        email (the customer's address), shown_at, emailed_until (`bot.follow_ups`)."""
         return self._session(session_id, "meta")
 
     def session_keys(self, session_id: str) -> str:
@@ -33,6 +34,15 @@ class SessionKeys:
     def reminded(self, session_id: str) -> str:
         """Set once the operators were reminded of the session's wait for a person."""
         return self._session(session_id, "reminded")
+
+    def mailing(self, session_id: str) -> str:
+        """Set while a worker writes the e-mail of the session's unseen operator messages."""
+        return self._session(session_id, "mailing")
+
+    @property
+    def follow_ups(self) -> str:
+        """Sorted set: web chat sessions with operator messages to e-mail, by when it is due."""
+        return f"{self.prefix}:follow_ups"
 
     def file(self, session_id: str, file_id: str) -> str:
         """Hash: a photo or file the customer sent to a person (name, type, data)."""

@@ -15,6 +15,7 @@ from bot.erasure import Erased, erase_session
 from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
 from bot.files import SessionFiles, told
+from bot.follow_ups import FollowUps
 from bot.grounding import supported_prefix
 from bot.handoff import (
     HandoffDesk,
@@ -27,7 +28,7 @@ from bot.handoff import (
 from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
 from bot.outbox import OutboxMessage
-from bot.policy import AnswerPolicy
+from bot.policy import EMAIL, AnswerPolicy
 from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter
 from bot.saved_replies import SavedReplies
@@ -88,6 +89,7 @@ class ConversationManager:
         self.stats = ConversationStats(sessions, time_zone)
         self.handoff = HandoffDesk(sessions, self.stats, self._notifiers)
         self.files = SessionFiles(sessions)
+        self.follow_ups = FollowUps(sessions)  # what the customer's pages showed
         self.saved_replies = SavedReplies(sessions)
         self.feedback = FeedbackLog(sessions, self.stats)
 
@@ -293,7 +295,13 @@ class ConversationManager:
         if info.state != "bot":  # a human has (or will have) the conversation: stay quiet
             place = await self.handoff.place(sid) if info.state == "pending_human" else None
             quiet = "" if place is None else policy.still_waiting(place, text)
-            await self._store(inbound, [asked], Reply(sid, quiet, "handoff", state=info.state))
+            # A web chat's customer may leave before the person answers: their address is
+            # kept, to be written to (`bot.follow_ups`).
+            address = EMAIL.search(text) if inbound.channel == "web" else None
+            meta = {"email": address.group()} if address else {}
+            await self._store(
+                inbound, [asked], Reply(sid, quiet, "handoff", state=info.state), **meta
+            )
             said = replace(inbound, text=text)
             for notifier in self._notifiers:
                 notifier.wrote(info, said)

@@ -90,4 +90,5 @@ class SessionInfo:
     fallbacks: int = 0  # consecutive fallback replies
     site: str | None = None  # the web site (site key) a widget conversation belongs to
     page: str | None = None  # the web page its customer last wrote from
+    email: str | None = None  # the address its customer left to be written to
     turns: list[Turn] = field(default_factory=list)

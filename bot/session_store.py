@@ -173,6 +173,7 @@ class SessionStore:
             fallbacks=int(meta.get("fallbacks", 0)),
             site=meta.get("site") or None,
             page=meta.get("page") or None,
+            email=meta.get("email") or None,
             turns=turns,
         )
 

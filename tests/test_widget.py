@@ -630,8 +630,11 @@ async def test_an_operator_deletes_a_conversation_the_customer_wants_gone(
         await sign_in(desk, web, "carol")
         handoffs = desk.get_by_role("region", name="Customers waiting for a person")
         theirs = handoffs.get_by_role("article").filter(has_text="Ada Lovelace")
-        address = theirs.get_by_role("link", name="ada@example.org")  # to write back to
-        await expect(address).to_have_attribute("href", "mailto:ada@example.org")
+        # The address they left, to write back to: in what they wrote, and above it.
+        address = theirs.get_by_role("link", name="ada@example.org")
+        await expect(address).to_have_count(2)
+        await expect(address.first).to_have_attribute("href", "mailto:ada@example.org")
+        await expect(theirs.get_by_text("To be written to at ada@example.org")).to_be_visible()
         await theirs.get_by_role("button", name="Take").click()
         desk.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
         await theirs.get_by_role("button", name="Delete conversation").click()
