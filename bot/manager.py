@@ -16,7 +16,7 @@ from bot.errors import ConversationError
 from bot.feedback import FeedbackLog, reply_record
 from bot.files import SessionFiles, told
 from bot.follow_ups import FollowUps
-from bot.grounding import supported_prefix
+from bot.grounded_reply import GroundedReplies
 from bot.handoff import (
     HandoffDesk,
     HandoffError,
@@ -29,13 +29,12 @@ from bot.intents import Intent, intent
 from bot.messages import Inbound, Mode, Reply, ReplyChunk, ReplyEvent, SessionInfo, Source, Turn
 from bot.outbox import OutboxMessage
 from bot.policy import EMAIL, AnswerPolicy
-from bot.prompt import approximate_tokens, build_messages, is_refusal
 from bot.rate_limit import RateLimiter
 from bot.saved_replies import SavedReplies
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
-from engine import ChatModel, EngineError, ModelBusy
+from engine import ChatModel
 from knowledge import Hit, KnowledgeError, Retriever
 
 log = logging.getLogger(__name__)
@@ -92,6 +91,7 @@ class ConversationManager:
         self.follow_ups = FollowUps(sessions)  # what the customer's pages showed
         self.saved_replies = SavedReplies(sessions)
         self.feedback = FeedbackLog(sessions, self.stats)
+        self._grounded = GroundedReplies(model, self.policy)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:
         """Answer one message. Yields `ReplyChunk`s while a grounded reply is generated, then
@@ -329,36 +329,13 @@ class ConversationManager:
         elif hits and confidence >= answer_at:
             relevant = [h for h in hits if h.score >= answer_at]
             history = await self._sessions.history(sid, last=policy.history_turns)
-            generated = ""
-            try:
-                messages = build_messages(
-                    text,
-                    relevant,
-                    history,
-                    policy.business,
-                    policy.prompt_tokens,
-                    getattr(self._model, "count_tokens", approximate_tokens),
-                )
-                async for chunk in _until(
-                    self._model.stream(messages, policy.generation), policy.reply_timeout_s
-                ):
-                    generated += chunk
-                    yield ReplyChunk(chunk)
-            except ModelBusy as exc:
-                log.warning("%s Answering with the closest FAQ entry.", exc)
-                generated = ""
-            except TimeoutError:
-                log.warning(
-                    "The model's reply took over %s s; answering with the closest FAQ entry.",
-                    policy.reply_timeout_s,
-                )
-                generated = ""
-            except EngineError:
-                log.exception("generation failed; answering with the closest FAQ entry")
-                generated = ""
-            mode, reply_text, sources = self._check_grounded(
-                generated, text, relevant, sources[: len(relevant)]
-            )
+            async for event in self._grounded.reply(
+                text, relevant, history, sources[: len(relevant)]
+            ):
+                if isinstance(event, ReplyChunk):
+                    yield event
+                else:
+                    mode, reply_text, sources = "grounded", event.text, event.sources
         else:
             # The entries closest to the question, none close enough to answer it, to pick from.
             near = [s for s in sources if s.score >= known.suggest]
@@ -442,44 +419,6 @@ class ConversationManager:
         finally:
             if self._observer is not None:
                 self._observer.retrieval(time.perf_counter() - started)
-
-    def _check_grounded(
-        self, generated: str, question: str, hits: list[Hit], sources: tuple[Source, ...]
-    ) -> tuple[Mode, str, tuple[Source, ...]]:
-        """Keep a generated reply only if it is an answer that invents no facts (and not an
-        entry's question repeated). Otherwise, and when the model says the FAQ does not answer,
-        the closest entry, hedged: retrieval found it close enough to answer from, and the model's
-        refusals do not tell (measured, README "Fine-tuning": it refuses about as seldom with the
-        right entry missing as with it there)."""
-        faq = "\n".join(f"{h.entry.question}\n{h.entry.answer}" for h in hits)
-        asked = [h.entry.question for h in hits]
-        reply = (
-            ""
-            if is_refusal(generated)
-            else supported_prefix(generated, faq, question, faq_questions=asked)
-        )
-        if reply:
-            return "grounded", reply, sources
-        log.info("generated reply not an answer from the FAQ; answering with the closest entry")
-        best = hits[0].entry
-        closest = f"I'm not completely sure, but this from our FAQ may help. {best.question} "
-        closest += best.answer
-        return "grounded", closest, sources[:1]
-
-
-async def _until(chunks: AsyncIterator[str], seconds: float) -> AsyncIterator[str]:
-    """`chunks` until `seconds` have passed, then TimeoutError; the stream is closed either way
-    (which frees the reply's place in the model's batch)."""
-    deadline = time.monotonic() + seconds
-    try:
-        while True:
-            try:
-                yield await asyncio.wait_for(anext(chunks), deadline - time.monotonic())
-            except StopAsyncIteration:
-                return
-    finally:
-        if (close := getattr(chunks, "aclose", None)) is not None:
-            await close()
 
 
 def _new_id() -> str:
