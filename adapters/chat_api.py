@@ -194,6 +194,17 @@ def chat_router() -> APIRouter:
         manager = runtime_of(request).manager
         return ChatResponse.of(await manager.attach(Inbound(session_id, ""), name, data))
 
+    @router.post("/chat/{session_id}/typing", status_code=204)
+    async def typing(
+        request: Request, site: CurrentSite, session_id: Annotated[SessionId, Path()]
+    ) -> None:
+        """The customer is typing a message to the person who has the conversation (send it at
+        most every 4 s while they type): the operator desk shows it for 6 s, or until the
+        message comes. 409 while no person has the conversation."""
+        if not await own_session(request, site, session_id):
+            raise HTTPException(404, f"No conversation with id {session_id}.")
+        await runtime_of(request).manager.handoff.customer_typing(session_id, time.time())
+
     @router.get("/chat/{session_id}/files/{file_id}", response_class=Response, responses=DOWNLOAD)
     async def file(
         request: Request,

@@ -105,9 +105,11 @@ def handoff_router(token: str | None) -> APIRouter:
         desk = runtime(request).manager.handoff
         if present:
             await desk.watched(request.state.operator)
+        active = await desk.active()
+        typing = await desk.customers_typing(active)
         return HandoffQueues(
             waiting=[SessionOut.of(s) for s in await desk.waiting()],
-            active=[SessionOut.of(s) for s in await desk.active()],
+            active=[SessionOut.of(s, s.session_id in typing) for s in active],
             present=await desk.present(),
         )
 

@@ -157,9 +157,14 @@ class SessionOut(BaseModel):
         "for a person).",
     )
     turns: list[TurnOut]
+    customer_typing: bool = Field(
+        default=False,
+        description="Its customer is typing a message to the operator now (web chats; in the "
+        "handoff lists).",
+    )
 
     @classmethod
-    def of(cls, info: SessionInfo) -> "SessionOut":
+    def of(cls, info: SessionInfo, customer_typing: bool = False) -> "SessionOut":
         return cls(
             session_id=info.session_id,
             channel=info.channel,
@@ -172,6 +177,7 @@ class SessionOut(BaseModel):
             page=info.page,
             email=info.email,
             turns=[TurnOut.of(t) for t in info.turns],
+            customer_typing=customer_typing,
         )
 
 

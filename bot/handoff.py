@@ -20,6 +20,7 @@ from bot.session_store import SessionStore
 from bot.stats import ConversationStats
 
 WATCHED_S = 120  # a desk in a background tab may list the queue only once a minute
+TYPING_S = 6  # a customer's sign of typing shows this long (the widget sends one every 4 s)
 ON_DUTY_S = 12 * 3600  # an operator's `/here` lasts until `/away`, or at the latest this long
 
 
@@ -227,6 +228,31 @@ class HandoffDesk:
         """Sessions an operator has taken, with their transcripts."""
         ids = sorted(i.decode() for i in await self._redis.smembers(self._keys.active))
         return [await self._sessions.info(i, with_turns=True) for i in ids]
+
+    async def customer_typing(self, session_id: str, now: float) -> None:
+        """The customer is writing to the operator who has the conversation: the desk shows it
+        for `TYPING_S` or until the message comes. Nothing of it is kept."""
+        await self._in_state(session_id, "human", "No person has the conversation to see it")
+        try:
+            await self._redis.set(self._keys.customer_typing(session_id), now, ex=TYPING_S)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot tell the operator: {exc}") from exc
+
+    async def customers_typing(self, sessions: list[SessionInfo]) -> set[str]:
+        """Those of `sessions` whose customer is typing now (since their last message)."""
+        if not sessions:
+            return set()
+        keys = [self._keys.customer_typing(info.session_id) for info in sessions]
+        try:
+            marks = await self._redis.mget(keys)
+        except RedisError as exc:
+            raise StorageUnavailable(f"Cannot read who is typing: {exc}") from exc
+        typing = set()
+        for info, mark in zip(sessions, marks, strict=True):
+            wrote = max((t.ts for t in info.turns if t.role == "user"), default=0.0)
+            if mark is not None and float(mark) > wrote:
+                typing.add(info.session_id)
+        return typing
 
     async def take(self, session_id: str, operator: str) -> SessionInfo:
         async with self._sessions.locked(session_id):

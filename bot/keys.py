@@ -35,6 +35,11 @@ class SessionKeys:
         """Set once the operators were reminded of the session's wait for a person."""
         return self._session(session_id, "reminded")
 
+    def customer_typing(self, session_id: str) -> str:
+        """String with a short TTL: when the customer last typed, while a person has the
+        conversation (`HandoffDesk.customer_typing`)."""
+        return self._session(session_id, "customer_typing")
+
     def mailing(self, session_id: str) -> str:
         """Set while a worker writes the e-mail of the session's unseen operator messages."""
         return self._session(session_id, "mailing")

@@ -68,6 +68,35 @@ def test_admin_routes_need_the_token(desk: Server, server: Server) -> None:
     assert httpx.get(queue, headers=pat, timeout=30).status_code == 403
 
 
+def test_the_desk_sees_a_customer_typing_to_the_operator_until_they_send_it(
+    desk: Server,
+) -> None:
+    """Only while a person has the conversation: with the assistant there is no one to see it."""
+    typing = f"{desk.url}/api/chat/typing-1/typing"
+    desk.chat("typing-1", "hello")
+    with_bot = httpx.post(typing, timeout=30)
+    assert with_bot.status_code == 409
+    assert with_bot.json()["error"] == "No person has the conversation to see it (state: bot)."
+    assert httpx.post(f"{desk.url}/api/chat/never-was/typing", timeout=30).status_code == 404
+    desk.chat("typing-1", "a human please")
+    assert admin(desk, "POST", "/handoff/typing-1/take", json={"operator": "Tess"}).is_success
+
+    def shown() -> bool:
+        (theirs,) = [
+            s
+            for s in admin(desk, "GET", "/handoff").json()["active"]
+            if s["session_id"] == "typing-1"
+        ]
+        return bool(theirs["customer_typing"])
+
+    assert not shown()
+    assert httpx.post(typing, timeout=30).status_code == 204
+    assert shown()
+    desk.chat("typing-1", "my order 4471 is late")  # sent: no longer typing
+    assert not shown()
+    assert admin(desk, "POST", "/handoff/typing-1/release", json={"operator": "Tess"}).is_success
+
+
 def test_a_desk_left_idle_does_not_count_as_someone_there(server: Server) -> None:
     """A desk whose operator has been idle lists the queue with present=false: a customer who
     asks for a person then is told no one is online. A desk in use counts as someone there."""

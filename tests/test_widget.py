@@ -420,8 +420,11 @@ async def test_an_operator_answers_from_the_desk_and_teaches_the_faq(
         typing = chat.locator(".m.operator.typing")  # the customer sees Bob write
         await expect(typing).to_have_text("Bob is typing", timeout=SLOW)
         await message.fill("hello, anyone?")  # the customer writes while Bob types: the desk
-        await message.press("Enter")  # shows it at its next refresh, and Bob keeps typing
+        customer_typing = theirs.get_by_text("The customer is typing…")  # shows it, then
+        await expect(customer_typing).to_be_visible(timeout=10_000)
+        await message.press("Enter")  # the message at its next refresh, and Bob keeps typing
         await expect(theirs).to_contain_text("hello, anyone?", timeout=10_000)
+        await expect(customer_typing).to_have_count(0)  # their message ends it
         await expect(box).to_be_focused()
         await box.press_sequentially(": 30 days.")
         await expect(box).to_have_value("Hi, Bob here: 30 days.")

@@ -394,10 +394,18 @@
       add("bot", "Sorry, the connection failed, so the file was not sent. Please try again.");
     }
   };
+  // The person who has the conversation sees that the customer is typing (a sign every 4 s).
+  let typedAt = 0;
+  input.addEventListener("input", () => {
+    const withThem = localStorage.getItem(`${store}:state`) === "human";
+    if (!session || !withThem || !input.value.trim() || Date.now() - typedAt < 4000) return;
+    typedAt = Date.now();
+    api(`/api/chat/${session}/typing`, { method: "POST" }).catch(() => {});
+  });
   $("form").onsubmit = (e) => {
     e.preventDefault();
     const text = input.value.trim();
-    if (text) { input.value = ""; ask(text); }
+    if (text) { input.value = ""; typedAt = 0; ask(text); }
   };
   bubble.style.setProperty("--c", "#2563eb");
   // A customer who waits for or talks to a person and opens another page of the site: the
