@@ -104,13 +104,13 @@ def handoff_router(token: str | None) -> APIRouter:
         customer who asks for a person while nobody has is told the answer may take a while."""
         desk = runtime(request).manager.handoff
         if present:
-            await desk.watched(request.state.operator)
+            await desk.presence.watched(request.state.operator)
         active = await desk.active()
         typing = await desk.customers_typing(active)
         return HandoffQueues(
             waiting=[SessionOut.of(s) for s in await desk.waiting()],
             active=[SessionOut.of(s, s.session_id in typing) for s in active],
-            present=await desk.present(),
+            present=await desk.presence.present(),
         )
 
     @router.post("/handoff/{session_id}/take", response_model=SessionOut)

@@ -125,7 +125,7 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         return session_id
 
     async def here_now() -> str:
-        present = await handoff.present()
+        present = await handoff.presence.present()
         if present:
             names = ", ".join(present)
             return f"Here now: {names}" + ("" if names.endswith(".") else ".")  # "Olga P."
@@ -138,7 +138,7 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
     @operator_command
     async def here(message: Message, operator: str) -> None:
         """An operator says they are there to answer customers, as an open desk does."""
-        await handoff.on_duty(operator)
+        await handoff.presence.on_duty(operator)
         hours = ON_DUTY_S // 3600
         waiting = await handoff.waiting_count()
         line = {0: "", 1: " 1 customer is waiting: /waiting shows them."}.get(
@@ -153,7 +153,7 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
     @router.message(Command("away"))
     @operator_command
     async def away(message: Message, operator: str) -> None:
-        was = await handoff.off_duty(operator)
+        was = await handoff.presence.off_duty(operator)
         gone = f"{operator} is away." if was else f"{operator} had not said /here."
         await message.reply(f"{gone} {await here_now()}")
 

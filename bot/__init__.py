@@ -8,7 +8,6 @@ from bot.files import MAX_BYTES as MAX_FILE_BYTES
 from bot.files import BadFile, SessionFiles, StoredFile, words_of
 from bot.follow_ups import FollowUp, FollowUps
 from bot.handoff import (
-    ON_DUTY_S,
     HandoffDesk,
     HandoffError,
     HandoffNotifier,
@@ -36,6 +35,7 @@ from bot.messages import (
 )
 from bot.outbox import Outbox, OutboxMessage
 from bot.policy import AnswerPolicy
+from bot.presence import ON_DUTY_S, Presence
 from bot.prompt import REFUSAL, build_messages
 from bot.rate_limit import RateLimited, RateLimiter
 from bot.saved_replies import BadSavedReply, SavedReplies, SavedReply
@@ -70,6 +70,7 @@ __all__ = [
     "Observer",
     "Outbox",
     "OutboxMessage",
+    "Presence",
     "RateLimited",
     "RateLimiter",
     "Rating",

@@ -16,12 +16,11 @@ from redis.exceptions import RedisError
 from bot.errors import ConversationError, StorageUnavailable
 from bot.messages import Inbound, SessionInfo, State, Turn
 from bot.outbox import Outbox, OutboxMessage
+from bot.presence import Presence
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
 
-WATCHED_S = 120  # a desk in a background tab may list the queue only once a minute
 TYPING_S = 6  # a customer's sign of typing shows this long (the widget sends one every 4 s)
-ON_DUTY_S = 12 * 3600  # an operator's `/here` lasts until `/away`, or at the latest this long
 
 
 class HandoffError(ConversationError):
@@ -103,6 +102,7 @@ class HandoffDesk:
         self._keys = sessions.keys
         self._redis = sessions.redis
         self.outbox = Outbox(sessions)
+        self.presence = Presence(sessions)
 
     async def enqueue(self, session_id: str, now: float) -> int:
         """Put the session in the queue (keeping its place if it is there); returns its place."""
@@ -122,7 +122,7 @@ class HandoffDesk:
             found = await self._redis.zrangebyscore(
                 self._keys.waiting, "-inf", now - waited_s, withscores=True
             )
-            calls, staffed = [], await self.staffed() if found else False
+            calls, staffed = [], await self.presence.staffed() if found else False
             for place, (raw, since) in enumerate(found, start=1):
                 session_id = raw.decode()
                 if await self._redis.set(self._keys.reminded(session_id), 1, nx=True, ex=86400):
@@ -137,7 +137,7 @@ class HandoffDesk:
         """Everyone waiting for a person, first come first ("waiting for 12 min")."""
         try:
             found = await self._redis.zrange(self._keys.waiting, 0, -1, withscores=True)
-            staffed = await self.staffed()
+            staffed = await self.presence.staffed()
             calls = []
             for place, (raw, since) in enumerate(found, start=1):
                 info = await self._sessions.info(raw.decode())
@@ -160,64 +160,6 @@ class HandoffDesk:
         except RedisError as exc:
             raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
         return None if rank is None else int(rank) + 1
-
-    async def watched(self, operator: str | None = None) -> None:
-        """Someone (`operator`, when known) is watching the queue now (the operator desk lists it
-        every few seconds)."""
-        now = time.time()
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(self._keys.watched, 1, ex=WATCHED_S)
-                if operator:
-                    pipe.zadd(self._keys.present, {operator: now})
-                    pipe.zremrangebyscore(self._keys.present, "-inf", now - WATCHED_S)
-                await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
-
-    async def on_duty(self, operator: str, for_s: float = ON_DUTY_S) -> None:
-        """`operator` is here to answer customers for the next `for_s` seconds, or until
-        `off_duty`, without a desk open (a team that works in its Telegram chat says so)."""
-        now = time.time()
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(self._keys.on_duty, {operator: now + for_s})
-                pipe.zremrangebyscore(self._keys.on_duty, "-inf", now)
-                await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
-
-    async def off_duty(self, operator: str) -> bool:
-        """`operator` has gone; whether they had said they were here."""
-        try:
-            return bool(await self._redis.zrem(self._keys.on_duty, operator))
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
-
-    async def present(self) -> list[str]:
-        """The operators whose desk, in use, listed the queue in the last `WATCHED_S` seconds,
-        and those who said they are here (`on_duty`)."""
-        now = time.time()
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zrangebyscore(self._keys.present, now - WATCHED_S, "+inf")
-                pipe.zrangebyscore(self._keys.on_duty, now, "+inf")
-                at_desk, on_duty = await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
-        return sorted({name.decode() for name in [*at_desk, *on_duty]})
-
-    async def staffed(self) -> bool:
-        """Whether someone watched the queue within the last `WATCHED_S` seconds, or said they
-        are here."""
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.exists(self._keys.watched)
-                pipe.zcount(self._keys.on_duty, time.time(), "+inf")
-                watched, on_duty = await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Cannot reach the handoff queue: {exc}") from exc
-        return bool(watched or on_duty)
 
     async def waiting(self) -> list[SessionInfo]:
         """Sessions waiting for a human, first come first, with their transcripts."""

@@ -160,7 +160,7 @@ class ConversationManager:
         the team chat hears of it as of any customer who starts waiting."""
         info = await self.handoff.pass_on(session_id, operator)
         if self._notifiers:
-            staffed = await self.handoff.staffed()
+            staffed = await self.handoff.presence.staffed()
             call = Waiting(session_id, info.channel, 1, f"passed on by {operator}", staffed)
             for notifier in self._notifiers:
                 notifier.waiting(call)
@@ -169,7 +169,7 @@ class ConversationManager:
     async def team(self) -> TeamStatus:
         """Whether the team is there for a customer who asks for a person now: when it is
         back if not (outside its hours), how long customers usually wait for it if so."""
-        here, hours = await self.handoff.staffed(), self.policy.hours
+        here, hours = await self.handoff.presence.staffed(), self.policy.hours
         back = "" if here or hours is None else hours.back(datetime.now(UTC))
         return TeamStatus(here, back, await self.stats.usual_wait() if here else None)
 

@@ -357,7 +357,7 @@ async def test_a_customer_is_told_when_no_operator_is_there(
     )
     in_telegram = await bot.ask(Inbound("night-tg", "human please", channel="telegram"))
     assert in_telegram.text.endswith(offline)  # Telegram reaches them whenever it comes
-    await bot.handoff.watched()  # an operator opens the desk
+    await bot.handoff.presence.watched()  # an operator opens the desk
     there = await bot.ask(Inbound("day", "Can I speak to a real person?"))
     assert there.text == "I've asked a colleague to take over; you are number 3 in line. They " + (
         "will answer here."
@@ -392,7 +392,7 @@ async def test_a_customer_outside_the_teams_hours_is_told_when_it_is_back(
     )
     in_telegram = await bot.ask(Inbound("late-tg", "human please", channel="telegram"))
     assert in_telegram.text.endswith(f"Our team is away right now and back {back}.")
-    await bot.handoff.watched()  # someone works late
+    await bot.handoff.presence.watched()  # someone works late
     assert await bot.team() == TeamStatus(here=True)
     there = await bot.ask(Inbound("later", "human please"))
     assert there.text.endswith("you are number 3 in line. They will answer here.")
@@ -405,15 +405,16 @@ async def test_an_operator_who_says_they_are_here_counts_until_away_or_the_end_o
     """`/here` in the Telegram team chat (`on_duty`): present with no desk open, until `/away`
     (`off_duty`) or the end of the time it lasts."""
     bot = build(redis_client, prefix, sample_retriever)
-    await bot.handoff.on_duty("Olga P.", for_s=1.0)
-    await bot.handoff.on_duty("Ivan")
+    presence = bot.handoff.presence
+    await presence.on_duty("Olga P.", for_s=1.0)
+    await presence.on_duty("Ivan")
     assert await bot.team() == TeamStatus(here=True)
-    assert await bot.handoff.present() == ["Ivan", "Olga P."]
-    assert await bot.handoff.off_duty("Ivan") and not await bot.handoff.off_duty("Ivan")
-    assert await bot.handoff.present() == ["Olga P."]
+    assert await presence.present() == ["Ivan", "Olga P."]
+    assert await presence.off_duty("Ivan") and not await presence.off_duty("Ivan")
+    assert await presence.present() == ["Olga P."]
     await asyncio.sleep(1.2)  # Olga's time is over: nobody is there
     assert await bot.team() == TeamStatus(here=False)
-    assert await bot.handoff.present() == []
+    assert await presence.present() == []
     asked = await bot.ask(Inbound("alone", "can I talk to a person?"))
     assert asked.text.endswith(
         "this may take a while. Leave your e-mail address here if you "
@@ -473,7 +474,7 @@ async def test_a_customer_is_told_how_long_customers_usually_wait(
     night and waited till morning does not count."""
     keys = SessionKeys(prefix)
     bot = build(redis_client, prefix, sample_retriever)
-    await bot.handoff.watched()
+    await bot.handoff.presence.watched()
     first = await bot.ask(Inbound("w-first", "human please"))
     assert first.text.endswith("They will answer here.")  # nothing to go by yet
 
@@ -488,7 +489,7 @@ async def test_a_customer_is_told_how_long_customers_usually_wait(
     await taken_after("w-night", 10 * 3600)
 
     later = build(redis_client, prefix, sample_retriever)  # (the usual wait is read each minute)
-    await later.handoff.watched()
+    await later.handoff.presence.watched()
     told = await later.ask(Inbound("w-next", "human please"))
     assert told.text == (
         "I've asked a colleague to take over; you are number 2 in line. They will answer here. "
