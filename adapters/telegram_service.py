@@ -44,6 +44,7 @@ COMMANDS = [
     BotCommand(command="delete", description="Delete our conversation"),
 ]
 UPDATE_TTL_S = 24 * 3600
+TYPING_FRESH_S = 5  # Telegram shows "typing…" for 5 s
 ABANDONED_S = 60.0  # a message given to a worker and not confirmed this long: it stopped
 PHOTOS = ("image/jpeg", "image/png")  # sent as photos; other kinds as documents
 
@@ -227,7 +228,10 @@ class TelegramService:
             return
         try:
             if message.typing:
-                await self.bot.send_chat_action(chat, ChatAction.TYPING)
+                # Late (a worker that stopped left it, or Redis was away): the operator has
+                # written since, or stopped, and "typing…" now would say otherwise.
+                if time.time() - message.written_at < TYPING_FRESH_S:
+                    await self.bot.send_chat_action(chat, ChatAction.TYPING)
             elif (source := copied_from(message)) is not None:
                 await self.bot.copy_message(chat, *source)
             elif message.file:

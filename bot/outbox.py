@@ -31,6 +31,11 @@ class OutboxMessage:
     # Not a message: `operator` is writing one (`HandoffDesk.typing`).
     typing: bool = False
 
+    @property
+    def written_at(self) -> float:
+        """When it was put on the outbox (the milliseconds of its stream id), in seconds."""
+        return int(self.id.partition("-")[0]) / 1000
+
 
 class Outbox:
     def __init__(self, sessions: SessionStore) -> None:

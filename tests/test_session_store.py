@@ -143,6 +143,19 @@ async def telegram_customer_with(
     return desk
 
 
+async def test_an_outbox_message_knows_when_it_was_written(
+    redis_client: Redis, prefix: str
+) -> None:
+    """A sign of typing delivered late (a stopped worker left it) is not shown: the channel
+    tells by when it was written."""
+    store = SessionStore(redis_client, SessionKeys(prefix))
+    desk = await telegram_customer_with(store, "c0", "alice", "one moment")
+    before = time.time()
+    sign = await desk.typing("c0", "alice")
+    (read,) = [m for m in await desk.outbox.read("telegram") if m.typing]
+    assert read.id == sign.id and before - 1 <= read.written_at <= time.time() + 1
+
+
 async def test_a_channel_worker_gets_again_what_it_did_not_confirm(
     redis_client: Redis, prefix: str
 ) -> None:
