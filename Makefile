@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint audit bench bench-engine bench-load bench-retrieval adapter clean
+.PHONY: install browser run test lint audit bench bench-engine bench-load bench-retrieval bench-topics adapter clean
 
 install: $(STAMP)
 
@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python -m tests.bench.bench_chat
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_retrieval
+	$(BIN)/python -m tests.bench.bench_topics
 	$(BIN)/python -m tests.bench.bench_load
 
 bench-load: install
@@ -61,6 +62,9 @@ bench-engine: install
 
 bench-retrieval: install
 	$(BIN)/python -m tests.bench.bench_retrieval
+
+bench-topics: install
+	$(BIN)/python -m tests.bench.bench_topics
 
 # The shipped grounding adapter (engine/grounding_adapter): QLoRA on the NF4-quantized bundled
 # model, trained on grounded-answer chats built from FAQs written for this project.

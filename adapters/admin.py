@@ -36,6 +36,13 @@ class UnansweredOut(BaseModel):
     suggested: list[str] = Field(description="Ids of the FAQ entries the reply offered.")
 
 
+class TopicOut(BaseModel):
+    question: str = Field(description="How it was first asked.")
+    asked: int = Field(description="How many of the listed questions are about it.")
+    last_asked: float
+    items: list[UnansweredOut] = Field(description="Its questions, the first asked first.")
+
+
 class Alias(BaseModel):
     model_config = ConfigDict(extra="forbid")
     entry_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
@@ -253,6 +260,24 @@ def admin_router(token: str | None) -> APIRouter:
         """Questions the assistant could not answer and replies customers rated 👎."""
         items = await runtime(request).manager.feedback.unanswered(count)
         return [UnansweredOut(**i.__dict__) for i in items]
+
+    @router.get("/unanswered/topics", response_model=list[TopicOut])
+    async def unanswered_topics(
+        request: Request, count: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[TopicOut]:
+        """The oldest `count` questions of the unanswered queue by topic (questions asked in
+        other words about the same thing together, by their embeddings): the topics asked most
+        first, then the latest asked. The FAQ gap most customers ran into comes first."""
+        topics = await runtime(request).manager.unanswered_topics.topics(count)
+        return [
+            TopicOut(
+                question=topic.items[0].question,
+                asked=len(topic.items),
+                last_asked=topic.last_asked,
+                items=[UnansweredOut(**i.__dict__) for i in topic.items],
+            )
+            for topic in topics
+        ]
 
     @router.post("/unanswered/{item_id}/faq", response_model=ResolvedOut, status_code=201)
     async def answer(

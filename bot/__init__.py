@@ -42,6 +42,7 @@ from bot.saved_replies import BadSavedReply, SavedReplies, SavedReply
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats, DayFigures, Figures, StatsReport
 from bot.team_hours import BadOpeningHours, TeamHours, hours_from
+from bot.unanswered_topics import Topic, UnansweredTopics
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -90,8 +91,10 @@ __all__ = [
     "StoredFile",
     "TeamHours",
     "TeamStatus",
+    "Topic",
     "Turn",
     "UnansweredItem",
+    "UnansweredTopics",
     "UnknownItem",
     "UnknownReply",
     "UnknownSession",

@@ -34,6 +34,7 @@ from bot.saved_replies import SavedReplies
 from bot.session_locks import SessionQueue
 from bot.session_store import SessionStore
 from bot.stats import ConversationStats
+from bot.unanswered_topics import UnansweredTopics
 from engine import ChatModel
 from knowledge import Hit, KnowledgeError, Retriever
 
@@ -91,6 +92,7 @@ class ConversationManager:
         self.follow_ups = FollowUps(sessions)  # what the customer's pages showed
         self.saved_replies = SavedReplies(sessions)
         self.feedback = FeedbackLog(sessions, self.stats)
+        self.unanswered_topics = UnansweredTopics(self.feedback, retriever)
         self._grounded = GroundedReplies(model, self.policy)
 
     async def handle(self, inbound: Inbound) -> AsyncIterator[ReplyEvent]:

@@ -35,6 +35,10 @@ SUGGEST_QUANTILE = 25
 FALLBACK_ANSWER = 0.55  # used until a knowledge base is calibrated
 FALLBACK_FAQ = 0.75
 FALLBACK_SUGGEST = 0.40
+# Two customers' questions are about one topic when they are closer than this share of the pairs
+# of phrasings of different FAQ entries (questions the FAQ itself tells apart) are.
+TOPIC_QUANTILE = 99
+FALLBACK_TOPIC = 0.70  # a knowledge base with fewer than two entries
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,19 @@ def calibrate(
         at=time.time(),
         embedder=embedder,
     )
+
+
+def topic_threshold(index: SearchIndex, probes: int = 1500, seed: int = 0) -> float:
+    """How similar (cosine) two customers' questions must be to count as asking the same thing:
+    more similar than `TOPIC_QUANTILE`% of the pairs of phrasings of different entries, among up
+    to `probes` phrasings. Chosen from the knowledge base, as the thresholds are."""
+    phrasings = [(e.id, n) for e in index.entries() for n in range(len(e.texts))]
+    if len(phrasings) > probes:
+        phrasings = random.Random(seed).sample(phrasings, probes)
+    owners = np.array([entry_id for entry_id, _ in phrasings])
+    if len(set(owners)) < 2:
+        return FALLBACK_TOPIC
+    vectors = np.stack([index.phrasing_vector(entry_id, n) for entry_id, n in phrasings])
+    first, second = np.triu_indices(len(phrasings), 1)
+    similar = (vectors @ vectors.T)[first, second]
+    return float(np.percentile(similar[owners[first] != owners[second]], TOPIC_QUANTILE))

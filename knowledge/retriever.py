@@ -19,8 +19,10 @@ from knowledge.calibration import (
     FALLBACK_ANSWER,
     FALLBACK_FAQ,
     FALLBACK_SUGGEST,
+    FALLBACK_TOPIC,
     Calibration,
     calibrate,
+    topic_threshold,
 )
 from knowledge.entry import FaqEntry
 from knowledge.index import Hit, SearchIndex
@@ -64,6 +66,7 @@ class Retriever:
         self._version = -1
         self._position = "0"  # last change-stream entry applied
         self._calibration: Calibration | None = None
+        self._topic: tuple[int, float] | None = None  # (index version, topic threshold)
         self._lock = asyncio.Lock()
         self._lexical_task: asyncio.Task[None] | None = None
         self._catching_up: asyncio.Task[None] | None = None
@@ -96,6 +99,17 @@ class Retriever:
             return []
         vector = await self._embedder.embed_query(query)
         return index.search(vector, query, k)
+
+    async def topic_threshold(self) -> float:
+        """How similar two questions must be to be about one topic (`calibration.
+        topic_threshold`), for the current entries."""
+        await self._follow(wait_s=CATCH_UP_WAIT_S)
+        index, version = self._index, self._version
+        if index is None:
+            return FALLBACK_TOPIC
+        if self._topic is None or self._topic[0] != version:
+            self._topic = (version, await asyncio.to_thread(topic_threshold, index))
+        return self._topic[1]
 
     async def prepare(self, entries: list[FaqEntry]) -> None:
         """Embed `entries`' texts ahead of storing them (the vectors are cached in Redis), so

@@ -717,6 +717,10 @@ async def test_an_operator_answers_a_question_once_and_dismisses_junk(
         first, second, junk = (
             missed.get_by_role("article", name=f"Unanswered: {q}") for q in questions
         )
+        # Asked twice in other words: one topic, above the question asked once.
+        topic = missed.get_by_role("region", name=f"Asked 2 times: {questions[0]}")
+        await expect(topic.get_by_role("article")).to_have_count(2)
+        await expect(topic.get_by_role("heading")).to_have_text("Asked 2 times, in these words:")
         await first.get_by_label("Answer for the FAQ").fill(
             "Yes: bamboo socks, 3 pairs for 15 euros."
         )
@@ -726,6 +730,7 @@ async def test_an_operator_answers_a_question_once_and_dismisses_junk(
         )
         await expect(first).to_have_count(0)
         await expect(second).to_have_count(0)
+        await expect(topic).to_have_count(0)
         await expect(junk).to_have_count(1)
         await junk.get_by_role("button", name="Dismiss").click()
         await expect(junk).to_have_count(0)
