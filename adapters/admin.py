@@ -1,5 +1,6 @@
-"""The operator API under /admin: conversations and their erasure, the unanswered queue, the
-figures, the sites and the operators. Bearer-token auth. Handoff: adapters/handoff_api.py."""
+"""The operator API under /admin: conversations and their erasure, the figures, the sites and
+the operators. Bearer-token auth. Handoff: adapters/handoff_api.py; the unanswered queue:
+adapters/unanswered_api.py."""
 
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -7,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.admin_auth import operator_auth, owner_only, signed_in
+from adapters.admin_auth import operator_auth, owner_only
 from adapters.file_responses import DOWNLOAD, FILE_ID, served
 from adapters.operators import OperatorError, OperatorExists
 from adapters.runtime import Runtime
 from adapters.schemas import ErrorResponse, SessionId, SessionOut, Text
 from bot import Figures
-from knowledge import FaqEntry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
@@ -23,57 +23,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class SignedIn(BaseModel):
     operator: str | None = Field(
         description="The operator whose token this is; null for the owner's admin token."
-    )
-
-
-class UnansweredOut(BaseModel):
-    id: str
-    reason: str = Field(description="fallback | thumbs_down")
-    session_id: str
-    question: str
-    reply: str
-    ts: float
-    suggested: list[str] = Field(description="Ids of the FAQ entries the reply offered.")
-
-
-class TopicOut(BaseModel):
-    question: str = Field(description="How it was first asked.")
-    asked: int = Field(description="How many of the listed questions are about it.")
-    last_asked: float
-    items: list[UnansweredOut] = Field(description="Its questions, the first asked first.")
-
-
-class Alias(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    entry_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
-
-
-class NewFaqEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    answer: Text
-    question: Text | None = Field(default=None, description="Default: the customer's words.")
-    id: str | None = Field(default=None, description="Default: made from the question.")
-
-
-class FaqEntryOut(BaseModel):
-    id: str
-    question: str
-    answer: str
-    alt_questions: list[str]
-
-    @classmethod
-    def of(cls, entry: FaqEntry) -> "FaqEntryOut":
-        return cls(
-            id=entry.id,
-            question=entry.question,
-            answer=entry.answer,
-            alt_questions=list(entry.alt_questions),
-        )
-
-
-class ResolvedOut(FaqEntryOut):
-    resolved: list[str] = Field(
-        description="Other queued questions the entry now answers, dropped from the queue."
     )
 
 
@@ -252,74 +201,6 @@ def admin_router(token: str | None) -> APIRouter:
         if not erased.anything:
             raise HTTPException(404, f"No conversation with id {session_id}.")
         return ErasedOut(session_id=session_id, **asdict(erased))
-
-    @router.get("/unanswered", response_model=list[UnansweredOut])
-    async def unanswered(
-        request: Request, count: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> list[UnansweredOut]:
-        """Questions the assistant could not answer and replies customers rated 👎."""
-        items = await runtime(request).manager.feedback.unanswered(count)
-        return [UnansweredOut(**i.__dict__) for i in items]
-
-    @router.get("/unanswered/topics", response_model=list[TopicOut])
-    async def unanswered_topics(
-        request: Request, count: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> list[TopicOut]:
-        """The oldest `count` questions of the unanswered queue by topic (questions asked in
-        other words about the same thing together, by their embeddings): the topics asked most
-        first, then the latest asked. The FAQ gap most customers ran into comes first."""
-        topics = await runtime(request).manager.unanswered_topics.topics(count)
-        return [
-            TopicOut(
-                question=topic.items[0].question,
-                asked=len(topic.items),
-                last_asked=topic.last_asked,
-                items=[UnansweredOut(**i.__dict__) for i in topic.items],
-            )
-            for topic in topics
-        ]
-
-    @router.post("/unanswered/{item_id}/faq", response_model=ResolvedOut, status_code=201)
-    async def answer(
-        body: NewFaqEntry,
-        request: Request,
-        item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")],
-    ) -> ResolvedOut:
-        """Answer an unanswered question with a new FAQ entry, live at once. Other queued
-        questions the entry now answers leave the queue too (`resolved`)."""
-        rt = runtime(request)
-        entry = await rt.manager.feedback.answer(
-            item_id,
-            body.answer,
-            rt.knowledge,
-            question=body.question,
-            entry_id=body.id,
-            by=signed_in(request),
-        )
-        resolved = await rt.manager.resolve_unanswered(entry.id)
-        return ResolvedOut(**FaqEntryOut.of(entry).model_dump(), resolved=resolved)
-
-    @router.post("/unanswered/{item_id}/alias", response_model=ResolvedOut)
-    async def alias(
-        body: Alias,
-        request: Request,
-        item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")],
-    ) -> ResolvedOut:
-        """The customer meant an existing FAQ entry: add their question to its phrasings, live
-        at once, so the next customer asking so is answered. Other queued questions the entry
-        now answers leave the queue too (`resolved`)."""
-        rt = runtime(request)
-        by = signed_in(request)
-        entry = await rt.manager.feedback.alias(item_id, body.entry_id, rt.knowledge, by)
-        resolved = await rt.manager.resolve_unanswered(entry.id)
-        return ResolvedOut(**FaqEntryOut.of(entry).model_dump(), resolved=resolved)
-
-    @router.delete("/unanswered/{item_id}", status_code=204)
-    async def dismiss(
-        request: Request, item_id: Annotated[str, Path(pattern=r"^\d{1,19}-\d{1,19}$")]
-    ) -> None:
-        """Drop a question from the queue without answering it (off-topic, spam, a test)."""
-        await runtime(request).manager.feedback.dismiss(item_id)
 
     @router.get("/stats", response_model=StatsOut)
     async def stats(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 7) -> StatsOut:

@@ -16,7 +16,15 @@ from redis.asyncio import Redis
 from adapters.operators import CLI
 from adapters.redis_server import in_redis, open_redis
 from adapters.settings import Settings, load_settings
-from bot import ConversationError, FeedbackLog, SessionKeys, SessionStore
+from bot import (
+    ConversationError,
+    FeedbackLog,
+    SessionKeys,
+    SessionStore,
+    Topic,
+    UnansweredItem,
+    UnansweredTopics,
+)
 from engine import as_batch_job
 from knowledge import (
     FORMATS,
@@ -44,6 +52,7 @@ T = TypeVar("T")
 class Kb:
     store: KnowledgeStore
     retriever: Retriever | None
+    redis: Redis
 
 
 def run(settings: Settings, work: Callable[[Kb], Awaitable[T]], search: bool = False) -> T:
@@ -70,7 +79,7 @@ async def open_kb(settings: Settings, search: bool) -> AsyncIterator[Kb]:
 
             embedder = await asyncio.to_thread(build_embedder, settings, redis)
             retriever = Retriever(store, embedder)
-        yield Kb(store, retriever)
+        yield Kb(store, retriever, redis)
 
 
 async def index_of(embedder: TextEmbedder, entries: list[FaqEntry]) -> SearchIndex:
@@ -396,15 +405,40 @@ def kb_tune(
 
 @kb.command("unanswered")
 @click.option("--count", default=100, show_default=True, help="How many to list, oldest first.")
-def kb_unanswered(count: int) -> None:
+@click.option(
+    "--topics",
+    is_flag=True,
+    help="By topic: questions asked in other words about one thing together, the most asked "
+    "first (as the operator desk lists them).",
+)
+def kb_unanswered(count: int, topics: bool) -> None:
     """List questions the assistant could not answer and replies customers rated 👎."""
     settings = load_settings()
-    items = in_redis(settings, lambda redis: feedback_log(redis, settings).unanswered(count))
-    for item in items:
-        offered = f"\tsuggested: {', '.join(item.suggested)}" if item.suggested else ""
-        click.echo(f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}{offered}")
+    if topics:
+
+        def work(kb: Kb) -> Awaitable[list[Topic]]:
+            assert kb.retriever is not None
+            return UnansweredTopics(feedback_log(kb.redis, settings), kb.retriever).topics(count)
+
+        found = run(settings, work, search=True)
+        for topic in found:
+            asked = len(topic.items)
+            click.echo(f"asked {asked} time{'s' if asked > 1 else ''}: {topic.items[0].question}")
+            for item in topic.items:
+                click.echo(f"  {listed(item)}")
+        items = [item for topic in found for item in topic.items]
+    else:
+        items = in_redis(settings, lambda redis: feedback_log(redis, settings).unanswered(count))
+        for item in items:
+            click.echo(listed(item))
     if not items:
         click.echo("nothing unanswered")
+
+
+def listed(item: UnansweredItem) -> str:
+    """One line of `kb unanswered`: id, reason, session, question, the entries it was offered."""
+    offered = f"\tsuggested: {', '.join(item.suggested)}" if item.suggested else ""
+    return f"{item.id}\t{item.reason}\t{item.session_id}\t{item.question}{offered}"
 
 
 @kb.command("dismiss")

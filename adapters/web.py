@@ -26,6 +26,7 @@ from adapters.runtime import build_runtime
 from adapters.schemas import ErrorResponse
 from adapters.settings import Settings
 from adapters.telegram_webhook import telegram_webhook_router
+from adapters.unanswered_api import unanswered_router
 from bot import MAX_FILE_BYTES
 
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_router())
     app.include_router(admin_router(settings.admin_token))
     app.include_router(handoff_router(settings.admin_token))
+    app.include_router(unanswered_router(settings.admin_token))
     app.include_router(kb_router(settings.admin_token))
     if settings.telegram_token:
         app.include_router(telegram_webhook_router())

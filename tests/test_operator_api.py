@@ -590,6 +590,24 @@ def test_a_near_miss_becomes_a_phrasing_of_the_entry_it_meant(desk: Server) -> N
     assert desk.chat("near-4", "the tracking link shows nothing at all")["mode"] == "faq"
 
 
+def test_the_unanswered_queue_reads_by_topic(desk: Server) -> None:
+    """Two customers miss the FAQ with one question in other words: one topic, over the API
+    and on the command line."""
+    for session, question in [
+        ("wrap-1", "do you offer gift wrapping"),
+        ("wrap-2", "can you gift wrap it for me?"),
+    ]:
+        assert desk.chat(session, question)["mode"] == "fallback", question
+    topics = admin(desk, "GET", "/unanswered/topics").json()
+    [wrap] = [t for t in topics if "wrap-1" in [i["session_id"] for i in t["items"]]]
+    assert (wrap["question"], wrap["asked"]) == ("do you offer gift wrapping", 2)
+    assert [i["session_id"] for i in wrap["items"]] == ["wrap-1", "wrap-2"]
+    listed = desk.kb("unanswered", "--topics")
+    assert listed.returncode == 0, listed.stderr
+    assert "asked 2 times: do you offer gift wrapping\n" in listed.stdout
+    assert "\twrap-2\tcan you gift wrap it for me?" in listed.stdout
+
+
 def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
     """Every message is counted by how it was answered, in Redis (shared by every worker), and
     every customer an operator took with how long they had waited and how the customer rated
