@@ -594,18 +594,18 @@ def test_the_unanswered_queue_reads_by_topic(desk: Server) -> None:
     """Two customers miss the FAQ with one question in other words: one topic, over the API
     and on the command line."""
     for session, question in [
-        ("wrap-1", "do you offer gift wrapping"),
-        ("wrap-2", "can you gift wrap it for me?"),
+        ("kayak-1", "do you rent out kayaks"),
+        ("kayak-2", "can I hire a kayak from you?"),
     ]:
         assert desk.chat(session, question)["mode"] == "fallback", question
     topics = admin(desk, "GET", "/unanswered/topics").json()
-    [wrap] = [t for t in topics if "wrap-1" in [i["session_id"] for i in t["items"]]]
-    assert (wrap["question"], wrap["asked"]) == ("do you offer gift wrapping", 2)
-    assert [i["session_id"] for i in wrap["items"]] == ["wrap-1", "wrap-2"]
+    [kayak] = [t for t in topics if "kayak-1" in [i["session_id"] for i in t["items"]]]
+    assert (kayak["question"], kayak["asked"]) == ("do you rent out kayaks", 2)
+    assert [i["session_id"] for i in kayak["items"]] == ["kayak-1", "kayak-2"]
     listed = desk.kb("unanswered", "--topics")
     assert listed.returncode == 0, listed.stderr
-    assert "asked 2 times: do you offer gift wrapping\n" in listed.stdout
-    assert "\twrap-2\tcan you gift wrap it for me?" in listed.stdout
+    assert "asked 2 times: do you rent out kayaks\n" in listed.stdout
+    assert "\tkayak-2\tcan I hire a kayak from you?" in listed.stdout
 
 
 def test_the_figures_show_how_the_assistant_did(desk: Server) -> None:
