@@ -43,6 +43,10 @@ COMMANDS = [
     BotCommand(command="waiting", description="Post every customer who waits again"),
     BotCommand(command="note", description="In reply to a customer's message: a note for the team"),
     BotCommand(
+        command="saved",
+        description="In reply to a customer's message: send a saved reply (alone: list them)",
+    ),
+    BotCommand(
         command="done", description="In reply to a customer's message: back to the assistant"
     ),
     BotCommand(command="help", description="How to answer customers here"),
@@ -53,6 +57,8 @@ HELP = (
     "then yours). Photos and files reach customers in Telegram; photos and PDF files reach "
     "the web chat too.\n"
     "- /note … in reply: a note for the team, which the customer does not see.\n"
+    "- /saved TITLE in reply: send the team's saved reply of that title; /saved alone lists "
+    "them (they are kept at the operator desk).\n"
     "- /done in reply, or Back to the assistant: hand the conversation back.\n"
     "- /here when you start, /away when you leave: customers are told whether someone is "
     "there.\n"
@@ -161,6 +167,20 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
     async def help_(message: Message) -> None:
         await message.reply(HELP)
 
+    async def saved_titles() -> str:
+        replies = await manager.saved_replies.all()
+        if not replies:
+            return "The team has no saved replies yet; save them at the operator desk."
+        titles = "\n".join(f"- {r.title}" for r in replies)
+        return (
+            f"Saved replies:\n{titles}\nReply to a customer's message with /saved TITLE to "
+            "send one."
+        )
+
+    @router.message(Command("saved"), ~F.reply_to_message)
+    async def saved(message: Message) -> None:
+        await message.reply(await saved_titles())
+
     @router.message(Command("waiting"))
     @operator_command
     async def waiting(message: Message, operator: str) -> None:
@@ -203,6 +223,14 @@ def team_router(manager: ConversationManager, team: TeamChat) -> Router:
         if command.split("@")[0] == "/done":
             if wrong := await hand_back(session_id, operator):
                 await message.reply(wrong)
+            return
+        if command.split("@")[0] == "/saved":
+            picked = await manager.saved_replies.find(rest) if rest.strip() else None
+            if picked is None:
+                unknown = f"No saved reply is called {rest.strip()!r}. " if rest.strip() else ""
+                await message.reply(unknown + await saved_titles())
+                return
+            await to_customer(message, session_id, operator, picked.text)
             return
         if command.split("@")[0] == "/note":
             try:  # TeamChat.noted posts it in the conversation's thread

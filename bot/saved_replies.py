@@ -42,6 +42,11 @@ class SavedReplies:
         replies = [_reply(title.decode(), raw) for title, raw in found.items()]
         return sorted(replies, key=lambda r: r.title.casefold())
 
+    async def find(self, title: str) -> SavedReply | None:
+        """The reply saved under `title` (any case, spaces as typed), if there is one."""
+        wanted = " ".join(title.split()).casefold()
+        return next((r for r in await self.all() if r.title.casefold() == wanted), None)
+
     async def put(self, title: str, text: str, by: str) -> SavedReply:
         """Save `text` under `title`, replacing the reply of that title, if any."""
         title, text = " ".join(title.split()), text.strip()

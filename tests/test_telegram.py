@@ -163,6 +163,7 @@ async def test_start_registers_commands_and_the_webhook(
         "away",
         "waiting",
         "note",
+        "saved",
         "done",
         "help",
     ]
@@ -464,6 +465,26 @@ async def test_operators_answer_customers_from_their_telegram_group(
         ("Wants express shipping next time", "Olga P.")
     ]
     assert "express" not in str(await get(f"{webhook.url}/api/chat/{sid}/history"))
+    # The team's saved replies, kept at the desk, are listed and sent from here too.
+    async with httpx.AsyncClient(base_url=webhook.url, headers=ADMIN, timeout=30) as client:
+        body = {"operator": "Ivan", "text": "Anything else I can help with?"}
+        assert (await client.put("/admin/replies/Anything else", json=body)).is_success
+    listing = team_message(fake, "/saved", olga, follow_up)
+    del listing["reply_to_message"]
+    await post_update(webhook, fake.update(message=listing), key)
+    await fake.wait_for(lambda: in_team(fake, "Saved replies:\n- Anything else\nReply to a"))
+    unknown = team_message(fake, "/saved Goodbye", olga, follow_up)
+    await post_update(webhook, fake.update(message=unknown), key)
+    await fake.wait_for(lambda: in_team(fake, "No saved reply is called 'Goodbye'. Saved replies:"))
+    picked = team_message(fake, "/saved anything ELSE", olga, follow_up)
+    await post_update(webhook, fake.update(message=picked), key)
+
+    async def sent_saved() -> bool:
+        return ("Anything else I can help with?", "Olga P.") in [
+            (t["text"], t["operator"]) for t in await history()
+        ]
+
+    await fake.wait_for(sent_saved)
     done = team_message(fake, "/done", olga, follow_up)
     await post_update(webhook, fake.update(message=done), key)
     back = "Conversation team-web is back with the assistant (handed back by Olga P.)."
@@ -474,6 +495,7 @@ async def test_operators_answer_customers_from_their_telegram_group(
         ("Hi, Olga here. Let me check your order.", "Olga P."),
         ("Found it: order 4471 ships today.", "Olga P."),
         ("[image photo.jpg] Is it this zip?", "Olga P."),
+        ("Anything else I can help with?", "Olga P."),
     ]
 
     chat = 581
