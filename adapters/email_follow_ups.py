@@ -209,6 +209,10 @@ async def _send(
         )
         await follow_ups.failed(mail, RETRY_S)
         result = "failed"
+    except Exception:  # a bug must not stop the e-mails of other conversations
+        log.exception("Could not e-mail operator messages (conversation %s)", session_id[:8])
+        await follow_ups.failed(mail, RETRY_S)
+        result = "failed"
     else:
         await follow_ups.sent(mail)
         result = "sent"

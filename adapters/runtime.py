@@ -249,11 +249,10 @@ async def build_runtime(
                 await bot.session.close()
                 raise
         reminders = None
-        if notifiers and settings.handoff_remind_minutes:
+        tellers = [n for n in notifiers if n is not emailer]  # those that tell the team
+        if tellers and settings.handoff_remind_minutes:
             after_s = settings.handoff_remind_minutes * 60
-            reminders = asyncio.create_task(
-                remind(manager.handoff, notifiers, after_s, policy.hours)
-            )
+            reminders = asyncio.create_task(remind(manager.handoff, tellers, after_s, policy.hours))
         emails = None
         if follow_ups is not None and mailer is not None:
             on_mailed = metrics.follow_up_emailed if metrics is not None else None
