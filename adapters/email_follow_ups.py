@@ -77,7 +77,7 @@ class Mailer:
         """`sender`: the From address ("Pinecone Outfitters <support@pinecone.example>"), which
         customers' replies reach; `zone`: the time zone of the messages' times."""
         self._smtp = smtp
-        self._sender = sender
+        self.sender = sender
         self._business = business
         self._zone = zone
         self._timeout_s = timeout_s
@@ -111,7 +111,7 @@ class Mailer:
             self._business,
         ]
         message = EmailMessage()
-        message["From"] = self._sender
+        message["From"] = self.sender
         message["To"] = mail.info.email
         message["Subject"] = f"{self._business}: {who} answered you"
         message["Message-ID"] = make_msgid(domain="answerdesk")

@@ -59,7 +59,7 @@ class Metrics:
         )
         self.handoff_notifications = Counter(
             "answerdesk_handoff_notifications",
-            "Handoff webhook notifications, sent or failed after every retry",
+            "Notifications of the team (webhook, e-mail), sent or failed (after every retry)",
             ["result"],
             registry=r,
         )

@@ -17,6 +17,7 @@ from adapters.operators import OperatorAccounts
 from adapters.redis_server import open_redis
 from adapters.settings import Settings
 from adapters.sites import Site, SiteRegistry
+from adapters.team_email import TeamEmail
 from bot import (
     AnswerPolicy,
     ConversationManager,
@@ -210,7 +211,7 @@ async def build_runtime(
                 on_result=metrics.handoff_notified if metrics is not None else None,
             )
             notifiers.append(webhook)
-        follow_ups = mailer = emailer = None
+        follow_ups = mailer = emailer = team_mail = None
         if settings.smtp_url is not None:
             follow_ups = FollowUps(sessions, settings.email_after_minutes * 60)
             mailer = Mailer(
@@ -221,6 +222,12 @@ async def build_runtime(
             )
             emailer = EmailFollowUps(follow_ups)
             notifiers.append(emailer)
+            if settings.team_email:
+                on_told = metrics.handoff_notified if metrics is not None else None
+                team_mail = TeamEmail(
+                    mailer, settings.team_email, settings.operator_desk_url, on_told
+                )
+                notifiers.append(team_mail)
         manager = ConversationManager(
             sessions, retriever, model, policy, limiter, metrics, notifiers, settings.zone
         )
@@ -273,6 +280,8 @@ async def build_runtime(
                     await emails
             if emailer is not None:
                 await emailer.aclose()
+            if team_mail is not None:
+                await team_mail.aclose()
             if team is not None:
                 await team.aclose()
             if telegram is not None:

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = Field(default=None, repr=False)
     # How long an operator message may stay unseen before it is e-mailed.
     email_after_minutes: float = Field(default=5, gt=0)
+    # The team's address (a shared mailbox or a list), told by e-mail over that SMTP server of
+    # each customer who waits for a person, as the webhook and the Telegram team chat are.
+    # Empty: not e-mailed.
+    team_email: str = ""
     # The address this server is reached at (https://support.example.com): notifications link to
     # its operator desk. Empty: they carry no link.
     public_url: HttpUrl | None = None
@@ -173,6 +177,15 @@ class Settings(BaseSettings):
                     "e-mails need a From address too: set ANSWERDESK_MAIL_FROM, such as "
                     '"Pinecone Outfitters <support@pinecone.example>"'
                 )
+        return value
+
+    @field_validator("team_email")
+    @classmethod
+    def _team_address(cls, value: str, info: ValidationInfo) -> str:
+        if value and "@" not in parseaddr(value)[1]:
+            raise ValueError("give one e-mail address, such as support-team@pinecone.example")
+        if value and info.data.get("smtp_url") is None:
+            raise ValueError("e-mailing the team needs ANSWERDESK_SMTP_URL (and MAIL_FROM) too")
         return value
 
     @field_validator("telegram_team_chat")

@@ -188,6 +188,8 @@ def mailing(tmp_path_factory: pytest.TempPathFactory, inbox: SmtpInbox) -> Itera
             "ANSWERDESK_SMTP_URL": inbox.url,
             "ANSWERDESK_MAIL_FROM": "Pinecone Outfitters <support@pinecone.example>",
             "ANSWERDESK_EMAIL_AFTER_MINUTES": "0.05",  # 3 s
+            "ANSWERDESK_TEAM_EMAIL": "team@pinecone.example",
+            "ANSWERDESK_PUBLIC_URL": "https://support.example.com/",
         },
     ).start()
     yield running
@@ -287,8 +289,38 @@ def test_a_customer_who_left_gets_the_operators_answer_by_e_mail(
     assert 'answerdesk_follow_up_emails_total{result="sent"} 1.0' in metrics
 
 
+def test_the_team_is_told_by_e_mail_of_each_customer_who_waits(
+    mailing: Server, inbox: SmtpInbox
+) -> None:
+    """Without a word of the customer's: the conversation stays at the desk."""
+    mailing.chat("told", "I'm tina@example.com, can I talk to a person?")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not [
+        m for m in inbox.to("team@pinecone.example") if "(conversation told)" in m["Subject"]
+    ]:
+        time.sleep(0.2)
+    [told] = [m for m in inbox.to("team@pinecone.example") if "(conversation told)" in m["Subject"]]
+    assert told["Subject"] == "Waiting for a person: a customer (conversation told)"
+    assert told["From"] == "Pinecone Outfitters <support@pinecone.example>"
+    body = told.get_body(("plain",))
+    assert body is not None
+    words = " ".join(body.get_content().split())
+    assert words == (
+        "A customer in the web chat (conversation told, as the operator desk shows it) is "
+        "waiting for a person (customer asked for a human); they are next in line. Open the "
+        "operator desk: https://support.example.com/operator"
+    )
+    assert "tina" not in words
+
+
 def test_a_bad_smtp_url_stops_the_server_with_what_is_wrong(tmp_path: Path) -> None:
     server = Server(tmp_path, extra_env={"ANSWERDESK_SMTP_URL": "smtp://mail.example.com"})
     done = server.cli("serve", "--port", "0")
     assert done.returncode != 0
     assert "ANSWERDESK_SMTP_URL" in done.stderr and "ANSWERDESK_MAIL_FROM" in done.stderr
+    alone = Server(tmp_path, extra_env={"ANSWERDESK_TEAM_EMAIL": "team@pinecone.example"})
+    done = alone.cli("serve", "--port", "0")
+    assert done.returncode != 0
+    assert "ANSWERDESK_TEAM_EMAIL: Value error, e-mailing the team needs ANSWERDESK_SMTP_URL" in (
+        done.stderr
+    )
