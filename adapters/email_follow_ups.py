@@ -20,13 +20,12 @@ from adapters.background import Background
 from bot import (
     FollowUp,
     FollowUps,
-    Inbound,
+    QuietNotifier,
     SessionFiles,
     SessionInfo,
     StorageUnavailable,
     StoredFile,
     Turn,
-    Waiting,
     words_of,
 )
 
@@ -110,15 +109,21 @@ class Mailer:
             "",
             self._business,
         ]
-        message = EmailMessage()
-        message["From"] = self.sender
-        message["To"] = mail.info.email
-        message["Subject"] = f"{self._business}: {who} answered you"
-        message["Message-ID"] = make_msgid(domain="answerdesk")
-        message.set_content("\n".join(lines))
+        subject = f"{self._business}: {who} answered you"
+        message = self.message(mail.info.email or "", subject, "\n".join(lines))
         for stored in files:
             main, _, sub = stored.type.partition("/")
             message.add_attachment(stored.data, maintype=main, subtype=sub, filename=stored.name)
+        return message
+
+    def message(self, to: str, subject: str, text: str) -> EmailMessage:
+        """A plain-text e-mail from the sender to `to`."""
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = to
+        message["Subject"] = subject
+        message["Message-ID"] = make_msgid(domain="answerdesk")
+        message.set_content(text)
         return message
 
     async def send(self, message: EmailMessage) -> None:
@@ -134,7 +139,7 @@ class Mailer:
         )
 
 
-class EmailFollowUps:
+class EmailFollowUps(QuietNotifier):
     """A `bot.HandoffNotifier` that queues every operator message to a web chat's customer who
     left an address, to be e-mailed if no page of theirs shows it in time (`follow_up` sends).
     Close it with `aclose`."""
@@ -143,23 +148,8 @@ class EmailFollowUps:
         self._follow_ups = follow_ups
         self._background = Background()
 
-    def waiting(self, call: Waiting) -> None:
-        """Nothing: the customer is told in the chat."""
-
-    def wrote(self, info: SessionInfo, said: Inbound) -> None:
-        """Nothing: the core keeps the address the customer wrote."""
-
-    def changed(self, info: SessionInfo, note: str) -> None:
-        """Nothing: only operators' own messages are e-mailed."""
-
-    def noted(self, info: SessionInfo, note: Turn) -> None:
-        """Nothing: notes are for the team."""
-
     def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
         self._background.spawn(self._schedule(info, said))
-
-    def erased(self, session_id: str) -> None:
-        """Nothing: erasing the conversation took it off the queue."""
 
     async def _schedule(self, info: SessionInfo, said: Turn) -> None:
         try:

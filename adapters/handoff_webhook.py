@@ -31,11 +31,9 @@ from adapters.background import Background
 from bot import (
     HandoffDesk,
     HandoffNotifier,
-    Inbound,
-    SessionInfo,
+    QuietNotifier,
     StorageUnavailable,
     TeamHours,
-    Turn,
     Waiting,
 )
 
@@ -83,8 +81,9 @@ def _worth_retrying(exc: BaseException) -> bool:
     return isinstance(exc, httpx2.TransportError)
 
 
-class HandoffWebhook:
-    """A `bot.HandoffNotifier` that POSTs each waiting customer to `url`. Close it with `aclose`,
+class HandoffWebhook(QuietNotifier):
+    """A `bot.HandoffNotifier` that POSTs each waiting customer to `url` (and tells of nothing
+    else: it carries none of the customer's words). Close it with `aclose`,
     which lets notifications in flight finish for up to `grace_s`."""
 
     def __init__(
@@ -107,21 +106,6 @@ class HandoffWebhook:
 
     def waiting(self, call: Waiting) -> None:
         self._background.spawn(self._post(call))
-
-    def wrote(self, info: SessionInfo, said: Inbound) -> None:
-        """Nothing: the webhook carries no words of the customer's."""
-
-    def changed(self, info: SessionInfo, note: str) -> None:
-        """Nothing: the webhook tells of customers who wait, and the desk shows the rest."""
-
-    def noted(self, info: SessionInfo, note: Turn) -> None:
-        """Nothing: notes are for the desk and the team chat."""
-
-    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
-        """Nothing: the desk shows what operators write."""
-
-    def erased(self, session_id: str) -> None:
-        """Nothing: the webhook's notices carry none of the customer's words."""
 
     async def _post(self, call: Waiting) -> None:
         body = notification(call, self._desk_url)

@@ -7,19 +7,18 @@ customer's words: the conversation stays in the operator desk, where it can be e
 import logging
 from collections.abc import Callable
 from email.message import EmailMessage
-from email.utils import make_msgid
 
 import aiosmtplib
 
 from adapters.background import Background
 from adapters.email_follow_ups import Mailer
 from adapters.handoff_webhook import notification
-from bot import Inbound, SessionInfo, Turn, Waiting
+from bot import QuietNotifier, Waiting
 
 log = logging.getLogger(__name__)
 
 
-class TeamEmail:
+class TeamEmail(QuietNotifier):
     """A `bot.HandoffNotifier` that e-mails `to` of each customer who waits for a person. Close
     it with `aclose`, which lets e-mails in flight finish."""
 
@@ -39,33 +38,13 @@ class TeamEmail:
     def waiting(self, call: Waiting) -> None:
         self._background.spawn(self._send(call))
 
-    def wrote(self, info: SessionInfo, said: Inbound) -> None:
-        """Nothing: the e-mail carries no words of the customer's."""
-
-    def changed(self, info: SessionInfo, note: str) -> None:
-        """Nothing: it tells of customers who wait, and the desk shows the rest."""
-
-    def noted(self, info: SessionInfo, note: Turn) -> None:
-        """Nothing: notes are for the desk and the team chat."""
-
-    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
-        """Nothing: the team answered already."""
-
-    def erased(self, session_id: str) -> None:
-        """Nothing: the e-mail holds none of the customer's words."""
-
     def message(self, call: Waiting) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = self._mailer.sender
-        message["To"] = self._to
         still = call.reason.startswith("still not taken")
-        message["Subject"] = (
+        subject = (
             f"{'Still waiting' if still else 'Waiting'} for a person: a customer "
             f"(conversation {call.session_id[:8]})"
         )
-        message["Message-ID"] = make_msgid(domain="answerdesk")
-        message.set_content(notification(call, self._desk_url)["text"] + "\n")
-        return message
+        return self._mailer.message(self._to, subject, notification(call, self._desk_url)["text"])
 
     async def _send(self, call: Waiting) -> None:
         try:

@@ -83,6 +83,29 @@ class HandoffNotifier(Protocol):
         copies of what they wrote that the notifier made elsewhere go too."""
 
 
+class QuietNotifier:
+    """A `HandoffNotifier` that ignores every event: a notifier that acts on a few of them
+    (a webhook on customers who wait, say) overrides only those."""
+
+    def waiting(self, call: Waiting) -> None:
+        """Nothing."""
+
+    def wrote(self, info: SessionInfo, said: Inbound) -> None:
+        """Nothing."""
+
+    def changed(self, info: SessionInfo, note: str) -> None:
+        """Nothing."""
+
+    def noted(self, info: SessionInfo, note: Turn) -> None:
+        """Nothing."""
+
+    def answered(self, info: SessionInfo, said: Turn, via: str) -> None:
+        """Nothing."""
+
+    def erased(self, session_id: str) -> None:
+        """Nothing."""
+
+
 def state_turn(state: State, note: str, now: float) -> Turn:
     return Turn(role="system", text=f"state: {state} ({note})", ts=now)
 
